@@ -1,0 +1,182 @@
+"""The ``order`` aggregate: lines with decimal prices, a computed total and a status lifecycle.
+
+Statuses move ``created -> paid -> shipped -> delivered`` one step at a time; an order can be
+cancelled while it is ``created`` or ``paid``. An order does not check that its user exists:
+aggregates never query each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from runtime import Aggregate, CommandContext, InvalidInput, Rejected, check_id
+
+
+class Status(enum.StrEnum):
+    CREATED = "created"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+NEXT_STATUS = {
+    Status.CREATED: Status.PAID,
+    Status.PAID: Status.SHIPPED,
+    Status.SHIPPED: Status.DELIVERED,
+}
+CANCELLABLE = frozenset({Status.CREATED, Status.PAID})
+MAX_LINES = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    user_id: str
+    lines: list[Line]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStatus:
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str = ""
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCreated:
+    user_id: str
+    lines: tuple[Line, ...]
+    total: Decimal
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdated:
+    status: Status
+    previous: Status
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    reason: str
+    previous: Status
+    at: datetime
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    exists: bool = False
+    user_id: str = ""
+    lines: tuple[Line, ...] = ()
+    total: Decimal = Decimal(0)
+    status: Status = Status.CREATED
+
+
+order = Aggregate("order", OrderState())
+
+
+def _existing(state: OrderState) -> OrderState:
+    if not state.exists:
+        raise Rejected("the order does not exist", rule="order_must_exist")
+    return state
+
+
+@order.command("create")
+def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
+    if state.exists:
+        raise Rejected("the order already exists", rule="create_once")
+    check_id(cmd.user_id, field="user_id")
+    if not cmd.lines:
+        raise InvalidInput("an order needs at least one line", details={"field": "lines"})
+    if len(cmd.lines) > MAX_LINES:
+        raise InvalidInput(f"an order has at most {MAX_LINES} lines", details={"field": "lines"})
+    for i, line in enumerate(cmd.lines):
+        if not line.sku.strip():
+            raise InvalidInput("sku must not be empty", details={"field": f"lines[{i}].sku"})
+        if line.quantity <= 0:
+            raise InvalidInput(
+                "quantity must be positive", details={"field": f"lines[{i}].quantity"}
+            )
+        if not line.unit_price.is_finite() or line.unit_price < 0:
+            raise InvalidInput(
+                "unit_price must be a non-negative decimal",
+                details={"field": f"lines[{i}].unit_price"},
+            )
+    total = sum((line.unit_price * line.quantity for line in cmd.lines), Decimal(0))
+    return OrderCreated(
+        user_id=cmd.user_id, lines=tuple(cmd.lines), total=total, created_at=ctx.now
+    )
+
+
+@order.command("update_status")
+def update_status(
+    state: OrderState, cmd: UpdateStatus, ctx: CommandContext
+) -> StatusUpdated | None:
+    current = _existing(state).status
+    if cmd.status == current:
+        return None  # already there: a retried update is accepted and changes nothing
+    if current == Status.CANCELLED:
+        raise Rejected("a cancelled order cannot change status", rule="cancelled_is_final")
+    if cmd.status == Status.CANCELLED:
+        raise Rejected("use the cancel command to cancel an order", rule="cancel_by_command")
+    if NEXT_STATUS.get(current) != cmd.status:
+        raise Rejected(
+            f"status moves one step at a time: {current} cannot become {cmd.status}",
+            rule="one_step_at_a_time",
+            current=current.value,
+        )
+    return StatusUpdated(status=cmd.status, previous=current, at=ctx.now)
+
+
+@order.command("cancel")
+def cancel(state: OrderState, cmd: Cancel, ctx: CommandContext) -> OrderCancelled | None:
+    current = _existing(state).status
+    if current == Status.CANCELLED:
+        return None  # cancelling twice is accepted
+    if current not in CANCELLABLE:
+        raise Rejected(
+            f"an order can only be cancelled while created or paid, it is {current}",
+            rule="cancel_before_shipping",
+            current=current.value,
+        )
+    return OrderCancelled(reason=cmd.reason, previous=current, at=ctx.now)
+
+
+@order.event("order.created.v1")
+def created(state: OrderState, event: OrderCreated) -> OrderState:
+    return OrderState(
+        exists=True, user_id=event.user_id, lines=event.lines, total=event.total
+    )
+
+
+@order.event("order.status_updated.v1")
+def status_updated(state: OrderState, event: StatusUpdated) -> OrderState:
+    return replace(state, status=event.status)
+
+
+@order.event("order.cancelled.v1")
+def cancelled(state: OrderState, event: OrderCancelled) -> OrderState:
+    return replace(state, status=Status.CANCELLED)

@@ -1,0 +1,1 @@
+"""Example read models (see runtime.Projection)."""

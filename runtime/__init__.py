@@ -1,0 +1,65 @@
+"""cqrs-runtime: an async, actor-style aggregate runtime for CQRS and event sourcing on NATS
+JetStream. Everything a user of the runtime may touch is re-exported here."""
+
+from .client import Client, CommandResult, QueryResult
+from .connection import ConnectOptions, connect
+from .domain import Aggregate, CommandContext
+from .envelope import Commit, StoredEvent
+from .errors import (
+    Busy,
+    ConfigurationError,
+    Conflict,
+    CqrsError,
+    Internal,
+    InvalidInput,
+    NoResponders,
+    NotFound,
+    Rejected,
+    SchemaError,
+    ServerError,
+    Stale,
+    Timeout,
+    UnknownCommand,
+    UnknownQuery,
+)
+from .host import ActorHost, HostSettings
+from .naming import check_id
+from .server import EmbeddedServer, embedded_server
+from .store import EventStore, StreamSettings
+from .worker import WorkerSettings, run_worker
+
+__all__ = [
+    "ActorHost",
+    "Aggregate",
+    "Busy",
+    "Client",
+    "CommandContext",
+    "CommandResult",
+    "Commit",
+    "ConfigurationError",
+    "Conflict",
+    "ConnectOptions",
+    "CqrsError",
+    "EmbeddedServer",
+    "EventStore",
+    "HostSettings",
+    "Internal",
+    "InvalidInput",
+    "NoResponders",
+    "NotFound",
+    "QueryResult",
+    "Rejected",
+    "SchemaError",
+    "ServerError",
+    "Stale",
+    "StoredEvent",
+    "StreamSettings",
+    "Timeout",
+    "UnknownCommand",
+    "UnknownQuery",
+    "WorkerSettings",
+    "check_id",
+    "connect",
+    "embedded_server",
+    "run_worker",
+]

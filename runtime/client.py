@@ -1,0 +1,149 @@
+"""The Python client other services use to send commands and ask queries over NATS."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from . import codec
+from .envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID, H_MIN_SEQ
+from .errors import CqrsError, InvalidInput, NoResponders, Timeout, error_from_wire
+from .naming import check_id, check_name, command_subject, query_subject
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The reply to a successful command."""
+
+    aggregate: str
+    id: str
+    version: int
+    seq: int
+    command_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> CommandResult:
+        return cls(
+            aggregate=body["aggregate"],
+            id=body["id"],
+            version=int(body["version"]),
+            seq=int(body["seq"]),
+            command_id=body["command_id"],
+            events=list(body.get("events", [])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The reply to a successful query: the answer and the replica's applied sequence."""
+
+    result: Any
+    seq: int
+
+
+class Client:
+    """Sends commands and queries; raises the typed error a failure reply describes."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def send(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        command: str,
+        args: Any = None,
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Send one command and wait for its result.
+
+        A command id is generated when not given; pass the same one again to retry safely.
+        """
+        check_name(aggregate, field="aggregate")
+        check_id(aggregate_id)
+        check_name(command, field="command")
+        command_id = check_id(command_id or uuid.uuid4().hex, field="command_id")
+        headers = {H_COMMAND_ID: command_id, H_CORRELATION_ID: correlation_id or command_id}
+        if causation_id:
+            headers[H_CAUSATION_ID] = causation_id
+        body = await self._request(
+            command_subject(aggregate, aggregate_id, command),
+            {} if args is None else args,
+            headers,
+            timeout,
+            what=f"aggregate {aggregate!r}",
+        )
+        return CommandResult.from_wire(body)
+
+    async def query(
+        self,
+        projection: str,
+        query: str,
+        args: Any = None,
+        *,
+        min_seq: int | CommandResult | None = None,
+        timeout: float | None = None,
+    ) -> QueryResult:
+        """Ask one query. ``min_seq`` (a sequence, or a command's result) asks read-your-writes:
+        the answer reflects at least that commit, or the query fails with ``stale``."""
+        check_name(projection, field="projection")
+        check_name(query, field="query")
+        headers: dict[str, str] = {}
+        if isinstance(min_seq, CommandResult):
+            min_seq = min_seq.seq
+        if min_seq:
+            headers[H_MIN_SEQ] = str(int(min_seq))
+        body = await self._request(
+            query_subject(projection, query),
+            {} if args is None else args,
+            headers,
+            timeout,
+            what=f"projection {projection!r}",
+        )
+        return QueryResult(result=body.get("result"), seq=int(body.get("seq", 0)))
+
+    async def _request(
+        self,
+        subject: str,
+        args: Any,
+        headers: dict[str, str],
+        timeout: float | None,
+        *,
+        what: str,
+    ) -> dict[str, Any]:
+        payload = args if isinstance(args, bytes) else codec.dumps(args)
+        limit = self.nc.max_payload
+        if len(payload) + 1024 > limit:
+            raise InvalidInput(
+                f"the request is {len(payload)} bytes; the server accepts at most {limit}",
+                details={"field": "$", "size": len(payload), "max_payload": limit},
+            )
+        try:
+            msg = await self.nc.request(
+                subject, payload, timeout=timeout or self.timeout, headers=headers
+            )
+        except nats.errors.NoRespondersError:
+            raise NoResponders(
+                f"no worker serves {what} (nothing listens on {subject})",
+                details={"subject": subject},
+            ) from None
+        except nats.errors.TimeoutError:
+            raise Timeout(f"no reply on {subject} in time", details={"subject": subject}) from None
+        except nats.errors.MaxPayloadError:
+            raise InvalidInput("the request exceeds the server's max payload") from None
+        body = codec.loads(msg.data)
+        if not isinstance(body, dict):
+            raise CqrsError(f"unexpected reply on {subject}")
+        if "error" in body:
+            raise error_from_wire(body)
+        return body

@@ -1,0 +1,150 @@
+"""One error tree for everything the runtime raises.
+
+Every failure a caller can see is a :class:`CqrsError` with a stable wire ``code`` (the same code
+travels in command and query replies), so a remote client and an in-process caller handle errors
+the same way. Errors of nats-py are translated into these at the boundary and never leak.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CqrsError(Exception):
+    """Raised when anything in the runtime fails; the root of every error it raises."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``{"error": {...}}`` body this error travels as."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, details={self.details!r})"
+
+
+class InvalidInput(CqrsError):
+    """Raised when a command or query is malformed: bad JSON, wrong types, bad ids, too large."""
+
+    code = "invalid"
+
+
+class Rejected(CqrsError):
+    """Raised when a command breaks a business rule of its aggregate (the message names the rule)."""
+
+    code = "rejected"
+
+    def __init__(self, message: str, *, rule: str | None = None, **details: Any) -> None:
+        if rule is not None:
+            details["rule"] = rule
+        super().__init__(message, details=details)
+
+
+class UnknownCommand(CqrsError):
+    """Raised when an aggregate type or command name is not defined."""
+
+    code = "unknown_command"
+
+
+class UnknownQuery(CqrsError):
+    """Raised when a projection or query name is not defined."""
+
+    code = "unknown_query"
+
+
+class NotFound(CqrsError):
+    """Raised when a query or lookup asks for something that does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(CqrsError):
+    """Raised when concurrent writers keep winning and the bounded retries run out."""
+
+    code = "conflict"
+
+
+class Busy(CqrsError):
+    """Raised when an actor's mailbox is full: back-pressure, try again later."""
+
+    code = "busy"
+
+
+class Timeout(CqrsError):
+    """Raised when NATS or JetStream does not answer in time (the outcome may be unknown)."""
+
+    code = "timeout"
+
+
+class Stale(CqrsError):
+    """Raised when a read model has not reached the requested stream sequence in time."""
+
+    code = "stale"
+
+
+class Internal(CqrsError):
+    """Raised when a handler or the runtime fails unexpectedly."""
+
+    code = "internal"
+
+
+class NoResponders(CqrsError):
+    """Raised when no worker serves the subject a command or query was sent to."""
+
+    code = "no_responders"
+
+
+class ConfigurationError(CqrsError):
+    """Raised when the runtime is set up inconsistently (e.g. a stream with the wrong settings)."""
+
+    code = "configuration"
+
+
+class SchemaError(CqrsError):
+    """Raised when a stored event cannot be decoded by any known event type or upcaster."""
+
+    code = "schema"
+
+
+class ServerError(CqrsError):
+    """Raised when the embedded nats-server cannot be found, started or reached."""
+
+    code = "server"
+
+
+_BY_CODE: dict[str, type[CqrsError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidInput,
+        Rejected,
+        UnknownCommand,
+        UnknownQuery,
+        NotFound,
+        Conflict,
+        Busy,
+        Timeout,
+        Stale,
+        Internal,
+        NoResponders,
+        SchemaError,
+    )
+}
+
+
+def error_from_wire(body: dict[str, Any]) -> CqrsError:
+    """Rebuild the typed error a ``{"error": {...}}`` reply describes."""
+    err = body.get("error") or {}
+    code = str(err.get("code", "internal"))
+    cls = _BY_CODE.get(code, Internal)
+    message = str(err.get("message", ""))
+    details = err.get("details") or {}
+    if cls is Rejected:
+        exc: CqrsError = Rejected(message, **details)
+    else:
+        exc = cls(message, details=details)
+    return exc

@@ -1,0 +1,131 @@
+"""Raw JetStream API calls that nats-py does not wrap.
+
+Batched direct get (ADR-31) is the fastest way to read one subject's history: one request, many
+replies, closed by a ``204 EOB`` status message. nats-py has no call for it, so this module keeps
+one wildcard inbox subscription per connection and routes each batch's replies to its reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from .errors import Internal, Timeout
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One stored stream message as direct get returns it."""
+
+    seq: int
+    subject: str
+    timestamp: str
+    headers: dict[str, str]
+    data: bytes
+
+
+class DirectGetter:
+    """Batched direct gets on one stream over one shared reply subscription."""
+
+    def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0, batch: int = 500) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._timeout = timeout
+        self._batch = batch
+        self._prefix = nc.new_inbox()
+        self._ids = itertools.count()
+        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # the connection may already be closed
+                pass
+            self._sub = None
+
+    async def _route(self, msg: Msg) -> None:
+        queue = self._waiting.get(msg.subject.rsplit(".", 1)[1])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def subject_history(
+        self,
+        subject: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        up_to_time: str | None = None,
+    ) -> list[RawMessage]:
+        """Every message on ``subject`` with a sequence above ``after_seq``, in order."""
+        out: list[RawMessage] = []
+        start = after_seq + 1
+        while True:
+            request: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": self._batch}
+            if up_to_seq is not None:
+                request["up_to_seq"] = up_to_seq
+            if up_to_time is not None:
+                request["up_to_time"] = up_to_time
+            pending = await self._batch_request(request, out)
+            if pending == 0 or not out:
+                return out
+            start = out[-1].seq + 1
+
+    async def get(self, seq: int) -> RawMessage | None:
+        """One message by stream sequence, or None when there is none."""
+        out: list[RawMessage] = []
+        await self._batch_request({"seq": seq, "batch": 1}, out)
+        return out[0] if out and out[0].seq == seq else None
+
+    async def last_for_subject(self, subject: str) -> RawMessage | None:
+        out: list[RawMessage] = []
+        await self._batch_request({"multi_last": [subject], "batch": 1}, out)
+        return out[0] if out else None
+
+    async def _batch_request(self, request: dict[str, Any], out: list[RawMessage]) -> int:
+        """Send one batch request, append its messages to ``out``; return what is pending."""
+        token = str(next(self._ids))
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._waiting[token] = queue
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{self._stream}",
+                orjson.dumps(request),
+                reply=f"{self._prefix}.{token}",
+            )
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), self._timeout)
+                except TimeoutError:
+                    raise Timeout(f"direct get on stream {self._stream} timed out") from None
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "204":
+                    return int(headers.get("Nats-Num-Pending", "0"))
+                if status == "404":
+                    return 0
+                if status:
+                    raise Internal(f"direct get failed: {status} {headers.get('Description', '')}")
+                out.append(
+                    RawMessage(
+                        seq=int(headers["Nats-Sequence"]),
+                        subject=headers["Nats-Subject"],
+                        timestamp=headers.get("Nats-Time-Stamp", ""),
+                        headers=headers,
+                        data=msg.data,
+                    )
+                )
+                if "Nats-Num-Pending" not in headers:  # a single (non-batch) reply
+                    return 0
+        finally:
+            del self._waiting[token]
