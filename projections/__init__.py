@@ -1,1 +1,2 @@
 """Example read models (see runtime.Projection)."""
+PROJECTIONS: tuple[object, ...] = ()

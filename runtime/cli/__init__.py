@@ -1,0 +1,20 @@
+"""The ``cqrs`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from . import write
+
+app = typer.Typer(
+    name="cqrs",
+    help="Actor-style CQRS and event sourcing on NATS JetStream.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+write.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,126 @@
+"""What every CLI command shares: connection and app options, running async code, errors."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+
+from ..app import DEFAULT_APP, App, load_app
+from ..connection import ConnectOptions
+from ..errors import CqrsError
+from ..logs import LogFormat, configure_logging
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+NatsOption = typer.Option(
+    None, "--nats", envvar="NATS_URL", help="NATS URL; without it the embedded server is used."
+)
+AppOption = typer.Option(
+    DEFAULT_APP, "--app", envvar="CQRS_APP", help="module:attribute list of definitions."
+)
+CredsOption = typer.Option(None, "--creds", envvar="NATS_CREDS", help="NATS credentials file.")
+UserOption = typer.Option(None, "--user", envvar="NATS_USER", help="NATS user name.")
+PasswordOption = typer.Option(None, "--password", envvar="NATS_PASSWORD", help="NATS password.")
+TlsCaOption = typer.Option(None, "--tls-ca", envvar="NATS_TLS_CA", help="CA file for TLS.")
+TlsCertOption = typer.Option(
+    None, "--tls-cert", envvar="NATS_TLS_CERT", help="Client certificate (mutual TLS)."
+)
+TlsKeyOption = typer.Option(None, "--tls-key", envvar="NATS_TLS_KEY", help="Client key file.")
+StreamOption = typer.Option("EVENTS", "--stream", envvar="CQRS_STREAM", help="Event stream name.")
+StateDirOption = typer.Option(
+    Path(".cqrs"), "--state-dir", envvar="CQRS_STATE_DIR", help="Embedded server's directory."
+)
+LogFormatOption = typer.Option(
+    "auto", "--log-format", envvar="CQRS_LOG_FORMAT", help="auto, console or json."
+)
+LogLevelOption = typer.Option("info", "--log-level", envvar="CQRS_LOG_LEVEL")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+@dataclass(frozen=True)
+class Context:
+    """The options of one CLI invocation, resolved."""
+
+    connect: ConnectOptions
+    app_spec: str
+    stream: str
+
+    def app(self) -> App:
+        return load_app(self.app_spec)
+
+
+def make_context(
+    nats_url: str | None,
+    app: str,
+    *,
+    creds: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    stream: str = "EVENTS",
+    state_dir: Path = Path(".cqrs"),
+    log_format: str = "auto",
+    log_level: str = "info",
+    name: str = "cqrs",
+) -> Context:
+    if log_format not in ("auto", "console", "json"):
+        raise typer.BadParameter("--log-format must be auto, console or json")
+    fmt: LogFormat = log_format  # type: ignore[assignment]
+    configure_logging(fmt, log_level)
+    return Context(
+        ConnectOptions(
+            url=nats_url,
+            creds=creds,
+            user=user,
+            password=password,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            name=name,
+            state_dir=state_dir,
+        ),
+        app,
+        stream,
+    )
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command; a :class:`CqrsError` becomes a message and exit code 1."""
+    try:
+        return anyio.run(fn)
+    except CqrsError as exc:
+        err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        if exc.details:
+            err_console.print(exc.details)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def wait_for_shutdown() -> int:
+    """Block until SIGINT or SIGTERM; return the signal number."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            return int(signum)
+    return 0
+
+
+def parse_json_arg(text: str) -> Any:
+    from .. import codec
+
+    if text == "-":
+        text = sys.stdin.read()
+    return codec.loads_object(text.encode())

