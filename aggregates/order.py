@@ -167,9 +167,7 @@ def cancel(state: OrderState, cmd: Cancel, ctx: CommandContext) -> OrderCancelle
 
 @order.event("order.created.v1")
 def created(state: OrderState, event: OrderCreated) -> OrderState:
-    return OrderState(
-        exists=True, user_id=event.user_id, lines=event.lines, total=event.total
-    )
+    return OrderState(exists=True, user_id=event.user_id, lines=event.lines, total=event.total)
 
 
 @order.event("order.status_updated.v1")

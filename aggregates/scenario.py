@@ -25,7 +25,10 @@ async def run_scenario(client: Client, say: Say) -> dict[str, str]:
     say(f"[bold]1. A user signs up[/bold] ({user_id})")
     show(
         await client.send(
-            "user", user_id, "create", {"name": "Ada", "email": "ada@example.com", "role": "customer"}
+            "user",
+            user_id,
+            "create",
+            {"name": "Ada", "email": "ada@example.com", "role": "customer"},
         )
     )
     show(await client.send("user", user_id, "change_email", {"email": "ada@lovelace.dev"}))

@@ -114,5 +114,3 @@ class CommandService:
             ),
             aggregate_id,
         )
-
-

@@ -35,7 +35,7 @@ class InvalidInput(CqrsError):
 
 
 class Rejected(CqrsError):
-    """Raised when a command breaks a business rule of its aggregate (the message names the rule)."""
+    """Raised when a command breaks a business rule of its aggregate; the message names it."""
 
     code = "rejected"
 

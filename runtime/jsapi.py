@@ -8,6 +8,7 @@ one wildcard inbox subscription per connection and routes each batch's replies t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +49,8 @@ class DirectGetter:
 
     async def stop(self) -> None:
         if self._sub is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection may already be closed
                 await self._sub.unsubscribe()
-            except Exception:  # the connection may already be closed
-                pass
             self._sub = None
 
     async def _route(self, msg: Msg) -> None:

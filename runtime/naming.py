@@ -12,7 +12,9 @@ from .errors import InvalidInput
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
-EVENT_TYPE_PATTERN = re.compile(r"(?P<name>[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)\.v(?P<version>[1-9][0-9]*)")
+EVENT_TYPE_PATTERN = re.compile(
+    r"(?P<name>[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)\.v(?P<version>[1-9][0-9]*)"
+)
 
 COMMAND_PREFIX = "cmd"
 QUERY_PREFIX = "query"

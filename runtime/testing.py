@@ -52,7 +52,9 @@ class AggregateSpec(Generic[S]):
         """The state after the given events (and the decided ones, once ``when`` ran)."""
         return self.aggregate.fold([*self.history, *(self._events or [])])
 
-    def when(self, command: str, args: Any = None, *, command_id: str = "cmd-1") -> AggregateSpec[S]:
+    def when(
+        self, command: str, args: Any = None, *, command_id: str = "cmd-1"
+    ) -> AggregateSpec[S]:
         self._ran = True
         try:
             # Through the wire form, exactly as a request body would arrive.

@@ -18,7 +18,6 @@ from ..store import EventStore, StreamSettings
 from ..worker import WorkerSettings
 from .common import (
     AppOption,
-    Context,
     CredsOption,
     JsonOption,
     LogFormatOption,
@@ -57,8 +56,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Embedded NATS server + workers (and projections) for every definition, until Ctrl-C."""
         ctx = make_context(
-            nats_url, app_spec, stream=stream, state_dir=state_dir,
-            log_format=log_format, log_level=log_level, name="cqrs-dev",
+            nats_url,
+            app_spec,
+            stream=stream,
+            state_dir=state_dir,
+            log_format=log_format,
+            log_level=log_level,
+            name="cqrs-dev",
         )
 
         async def main() -> None:
@@ -71,12 +75,15 @@ def register(app: typer.Typer) -> None:
                 log.info(
                     "dev_ready",
                     nats=nc.connected_url.geturl() if nc.connected_url else None,
-                    commands=[f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
-                              for a in application.aggregates],
-                    queries=[f"query.{p.name}.<{'|'.join(p.queries)}>"
-                             for p in application.projections],
+                    commands=[
+                        f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
+                        for a in application.aggregates
+                    ],
+                    queries=[
+                        f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
+                    ],
                     try_it="cqrs send user u-1 create "
-                    "'{\"name\": \"Ada\", \"email\": \"ada@example.com\"}'",
+                    '\'{"name": "Ada", "email": "ada@example.com"}\'',
                 )
                 await wait_for_shutdown()
                 log.info("dev_stopping")
@@ -107,9 +114,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A worker process serving the commands of some aggregate types."""
         ctx = make_context(
-            nats_url, app_spec, creds=creds, user=user, password=password, tls_ca=tls_ca,
-            tls_cert=tls_cert, tls_key=tls_key, stream=stream, state_dir=state_dir,
-            log_format=log_format, log_level=log_level, name="cqrs-worker",
+            nats_url,
+            app_spec,
+            creds=creds,
+            user=user,
+            password=password,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            stream=stream,
+            state_dir=state_dir,
+            log_format=log_format,
+            log_level=log_level,
+            name="cqrs-worker",
         )
         settings = WorkerSettings(
             stream=StreamSettings(name=stream, replicas=replicas),
@@ -148,16 +165,28 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send one command and print its reply (exit 1 on an error reply)."""
         ctx = make_context(
-            nats_url, "", creds=creds, user=user, password=password, tls_ca=tls_ca,
-            state_dir=state_dir, log_format="console", log_level="warning", name="cqrs-send",
+            nats_url,
+            "",
+            creds=creds,
+            user=user,
+            password=password,
+            tls_ca=tls_ca,
+            state_dir=state_dir,
+            log_format="console",
+            log_level="warning",
+            name="cqrs-send",
         )
 
         async def main() -> None:
             body = parse_json_arg(args)
             async with connect(ctx.connect, embedded=False) as nc:
                 result = await Client(nc, timeout=timeout).send(
-                    aggregate, aggregate_id, command, body,
-                    command_id=command_id, correlation_id=correlation_id,
+                    aggregate,
+                    aggregate_id,
+                    command,
+                    body,
+                    command_id=command_id,
+                    correlation_id=correlation_id,
                 )
             console.print_json(codec.dumps(result).decode())
 
@@ -178,8 +207,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print an aggregate's event history, oldest first."""
         ctx = make_context(
-            nats_url, "", creds=creds, user=user, password=password, tls_ca=tls_ca,
-            stream=stream, state_dir=state_dir, log_format="console", log_level="warning",
+            nats_url,
+            "",
+            creds=creds,
+            user=user,
+            password=password,
+            tls_ca=tls_ca,
+            stream=stream,
+            state_dir=state_dir,
+            log_format="console",
+            log_level="warning",
             name="cqrs-events",
         )
 
@@ -205,8 +242,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start everything on the embedded server, run the seed scenario, print it, exit."""
         ctx = make_context(
-            None, "aggregates:AGGREGATES,projections:PROJECTIONS", state_dir=state_dir,
-            log_format=log_format, log_level=log_level, name="cqrs-demo",
+            None,
+            "aggregates:AGGREGATES,projections:PROJECTIONS",
+            state_dir=state_dir,
+            log_format=log_format,
+            log_level=log_level,
+            name="cqrs-demo",
         )
 
         async def main() -> None:
@@ -214,7 +255,8 @@ def register(app: typer.Typer) -> None:
 
             application = ctx.app()
             async with connect(ctx.connect, publish_url=True) as nc:
-                console.print(f"embedded nats-server at {nc.connected_url.geturl()}")
+                url = nc.connected_url.geturl() if nc.connected_url else "?"
+                console.print(f"embedded nats-server at {url}")
                 async with run_app(nc, application):
                     client = Client(nc)
                     ids = await run_scenario(client, console.print)
@@ -222,8 +264,11 @@ def register(app: typer.Typer) -> None:
                     await store.start()
                     try:
                         console.print("[bold]6. Each aggregate's history[/bold]")
-                        for agg, key in (("user", "user"), ("order", "order_a"),
-                                         ("order", "order_b")):
+                        for agg, key in (
+                            ("user", "user"),
+                            ("order", "order_a"),
+                            ("order", "order_b"),
+                        ):
                             console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
                             print_history(await store.history(agg, ids[key]), as_json=False)
                     finally:
@@ -237,19 +282,23 @@ def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type
     if as_json:
         for commit in commits:
             for offset, event in enumerate(commit.events):
-                console.print_json(codec.dumps({
-                    "version": commit.first_version + offset,
-                    "seq": commit.seq,
-                    "type": event.type,
-                    "data": event.data,
-                    "command_id": commit.command_id,
-                    "correlation_id": commit.correlation_id,
-                    "recorded_at": commit.recorded_at,
-                }).decode())
+                console.print_json(
+                    codec.dumps(
+                        {
+                            "version": commit.first_version + offset,
+                            "seq": commit.seq,
+                            "type": event.type,
+                            "data": event.data,
+                            "command_id": commit.command_id,
+                            "correlation_id": commit.correlation_id,
+                            "recorded_at": commit.recorded_at,
+                        }
+                    ).decode()
+                )
         return
     table = Table(show_lines=False)
     for column in ("version", "seq", "type", "data", "command"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for commit in commits:
         for offset, event in enumerate(commit.events):
             table.add_row(
@@ -263,5 +312,3 @@ def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type
         console.print("  (no events)")
     else:
         console.print(table)
-
-
