@@ -27,6 +27,16 @@ Reply = Callable[[dict[str, Any] | CqrsError], Awaitable[None]]
 
 
 @dataclass(slots=True)
+class HostStats:
+    """Counters of one actor host, for status output and tests."""
+
+    handled: int = 0
+    rejected: int = 0
+    failed: int = 0
+    conflicts_retried: int = 0
+
+
+@dataclass(slots=True)
 class CommandRequest:
     """A validated command on its way to an actor, with the callback that answers it."""
 
@@ -120,7 +130,9 @@ class Actor:
 
     # -- handling ------------------------------------------------------------------------------
 
-    async def handle(self, request: CommandRequest, max_retries: int) -> dict[str, Any]:
+    async def handle(
+        self, request: CommandRequest, max_retries: int, stats: HostStats
+    ) -> dict[str, Any]:
         """Decide, append and apply one command; return its success reply.
 
         A concurrency conflict (another process appended first) folds the newer commits and
@@ -160,6 +172,7 @@ class Actor:
                 seq, duplicate = await self.store.append(commit, self.last_seq)
             except WrongLastSequence:
                 # Someone appended first, or our own earlier attempt landed and its ack was lost.
+                stats.conflicts_retried += 1
                 await self.catch_up()
                 continue
             except Timeout:

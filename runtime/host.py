@@ -20,7 +20,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from .actor import Actor, CommandRequest
+from .actor import Actor, CommandRequest, HostStats
 from .domain import Aggregate
 from .errors import Busy, CqrsError, Internal, UnknownCommand
 from .store import EventStore
@@ -53,6 +53,7 @@ class ActorHost:
         self.actors: collections.OrderedDict[tuple[str, str], Actor] = collections.OrderedDict()
         self._tg: TaskGroup | None = None
         self.in_flight = 0
+        self.stats = HostStats()
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -129,17 +130,21 @@ class ActorHost:
         )
         result: dict[str, Any] | CqrsError
         try:
-            result = await actor.handle(request, self.settings.max_conflict_retries)
+            result = await actor.handle(request, self.settings.max_conflict_retries, self.stats)
+            self.stats.handled += 1
             bound.debug("command_handled", version=result["version"], seq=result["seq"])
         except CqrsError as exc:
             result = exc
             if exc.code in ("rejected", "invalid"):
+                self.stats.rejected += 1
                 bound.info("command_rejected", code=exc.code, reason=exc.message)
             else:
+                self.stats.failed += 1
                 bound.warning("command_failed", code=exc.code, reason=exc.message)
                 if exc.code not in ("conflict", "busy"):
                     actor.reset()
         except Exception as exc:
+            self.stats.failed += 1
             bound.exception("command_crashed")
             actor.reset()  # the handler may have left the actor half-way; reload next time
             result = Internal(f"{type(exc).__name__} while handling {request.command}")
