@@ -75,7 +75,7 @@ class EmbeddedServer:
         if not self.port:
             self.port = free_port()
         args = [find_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-        args += ["-sd", str(self.store_dir)]
+        args += ["-sd", str(self.store_dir.resolve())]
         if self.config_file is not None:
             args += ["-c", str(self.config_file)]
         args += list(self.extra_args)

@@ -1,0 +1,144 @@
+"""The CLI as a user runs it: subprocesses on the embedded server."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+CQRS = [sys.executable, "-m", "runtime.cli"]
+
+
+def nats_servers_using(path: Path) -> list[int]:
+    """Pids of nats-server processes whose command line mentions ``path``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            cmdline
+            and cmdline[0].endswith(b"nats-server")
+            and str(path).encode() in b" ".join(cmdline)
+        ):
+            pids.append(int(entry.name))
+    return pids
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("NATS_URL", None)
+    return subprocess.run(
+        [*CQRS, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_demo_runs_end_to_end_and_leaves_no_server(tmp_path: Path) -> None:
+    """`cqrs demo` exits 0 after the whole scenario and stops its embedded nats-server."""
+    result = run_cli("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "demo finished" in out
+    assert "rejected" in out and "order.cancelled.v1" in out and "user.role_changed.v1" in out
+    assert nats_servers_using(tmp_path) == []
+    assert not (tmp_path / ".cqrs" / "nats.url").exists()
+
+
+@pytest.fixture
+def dev_process(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("NATS_URL", None)
+    process = subprocess.Popen(
+        [*CQRS, "dev", "--log-format", "json"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # wait for the ready line, not for a time
+            if '"dev_ready"' in line:
+                break
+        else:
+            raise AssertionError(f"cqrs dev exited with {process.wait()}")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str]) -> None:
+    """With `cqrs dev` running, `cqrs send` finds it, `cqrs events` shows the history, and
+    Ctrl-C stops dev and its server cleanly."""
+    ok = run_cli(
+        "send",
+        "user",
+        "u-1",
+        "create",
+        '{"name": "Ada", "email": "ada@example.com"}',
+        "--command-id",
+        "cli-1",
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    reply = orjson.loads(ok.stdout)
+    assert (reply["version"], reply["command_id"]) == (1, "cli-1")
+
+    bad = run_cli("send", "user", "u-1", "change_role", '{"role": "root"}', cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "invalid" in bad.stderr
+
+    rejected = run_cli(
+        "send", "user", "u-1", "create", '{"name": "B", "email": "b@example.com"}', cwd=tmp_path
+    )
+    assert rejected.returncode == 1 and "rejected" in rejected.stderr
+
+    malformed = run_cli("send", "user", "u-1", "create", "{nope", cwd=tmp_path)
+    assert malformed.returncode == 1 and "invalid" in malformed.stderr
+
+    events = run_cli("events", "user", "u-1", "--json", cwd=tmp_path)
+    assert events.returncode == 0, events.stderr
+    assert '"user.created.v1"' in events.stdout
+
+    dev_process.send_signal(signal.SIGINT)
+    assert dev_process.wait(30) == 0
+    assert nats_servers_using(tmp_path) == []
+
+
+def test_send_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
+    """`cqrs send` with no server configured or running explains what to do."""
+    result = run_cli("send", "user", "u-1", "create", "{}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cqrs dev" in result.stderr
+
+
+def test_a_killed_dev_process_takes_its_server_along(
+    tmp_path: Path, dev_process: subprocess.Popen[str]
+) -> None:
+    """Even `kill -9` of `cqrs dev` leaves no nats-server behind (it dies with its parent)."""
+    servers = nats_servers_using(tmp_path)
+    assert len(servers) == 1
+    handle = os.pidfd_open(servers[0])
+    try:
+        dev_process.kill()
+        dev_process.wait(30)
+        readable, _, _ = select.select([handle], [], [], 30)  # wakes when the server exits
+        assert readable, "nats-server outlived its parent"
+    finally:
+        os.close(handle)
+    assert nats_servers_using(tmp_path) == []
