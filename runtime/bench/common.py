@@ -1,0 +1,88 @@
+"""What the benchmarks share: a server to run against, latency statistics, result printing."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..server import embedded_server
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Throughput and latency of one side of a comparison."""
+
+    name: str
+    count: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "seconds": round(self.seconds, 3),
+            "per_second": round(self.per_second, 1),
+            "p50_ms": round(self.percentile(0.50), 3),
+            "p99_ms": round(self.percentile(0.99), 3),
+            "errors": self.errors,
+        }
+
+
+@contextlib.asynccontextmanager
+async def bench_server(url: str | None) -> AsyncIterator[str]:
+    """The given NATS URL, or a throw-away embedded server with its own store."""
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="cqrs-bench-") as tmp:
+        async with embedded_server(Path(tmp) / "jetstream") as server:
+            yield server.url
+
+
+async def drive(
+    name: str,
+    total: int,
+    in_flight: int,
+    one: Callable[[int], Awaitable[bool]],
+) -> Measurement:
+    """Run ``one(i)`` for i in range(total) with ``in_flight`` concurrent lanes; time each."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+
+    async def lane() -> None:
+        nonlocal errors
+        for i in counter:
+            started = time.perf_counter()
+            ok = await one(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += not ok
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(in_flight):
+            tg.start_soon(lane)
+    return Measurement(name, total, time.perf_counter() - started, latencies, errors)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0

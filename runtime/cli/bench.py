@@ -1,0 +1,55 @@
+"""``cqrs bench ...``: benchmarks of the runtime against hand-written nats-py baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from .. import codec
+from .common import JsonOption, NatsOption, console, make_context, run
+
+bench_app = typer.Typer(
+    name="bench", help="Measure the runtime against nats-py baselines.", no_args_is_help=True
+)
+
+
+def print_comparison(result: dict[str, Any], ratio_key: str, *, as_json: bool) -> None:
+    """Print a baseline/runtime comparison as a table, or the whole result as one JSON object."""
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    table = Table(title=f"cqrs bench {result['benchmark']}")
+    for column in ("side", "count", "seconds", "per second", "p50 ms", "p99 ms", "errors"):
+        table.add_column(column, justify="right")
+    for side in ("baseline", "runtime"):
+        s = result[side]
+        table.add_row(
+            side,
+            str(s["count"]),
+            f"{s['seconds']:.2f}",
+            f"{s['per_second']:.0f}",
+            f"{s['p50_ms']:.2f}",
+            f"{s['p99_ms']:.2f}",
+            str(s["errors"]),
+        )
+    console.print(table)
+    console.print(f"{ratio_key} (runtime / baseline): [bold]{result[ratio_key]:.2f}[/bold]")
+
+
+@bench_app.command("commands")
+def commands(
+    count: int = typer.Option(20_000, "--commands", help="Timed commands per side."),
+    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent requests."),
+    aggregates: int = typer.Option(10_000, "--aggregates", help="Distinct aggregate ids."),
+    nats_url: str | None = NatsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Commands/s and latency of a worker vs a hand-written nats-py responder (same I/O)."""
+    from ..bench.commands import CommandBenchConfig, bench_commands
+
+    make_context(nats_url, "", log_format="console", log_level="warning")
+    config = CommandBenchConfig(count, in_flight, aggregates, nats_url)
+    result = run(lambda: bench_commands(config))
+    print_comparison(result, "throughput_ratio", as_json=as_json)
