@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import write
+from .bench import bench_app
 
 app = typer.Typer(
     name="cqrs",
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 write.register(app)
+app.add_typer(bench_app)
 
 
 def main() -> None:
