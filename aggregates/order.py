@@ -3,14 +3,20 @@
 Statuses move ``created -> paid -> shipped -> delivered`` one step at a time; an order can be
 cancelled while it is ``created`` or ``paid``. An order does not check that its user exists:
 aggregates never query each other.
+
+Orders gained a currency after their first release: ``order.created.v2`` carries it, and the
+``order.created.v1`` events already stored (written before currencies existed, all in euros) are
+read as v2 with ``currency = "EUR"`` by an upcaster. Stored events are never rewritten.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from runtime import Aggregate, CommandContext, InvalidInput, Rejected, check_id
 
@@ -30,6 +36,8 @@ NEXT_STATUS = {
 }
 CANCELLABLE = frozenset({Status.CREATED, Status.PAID})
 MAX_LINES = 500
+CURRENCY = re.compile(r"[A-Z]{3}")  # an ISO 4217 code
+DEFAULT_CURRENCY = "EUR"  # the currency of every order created before orders had one
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,7 @@ class Line:
 class Create:
     user_id: str
     lines: list[Line]
+    currency: str = DEFAULT_CURRENCY
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +72,13 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class OrderCreated:
+    """``order.created.v2``: v1 plus ``currency``."""
+
     user_id: str
     lines: tuple[Line, ...]
     total: Decimal
     created_at: datetime
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,7 @@ class OrderState:
     lines: tuple[Line, ...] = ()
     total: Decimal = Decimal(0)
     status: Status = Status.CREATED
+    currency: str = DEFAULT_CURRENCY
 
 
 order = Aggregate("order", OrderState())
@@ -111,6 +124,11 @@ def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
     check_id(cmd.user_id, field="user_id")
     if not cmd.lines:
         raise InvalidInput("an order needs at least one line", details={"field": "lines"})
+    if CURRENCY.fullmatch(cmd.currency) is None:
+        raise InvalidInput(
+            "currency must be a three-letter ISO 4217 code such as EUR",
+            details={"field": "currency"},
+        )
     if len(cmd.lines) > MAX_LINES:
         raise InvalidInput(f"an order has at most {MAX_LINES} lines", details={"field": "lines"})
     for i, line in enumerate(cmd.lines):
@@ -127,7 +145,11 @@ def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
             )
     total = sum((line.unit_price * line.quantity for line in cmd.lines), Decimal(0))
     return OrderCreated(
-        user_id=cmd.user_id, lines=tuple(cmd.lines), total=total, created_at=ctx.now
+        user_id=cmd.user_id,
+        lines=tuple(cmd.lines),
+        total=total,
+        created_at=ctx.now,
+        currency=cmd.currency,
     )
 
 
@@ -165,9 +187,21 @@ def cancel(state: OrderState, cmd: Cancel, ctx: CommandContext) -> OrderCancelle
     return OrderCancelled(reason=cmd.reason, previous=current, at=ctx.now)
 
 
-@order.event("order.created.v1")
+@order.event("order.created.v2")
 def created(state: OrderState, event: OrderCreated) -> OrderState:
-    return OrderState(exists=True, user_id=event.user_id, lines=event.lines, total=event.total)
+    return OrderState(
+        exists=True,
+        user_id=event.user_id,
+        lines=event.lines,
+        total=event.total,
+        currency=event.currency,
+    )
+
+
+@order.upcaster("order.created.v1")
+def created_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Orders created before currencies existed were all in euros."""
+    return {**data, "currency": DEFAULT_CURRENCY}
 
 
 @order.event("order.status_updated.v1")

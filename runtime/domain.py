@@ -30,11 +30,13 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from . import codec
-from .errors import InvalidInput, UnknownCommand
+from .errors import CqrsError, InvalidInput, SchemaError, UnknownCommand
 from .naming import check_name, split_event_type
+from .schema import EventSchema, Upcaster
 
 S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
+U = TypeVar("U", bound=Upcaster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Aggregate(Generic[S]):
         self._commands: dict[str, _CommandHandler] = {}
         self._events_by_type: dict[str, _EventHandler] = {}
         self._events_by_class: dict[type[Any], _EventHandler] = {}
+        self.schema = EventSchema(self.name)
 
     def __repr__(self) -> str:
         return f"Aggregate({self.name!r})"
@@ -133,12 +136,38 @@ class Aggregate(Generic[S]):
                 raise TypeError(f"{fn.__qualname__}: annotate the event parameter with its class")
             if type_name in self._events_by_type or event_class in self._events_by_class:
                 raise ValueError(f"{self.name}: event {type_name!r} is registered twice")
+            if self.schema.has_step(type_name):
+                raise ValueError(f"{self.name}: {type_name!r} has an upcaster: it is not current")
             handler = _EventHandler(type_name, event_class, fn)
             self._events_by_type[type_name] = handler
             self._events_by_class[event_class] = handler
             return fn
 
         return register
+
+    def upcaster(self, type_name: str, *, to: str | None = None) -> Callable[[U], U]:
+        """Register a pure ``(data) -> data`` that turns a stored older version into the next.
+
+        ``to`` defaults to the next version (``order.created.v1`` -> ``order.created.v2``);
+        chains of upcasters (v1 -> v2 -> v3) apply one after the other when events are read.
+        """
+
+        def register(fn: U) -> U:
+            if type_name in self._events_by_type:
+                raise ValueError(
+                    f"{self.name}: {type_name!r} has an evolve handler; upcast it only once "
+                    "a newer version replaces it"
+                )
+            self.schema.add_upcaster(type_name, fn, target=to)
+            return fn
+
+        return register
+
+    def renamed(self, old: str, new: str) -> None:
+        """Read events stored under the type name ``old`` as ``new`` (same data)."""
+        if old in self._events_by_type:
+            raise ValueError(f"{self.name}: {old!r} still has an evolve handler")
+        self.schema.add_rename(old, new)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -212,11 +241,43 @@ class Aggregate(Generic[S]):
         return self._events_by_class[type(event)].type_name
 
     def knows_event(self, type_name: str) -> bool:
-        return type_name in self._events_by_type
+        """Whether events stored as ``type_name`` can be read (directly or upcast)."""
+        return self.schema.current_type(type_name) in self._events_by_type
+
+    def upcast(self, type_name: str, data: Any) -> tuple[str, Any]:
+        """The current type name and data of a stored event (renames and upcasters applied).
+
+        Types without upcasters come back unchanged, known or not; readers (actors, history,
+        projections) call this before dispatching on the type.
+        """
+        if not self.schema:
+            return type_name, data
+        return self.schema.upcast(type_name, data)
 
     def decode_event(self, type_name: str, data: Any) -> Any:
-        """Build the event object of a stored ``{"type", "data"}`` pair."""
+        """Build the event object of a stored ``{"type", "data"}`` pair, upcasting it first."""
+        type_name, data = self.upcast(type_name, data)
         handler = self._events_by_type.get(type_name)
         if handler is None:
             raise KeyError(type_name)
         return codec.convert(data, handler.event_class)
+
+    def decode_stored(self, type_name: str, data: Any, *, seq: int) -> Any:
+        """Decode one event read from the stream at ``seq``.
+
+        Raises :class:`SchemaError` naming the type and the sequence when no code knows the type
+        or its data does not fit: an event in a history is never silently skipped.
+        """
+        if not self.knows_event(type_name):
+            raise SchemaError(
+                f"event type {type_name!r} at stream sequence {seq} is not known to "
+                f"aggregate {self.name!r}",
+                details={"type": type_name, "seq": seq, "aggregate": self.name},
+            )
+        try:
+            return self.decode_event(type_name, data)
+        except CqrsError as exc:
+            raise SchemaError(
+                f"event {type_name!r} at stream sequence {seq} cannot be decoded: {exc.message}",
+                details={"type": type_name, "seq": seq, "aggregate": self.name},
+            ) from None

@@ -18,6 +18,7 @@ CREATED = OrderCreated(
     lines=(Line("book", 2, Decimal("19.90")), Line("pen", 3, Decimal("0.05"))),
     total=Decimal("39.95"),
     created_at=FIXED_NOW,
+    currency="EUR",
 )
 
 
@@ -69,7 +70,7 @@ def test_prices_must_not_be_negative() -> None:
 def test_a_free_line_is_allowed() -> None:
     """A unit price of zero is fine (a gift)."""
     lines = [{"sku": "gift", "quantity": 1, "unit_price": "0"}]
-    spec().when("create", {"user_id": "u-1", "lines": lines}).then_types("order.created.v1")
+    spec().when("create", {"user_id": "u-1", "lines": lines}).then_types("order.created.v2")
 
 
 def test_price_must_be_a_decimal() -> None:
