@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from .server import embedded_server
 
 STATE_DIR = Path(".cqrs")
 URL_FILE = "nats.url"
+USER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,21 @@ class ConnectOptions:
     tls_key: str | None = None
     name: str = "cqrs"
     state_dir: Path = field(default=STATE_DIR)
+    inbox_prefix: str | None = None
+    close_timeout: float = 10.0  # seconds the connection may take to drain on close
+
+    def resolved_inbox_prefix(self) -> str | None:
+        """The inbox prefix for replies: explicit, ``NATS_INBOX_PREFIX``, or ``_INBOX_<user>``.
+
+        A per-user prefix is what lets the server confine each user's subscriptions to its own
+        replies (see ``runtime/permissions.py``); nats-py's default ``_INBOX`` is shared by all.
+        """
+        prefix = self.inbox_prefix or os.environ.get("NATS_INBOX_PREFIX")
+        if prefix:
+            return prefix
+        if self.user and USER_TOKEN.fullmatch(self.user):
+            return f"_INBOX_{self.user}"
+        return None
 
     def resolved_url(self, *, running_dev: bool = True) -> str | None:
         """The URL to use: explicit, ``NATS_URL``, or a running ``cqrs dev`` server's."""
@@ -52,7 +69,11 @@ class ConnectOptions:
 
 
 async def open_connection(url: str, options: ConnectOptions) -> NATS:
+    """Connect to ``url`` (a comma-separated list names several servers of one cluster)."""
     kwargs: dict[str, Any] = {"name": options.name, "max_reconnect_attempts": -1}
+    inbox_prefix = options.resolved_inbox_prefix()
+    if inbox_prefix:
+        kwargs["inbox_prefix"] = inbox_prefix
     if options.creds:
         kwargs["user_credentials"] = options.creds
     if options.user:
@@ -65,8 +86,15 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
         if options.tls_cert:
             ctx.load_cert_chain(options.tls_cert, options.tls_key)
         kwargs["tls"] = ctx
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     try:
-        return await nats.connect(url, connect_timeout=5, allow_reconnect=True, **kwargs)
+        return await nats.connect(
+            servers,
+            connect_timeout=5,
+            allow_reconnect=True,
+            drain_timeout=max(1, int(options.close_timeout)),
+            **kwargs,
+        )
     except Exception as exc:
         raise ServerError(f"cannot connect to NATS at {url}: {exc}") from None
 
@@ -83,7 +111,7 @@ async def connect(
             yield nc
         finally:
             with anyio.CancelScope(shield=True):
-                await _close(nc)
+                await _close(nc, options.close_timeout)
         return
     if not embedded:
         raise ServerError(
@@ -98,13 +126,14 @@ async def connect(
             yield nc
         finally:
             with anyio.CancelScope(shield=True):
-                await _close(nc)
+                await _close(nc, options.close_timeout)
                 if publish_url:
                     url_file.unlink(missing_ok=True)
 
 
-async def _close(nc: NATS) -> None:
-    with contextlib.suppress(Exception):
+async def _close(nc: NATS, timeout: float) -> None:
+    """Drain (deliver what is pending, flush what was published), bounded by ``timeout``."""
+    with anyio.move_on_after(timeout), contextlib.suppress(Exception):
         await nc.drain()
-    with contextlib.suppress(Exception):
+    with anyio.move_on_after(1), contextlib.suppress(Exception):
         await nc.close()

@@ -46,6 +46,18 @@ LogFormatOption = typer.Option(
 )
 LogLevelOption = typer.Option("info", "--log-level", envvar="CQRS_LOG_LEVEL")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+ShutdownTimeoutOption = typer.Option(
+    30.0,
+    "--shutdown-timeout",
+    envvar="CQRS_SHUTDOWN_TIMEOUT",
+    help="Seconds to drain after SIGTERM/Ctrl-C (finish in-flight work, close) before giving up.",
+)
+ReadyFileOption = typer.Option(
+    None,
+    "--ready-file",
+    envvar="CQRS_READY_FILE",
+    help="File listing this process's services while they serve (read by `cqrs health`).",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""CLI commands for running in production: ``cqrs deploy nats-config`` and ``cqrs health``."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import typer
+
+from ..app import load_app
+from ..connection import connect
+from ..deployment import DeployOptions, render
+from ..errors import ConfigurationError
+from ..permissions import UserPlan
+from ..readiness import ping, ready_services
+from .common import (
+    AppOption,
+    CredsOption,
+    NatsOption,
+    PasswordOption,
+    ReadyFileOption,
+    StreamOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    UserOption,
+    console,
+    err_console,
+    make_context,
+    run,
+)
+
+deploy_app = typer.Typer(
+    name="deploy", help="Generate production deployment files.", no_args_is_help=True
+)
+
+
+def _served(values: list[str] | None, default: str) -> dict[str, tuple[str, ...]]:
+    """``name`` or ``name=a,b`` options as {user: names it serves} (empty: all)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for value in values or [default]:
+        name, _, serves = value.partition("=")
+        out[name.strip()] = tuple(s.strip() for s in serves.split(",") if s.strip())
+    return out
+
+
+@deploy_app.command("nats-config")
+def nats_config(
+    out: Path = typer.Option(Path("deploy"), "--out", help="Directory to write into."),
+    app_spec: str = AppOption,
+    stream: str = StreamOption,
+    client: list[str] | None = typer.Option(
+        None, "--client", help="A client user (repeat for several; default: client)."
+    ),
+    worker: list[str] | None = typer.Option(
+        None, "--worker", help="A worker user, as NAME or NAME=agg1,agg2 (default: worker)."
+    ),
+    projector: list[str] | None = typer.Option(
+        None, "--projector", help="A projector user, as NAME or NAME=p1,p2 (default: projector)."
+    ),
+    admin: list[str] | None = typer.Option(None, "--admin", help="An admin user."),
+    mtls: bool = typer.Option(False, "--mtls", help="Clients must present certificates."),
+    tls_dir: str = typer.Option(DeployOptions("").tls_dir, "--tls-dir"),
+    store_dir: str = typer.Option(DeployOptions("").store_dir, "--store-dir"),
+    max_file_store: str = typer.Option(DeployOptions("").max_file_store, "--max-file-store"),
+    max_memory_store: str = typer.Option(DeployOptions("").max_memory_store, "--max-memory-store"),
+    snapshot_bucket: str | None = typer.Option(
+        None, "--snapshot-bucket", help="Aggregate snapshot KV bucket, if not the default."
+    ),
+    projection_bucket: str | None = typer.Option(
+        None, "--projection-bucket", help="Projection snapshot bucket, if not the default."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 if the files on disk differ."
+    ),
+) -> None:
+    """Write the nats-server configs (accounts and per-role permissions from the app's
+    aggregates and projections, single node, 3-node cluster, Kubernetes ConfigMap)."""
+    options = DeployOptions(
+        app_spec=app_spec,
+        stream=stream,
+        plan=UserPlan(
+            clients=tuple(client or ("client",)),
+            workers=_served(worker, "worker"),
+            projectors=_served(projector, "projector"),
+            admins=tuple(admin or ("admin",)),
+        ),
+        mutual_tls=mtls,
+        tls_dir=tls_dir,
+        store_dir=store_dir,
+        max_file_store=max_file_store,
+        max_memory_store=max_memory_store,
+        aggregate_snapshot_bucket=snapshot_bucket,
+        projection_snapshot_bucket=projection_bucket,
+    )
+
+    async def main() -> None:
+        files = render(load_app(app_spec), options)
+        stale = []
+        for relative, text in files.items():
+            path = out / relative
+            current = path.read_text() if path.is_file() else None
+            if current == text:
+                continue
+            stale.append(relative)
+            if check:
+                diff = difflib.unified_diff(
+                    (current or "").splitlines(),
+                    text.splitlines(),
+                    str(path),
+                    "generated",
+                    lineterm="",
+                    n=1,
+                )
+                err_console.print("\n".join(list(diff)[:40]), markup=False, highlight=False)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            console.print(f"wrote {path}")
+        if check and stale:
+            raise ConfigurationError(
+                f"{len(stale)} generated file(s) are out of date: {', '.join(stale)}; "
+                f"run: {options.command_line()}"
+            )
+        if not stale:
+            console.print(f"{out}: up to date")
+
+    run(main)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deploy_app)
+
+    @app.command()
+    def health(
+        ready_file: Path | None = ReadyFileOption,
+        service: list[str] | None = typer.Option(
+            None, "--service", help="Also ping any instance of this micro service (repeatable)."
+        ),
+        timeout: float = typer.Option(2.0, "--timeout"),
+        nats_url: str | None = NatsOption,
+        creds: str | None = CredsOption,
+        user: str | None = UserOption,
+        password: str | None = PasswordOption,
+        tls_ca: str | None = TlsCaOption,
+        tls_cert: str | None = TlsCertOption,
+        tls_key: str | None = TlsKeyOption,
+    ) -> None:
+        """Readiness check: ping this process's services (from its ready file) over NATS.
+
+        Exit 0 when every service answers, 1 otherwise. Use the same environment as the
+        process it checks (NATS_URL, NATS_USER, ... and CQRS_READY_FILE).
+        """
+        ctx = make_context(
+            nats_url,
+            "",
+            creds=creds,
+            user=user,
+            password=password,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            log_format="console",
+            log_level="warning",
+            name="cqrs-health",
+        )
+
+        async def main() -> None:
+            services: dict[str, str] = {}
+            if ready_file is not None:
+                services = ready_services(ready_file)
+                if not services:
+                    raise ConfigurationError(f"not ready: {ready_file} lists no serving service")
+            services.update({name: "" for name in service or []})
+            if not services:
+                raise ConfigurationError("nothing to check: pass --ready-file or --service")
+            async with connect(ctx.connect, embedded=False) as nc:
+                problems = await ping(nc, services, timeout=timeout)
+            if problems:
+                raise ConfigurationError("not ready: " + "; ".join(problems))
+            console.print("ready: " + ", ".join(sorted(services)))
+
+        run(main)
