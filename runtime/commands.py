@@ -19,6 +19,7 @@ from nats.micro.service import Service
 from . import codec
 from .actor import CommandRequest
 from .domain import Aggregate
+from .drain import drain_service
 from .envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
 from .errors import CqrsError
 from .host import ActorHost
@@ -74,9 +75,10 @@ class CommandService:
         )
 
     async def stop(self) -> None:
-        if self.service is not None:
-            await self.service.stop()
-            self.service = None
+        """Stop taking commands; every request already received still reaches the actor host."""
+        service, self.service = self.service, None
+        if service is not None:
+            await drain_service(service)
 
     async def handle(self, request: Request) -> None:
         """Validate and enqueue; the actor answers later, so this returns at once."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 from nats.aio.client import Client as NATS
 
-from .commands import CommandService
+from .commands import CommandService, service_name
 from .domain import Aggregate
 from .host import ActorHost, HostSettings
+from .readiness import mark_not_ready, mark_ready
 from .store import EventStore, StreamSettings
 
 log = structlog.get_logger("runtime.worker")
@@ -23,6 +26,7 @@ class WorkerSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     host: HostSettings = field(default_factory=HostSettings)
     timeout: float = 5.0
+    ready_file: Path | None = None  # see runtime/readiness.py
 
 
 @contextlib.asynccontextmanager
@@ -33,7 +37,9 @@ async def run_worker(
 ) -> AsyncIterator[ActorHost]:
     """Serve the commands of ``aggregates`` until the context exits, then drain.
 
-    On exit the services stop taking requests first, then the commands already queued finish.
+    On exit the process first withdraws from the ready file, then the services stop taking
+    requests (draining their subscriptions, so every request already delivered is queued), then
+    the commands already queued finish and answer, and only then does the event store close.
     """
     settings = settings or WorkerSettings()
     store = EventStore(nc, settings.stream, timeout=settings.timeout)
@@ -45,10 +51,18 @@ async def run_worker(
             try:
                 for service in services:
                     await service.start()
+                mark_ready(settings.ready_file, _instances(services))
                 log.info("worker_started", aggregates=[a.name for a in aggregates])
                 yield host
             finally:
-                for service in services:
-                    await service.stop()
+                mark_not_ready(settings.ready_file, _instances(services))
+                async with anyio.create_task_group() as tg:
+                    for service in services:
+                        tg.start_soon(service.stop)
+                log.info("worker_draining", in_flight=host.in_flight)
     finally:
         await store.stop()
+
+
+def _instances(services: Sequence[CommandService]) -> dict[str, str]:
+    return {service_name(s.aggregate.name): s.service.id for s in services if s.service is not None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -14,6 +15,8 @@ from ..connection import connect
 from ..host import HostSettings
 from ..naming import check_id, check_name
 from ..process import run_app
+from ..shutdown import budgets as shutdown_budgets
+from ..shutdown import graceful_shutdown
 from ..store import EventStore, StreamSettings
 from ..worker import WorkerSettings
 from .common import (
@@ -24,6 +27,8 @@ from .common import (
     LogLevelOption,
     NatsOption,
     PasswordOption,
+    ReadyFileOption,
+    ShutdownTimeoutOption,
     StateDirOption,
     StreamOption,
     TlsCaOption,
@@ -108,11 +113,17 @@ def register(app: typer.Typer) -> None:
         mailbox_size: int = typer.Option(1024, "--mailbox-size", envvar="CQRS_MAILBOX_SIZE"),
         max_actors: int = typer.Option(100_000, "--max-actors", envvar="CQRS_MAX_ACTORS"),
         idle_timeout: float = typer.Option(600.0, "--idle-timeout", envvar="CQRS_IDLE_TIMEOUT"),
+        shutdown_timeout: float = ShutdownTimeoutOption,
+        ready_file: Path | None = ReadyFileOption,
         state_dir: Path = StateDirOption,
         log_format: str = LogFormatOption,
         log_level: str = LogLevelOption,
     ) -> None:
-        """A worker process serving the commands of some aggregate types."""
+        """A worker process serving the commands of some aggregate types.
+
+        SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has, closes
+        its connection and exits 0, all within --shutdown-timeout (exit 1 if cut short).
+        """
         ctx = make_context(
             nats_url,
             app_spec,
@@ -133,17 +144,23 @@ def register(app: typer.Typer) -> None:
             host=HostSettings(
                 mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
             ),
+            ready_file=ready_file,
         )
+        drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
+        options = replace(ctx.connect, close_timeout=close_budget)
 
         async def main() -> None:
             application = ctx.app()
             selected = application.select_aggregates(_names(aggregates))
             async with (
-                connect(ctx.connect, publish_url=ctx.connect.resolved_url() is None) as nc,
+                graceful_shutdown(drain_budget) as shutdown,
+                connect(options, publish_url=options.resolved_url() is None) as nc,
                 run_app(nc, application, aggregates=selected, projections=[], settings=settings),
             ):
-                await wait_for_shutdown()
+                await shutdown.wait()
                 log.info("worker_stopping")
+            if shutdown.forced:
+                raise typer.Exit(1)
 
         run(main)
 
