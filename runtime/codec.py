@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -66,8 +67,7 @@ def to_builtins(value: Any) -> Any:
 def convert(data: Any, type_: type[T], *, forbid_unknown: bool = False) -> T:
     """Build a ``type_`` from decoded JSON; raise :class:`InvalidInput` naming the bad field."""
     if forbid_unknown and isinstance(data, dict) and dataclasses.is_dataclass(type_):
-        known = {f.name for f in dataclasses.fields(type_)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(data.keys() - _field_names(type_))
         if unknown:
             raise InvalidInput(
                 f"unknown field `{unknown[0]}`", details={"field": unknown[0], "unknown": unknown}
@@ -76,6 +76,11 @@ def convert(data: Any, type_: type[T], *, forbid_unknown: bool = False) -> T:
         return msgspec.convert(data, type_)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc), details={"field": _field_of(str(exc))}) from None
+
+
+@functools.cache
+def _field_names(type_: Any) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(type_))
 
 
 def _field_of(message: str) -> str:

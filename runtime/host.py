@@ -8,6 +8,7 @@ host's task group, so shutdown waits for commands in flight.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import time
@@ -36,6 +37,8 @@ class HostSettings:
     max_actors: int = 100_000
     idle_timeout: float = 600.0  # seconds an idle actor stays in memory
     max_conflict_retries: int = 10
+    dispatchers: int = 256  # actors that may be running a command at the same time
+    log_commands: bool = False  # a debug line per handled command (on in `cqrs dev`)
 
 
 class ActorHost:
@@ -56,12 +59,18 @@ class ActorHost:
         self.stats = HostStats()
         self._idle = anyio.Event()
         self._idle.set()
+        # Actors with work wait here for a dispatcher task; starting a task per command would
+        # cost more than the command's own Python work. (nats-py ties the runtime to asyncio, and
+        # asyncio's queue hands over a waiting item without an extra trip through the loop.)
+        self._ready: asyncio.Queue[Actor] = asyncio.Queue()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ActorHost]:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sweep_idle)
+            for _ in range(self.settings.dispatchers):
+                tg.start_soon(self._dispatch)
             try:
                 yield self
                 await self.drained()
@@ -101,7 +110,12 @@ class ActorHost:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         if not actor.running:
             actor.running = True
-            self._tg.start_soon(self._drain, actor)
+            self._ready.put_nowait(actor)
+
+    async def _dispatch(self) -> None:
+        ready = self._ready
+        while True:
+            await self._drain(await ready.get())
 
     async def _drain(self, actor: Actor) -> None:
         mailbox = actor.mailbox
@@ -121,37 +135,40 @@ class ActorHost:
                 self._idle.set()
 
     async def _run_one(self, actor: Actor, request: CommandRequest) -> None:
-        bound = log.bind(
-            aggregate=actor.aggregate.name,
-            id=actor.aggregate_id,
-            command=request.command,
-            command_id=request.command_id,
-            correlation_id=request.correlation_id,
-        )
+        context = {
+            "aggregate": actor.aggregate.name,
+            "id": actor.aggregate_id,
+            "command": request.command,
+            "command_id": request.command_id,
+            "correlation_id": request.correlation_id,
+        }
         result: dict[str, Any] | CqrsError
         try:
             result = await actor.handle(request, self.settings.max_conflict_retries, self.stats)
             self.stats.handled += 1
-            bound.debug("command_handled", version=result["version"], seq=result["seq"])
+            if self.settings.log_commands:
+                log.debug(
+                    "command_handled", **context, version=result["version"], seq=result["seq"]
+                )
         except CqrsError as exc:
             result = exc
             if exc.code in ("rejected", "invalid"):
                 self.stats.rejected += 1
-                bound.info("command_rejected", code=exc.code, reason=exc.message)
+                log.info("command_rejected", **context, code=exc.code, reason=exc.message)
             else:
                 self.stats.failed += 1
-                bound.warning("command_failed", code=exc.code, reason=exc.message)
+                log.warning("command_failed", **context, code=exc.code, reason=exc.message)
                 if exc.code not in ("conflict", "busy"):
                     actor.reset()
         except Exception as exc:
             self.stats.failed += 1
-            bound.exception("command_crashed")
+            log.exception("command_crashed", **context)
             actor.reset()  # the handler may have left the actor half-way; reload next time
             result = Internal(f"{type(exc).__name__} while handling {request.command}")
         try:
             await request.reply(result)
         except Exception:
-            bound.exception("reply_failed")
+            log.exception("reply_failed", **context)
 
     def _evict_over_capacity(self) -> None:
         excess = len(self.actors) - self.settings.max_actors

@@ -4,13 +4,16 @@ Both sides do the same I/O per command: a NATS request in, one JetStream publish
 ``Nats-Expected-Last-Subject-Sequence`` and ``Nats-Msg-Id``, a reply out. The baseline is the
 smallest correct nats-py program for that: a queue subscription whose callback spawns a task per
 request and remembers each aggregate's last sequence in a dict. Both are warmed over every
-aggregate first (one command each), so the timed phase compares steady-state throughput.
+aggregate first (one command each), so the timed phase compares steady-state throughput; the
+timed commands run in alternating rounds so a noisy neighbour slows both sides alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +21,12 @@ import nats
 import orjson
 from nats.aio.msg import Msg
 
-from ..client import Client
 from ..domain import Aggregate
-from ..errors import CqrsError
 from ..store import StreamSettings, ensure_event_stream
 from ..worker import run_worker
 from .common import Measurement, bench_server, drive
+
+Send = Callable[[str, str], Awaitable[bool]]  # (aggregate id, command id) -> ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,12 @@ class CommandBenchConfig:
     in_flight: int = 64
     aggregates: int = 10_000
     nats_url: str | None = None
+    rounds: int = 4
 
 
-async def _baseline(url: str, config: CommandBenchConfig, run: str) -> Measurement:
+@contextlib.asynccontextmanager
+async def baseline_side(url: str) -> AsyncIterator[Send]:
+    """A hand-written responder doing the same append, and a sender for it."""
     responder = await nats.connect(url)
     caller = await nats.connect(url)
     js = responder.jetstream()
@@ -67,14 +73,15 @@ async def _baseline(url: str, config: CommandBenchConfig, run: str) -> Measureme
     async def append(msg: Msg) -> None:
         aggregate_id = msg.subject.split(".")[2]
         body = orjson.loads(msg.data)
-        subject = f"events.benchbase.{aggregate_id}"
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(last.get(aggregate_id, 0)),
-            "Nats-Msg-Id": msg.headers["Cqrs-Command-Id"] if msg.headers else uuid.uuid4().hex,
+            "Nats-Msg-Id": (msg.headers or {}).get("Cqrs-Command-Id") or uuid.uuid4().hex,
         }
         try:
             ack = await js.publish(
-                subject, orjson.dumps([{"type": "deposited", "data": body}]), headers=headers
+                f"events.benchbase.{aggregate_id}",
+                orjson.dumps([{"type": "deposited", "data": body}]),
+                headers=headers,
             )
         except Exception as exc:
             await msg.respond(orjson.dumps({"error": {"code": "conflict", "message": str(exc)}}))
@@ -88,57 +95,76 @@ async def _baseline(url: str, config: CommandBenchConfig, run: str) -> Measureme
         task.add_done_callback(tasks.discard)
 
     sub = await responder.subscribe("bench.base.*.*", queue="bench", cb=on_request)
-    phase = ["warm"]
 
-    async def one(i: int) -> bool:
-        aggregate_id = f"{run}-{i % config.aggregates}"
+    async def send(aggregate_id: str, command_id: str) -> bool:
         reply = await caller.request(
             f"bench.base.{aggregate_id}.deposit",
             orjson.dumps({"amount": 1}),
             timeout=30,
-            headers={"Cqrs-Command-Id": f"b-{run}-{phase[0]}-{i}"},
+            headers={"Cqrs-Command-Id": command_id},
         )
         return b'"error"' not in reply.data
 
     try:
-        await drive("warm-up", config.aggregates, config.in_flight, one)
-        phase[0] = "timed"
-        measured = await drive("nats-py baseline", config.commands, config.in_flight, one)
+        yield send
     finally:
         await sub.unsubscribe()
         await caller.close()
         await responder.close()
-    return measured
 
 
-async def _runtime(url: str, config: CommandBenchConfig, run: str) -> Measurement:
+@contextlib.asynccontextmanager
+async def runtime_side(url: str) -> AsyncIterator[Send]:
+    """A worker serving the bench aggregate, and a sender with the very same request code as the
+    baseline's (the comparison is between the serving sides)."""
     worker_nc = await nats.connect(url)
     caller = await nats.connect(url)
-    client = Client(caller, timeout=30)
-    phase = ["warm"]
 
-    async def one(i: int) -> bool:
-        try:
-            await client.send(
-                "benchacct",
-                f"{run}-{i % config.aggregates}",
-                "deposit",
-                {"amount": 1},
-                command_id=f"r-{run}-{phase[0]}-{i}",
-            )
-        except CqrsError:
-            return False
-        return True
+    async def send(aggregate_id: str, command_id: str) -> bool:
+        reply = await caller.request(
+            f"cmd.benchacct.{aggregate_id}.deposit",
+            orjson.dumps({"amount": 1}),
+            timeout=30,
+            headers={"Cqrs-Command-Id": command_id},
+        )
+        return b'"error"' not in reply.data
 
     try:
         async with run_worker(worker_nc, [account]):
-            await drive("warm-up", config.aggregates, config.in_flight, one)
-            phase[0] = "timed"
-            measured = await drive("cqrs-runtime", config.commands, config.in_flight, one)
+            yield send
     finally:
         await caller.close()
         await worker_nc.close()
-    return measured
+
+
+def _merge(name: str, parts: list[Measurement]) -> Measurement:
+    return Measurement(
+        name,
+        sum(p.count for p in parts),
+        sum(p.seconds for p in parts),
+        [ms for p in parts for ms in p.latencies_ms],
+        sum(p.errors for p in parts),
+    )
+
+
+async def compare(
+    url: str, config: CommandBenchConfig, sides: dict[str, Send], run: str
+) -> dict[str, Measurement]:
+    """Warm every side over all aggregates, then time alternating rounds of each side."""
+    per_round = max(1, config.commands // config.rounds)
+    results: dict[str, list[Measurement]] = {name: [] for name in sides}
+
+    def lane_for(name: str, send: Send, phase: str) -> Callable[[int], Awaitable[bool]]:
+        return lambda i: send(f"{run}-{i % config.aggregates}", f"{name}-{run}-{phase}-{i}")
+
+    for name, send in sides.items():
+        await drive(name, config.aggregates, config.in_flight, lane_for(name, send, "warm"))
+    for r in range(config.rounds):
+        for name, send in sides.items():
+            results[name].append(
+                await drive(name, per_round, config.in_flight, lane_for(name, send, f"r{r}"))
+            )
+    return {name: _merge(name, parts) for name, parts in results.items()}
 
 
 async def bench_commands(config: CommandBenchConfig) -> dict[str, Any]:
@@ -150,16 +176,16 @@ async def bench_commands(config: CommandBenchConfig) -> dict[str, Any]:
             await ensure_event_stream(setup.jetstream(), StreamSettings())
         finally:
             await setup.close()
-        baseline = await _baseline(url, config, run)
-        runtime = await _runtime(url, config, run + "w")
+        async with baseline_side(url) as baseline, runtime_side(url) as runtime:
+            measured = await compare(url, config, {"baseline": baseline, "runtime": runtime}, run)
+    base, ours = measured["baseline"], measured["runtime"]
     return {
         "benchmark": "commands",
-        "commands": config.commands,
+        "commands": base.count,
         "in_flight": config.in_flight,
         "aggregates": config.aggregates,
-        "baseline": baseline.summary(),
-        "runtime": runtime.summary(),
-        "throughput_ratio": round(runtime.per_second / baseline.per_second, 3)
-        if baseline.per_second
-        else 0.0,
+        "rounds": config.rounds,
+        "baseline": base.summary(),
+        "runtime": ours.summary(),
+        "throughput_ratio": round(ours.per_second / base.per_second, 3) if base.per_second else 0,
     }
