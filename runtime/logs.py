@@ -15,20 +15,18 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     """Configure structlog for a CLI process."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: structlog.typing.Processor
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer()
+        processors.append(structlog.dev.ConsoleRenderer())  # renders exceptions itself
     else:
-        renderer = structlog.processors.JSONRenderer()
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
