@@ -3,6 +3,9 @@
 An actor costs no task while it is idle: its mailbox is filled by the command service and drained
 by a task the :class:`~runtime.host.ActorHost` starts only when work arrives (the Akka dispatcher
 model). That keeps a cached, idle aggregate down to its state plus a few fields.
+
+A cold actor loads from the aggregate's newest usable snapshot and the commits after it (see
+:mod:`runtime.aggregate_snapshots`), or from the full history when there is none.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import structlog
 
 from . import codec
+from .aggregate_snapshots import SnapshotRead, SnapshotStore
 from .domain import Aggregate, CommandContext
 from .envelope import Commit, StoredEvent
-from .errors import Conflict, CqrsError, Internal, SchemaError, Timeout
+from .errors import Conflict, CqrsError, Internal, Timeout
 from .store import EventStore, WrongLastSequence
 
 log = structlog.get_logger("runtime.actor")
@@ -59,16 +64,28 @@ class Actor:
         "mailbox",
         "recent",
         "running",
+        "snapshot_rev",
+        "snapshot_version",
+        "snapshots",
         "state",
         "store",
         "touched",
         "version",
     )
 
-    def __init__(self, aggregate: Aggregate[Any], aggregate_id: str, store: EventStore) -> None:
+    def __init__(
+        self,
+        aggregate: Aggregate[Any],
+        aggregate_id: str,
+        store: EventStore,
+        snapshots: SnapshotStore | None = None,
+    ) -> None:
         self.aggregate = aggregate
         self.aggregate_id = aggregate_id
         self.store = store
+        self.snapshots = snapshots
+        self.snapshot_rev = 0  # KV revision of the newest snapshot known (0: none)
+        self.snapshot_version = 0  # the aggregate version that snapshot holds
         self.state: Any = aggregate.initial
         self.version = 0
         self.last_seq = 0
@@ -81,13 +98,91 @@ class Actor:
     # -- loading -------------------------------------------------------------------------------
 
     async def catch_up(self) -> None:
-        """Fold every commit stored after the last one this actor has seen."""
+        """Fold every commit stored after the last one this actor has seen.
+
+        The first load starts from the aggregate's snapshot when there is a usable one.
+        """
+        if (
+            not self.loaded
+            and self.last_seq == 0
+            and self.snapshots is not None
+            and self.aggregate.snapshot_every is not None
+            and await self.restore(self.snapshots)
+        ):
+            self.loaded = True
+            return
         commits = await self.store.history(
             self.aggregate.name, self.aggregate_id, after_seq=self.last_seq
         )
         for commit in commits:
             self.apply_commit(commit)
         self.loaded = True
+
+    async def restore(self, snapshots: SnapshotStore) -> bool:
+        """Load from the snapshot and the commits after it; False: fold the full history instead.
+
+        The snapshot and the aggregate's newest commit are read at the same time. The newest
+        commit tells whether the snapshot is current (nothing more to read), behind (read the
+        commits after it) or does not line up with the stream (ignore it); and it settles the
+        load of an aggregate without events in one round trip.
+        """
+        found: list[Any] = [SnapshotRead(None, 0), None, None]  # snapshot, newest commit, error
+
+        async def read_snapshot() -> None:
+            found[0] = await snapshots.load(self.aggregate, self.aggregate_id)
+
+        async def read_newest() -> None:
+            try:
+                found[1] = await self.store.last_commit(self.aggregate.name, self.aggregate_id)
+            except CqrsError as exc:  # re-raised below as itself, not in an exception group
+                found[2] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_snapshot)
+            tg.start_soon(read_newest)
+        if found[2] is not None:
+            raise found[2]
+        read: SnapshotRead = found[0]
+        newest: Commit | None = found[1]
+        self.snapshot_rev = read.revision
+        snapshot = read.snapshot
+        if newest is None:
+            if snapshot is not None:
+                self.ignore_snapshot("the aggregate has no events in the stream")
+            return True
+        if snapshot is None:
+            return False
+        if snapshot.seq > newest.seq or (
+            snapshot.seq == newest.seq and snapshot.version != newest.version
+        ):
+            self.ignore_snapshot("it does not line up with the stream", seq=snapshot.seq)
+            return False
+        self.state = snapshot.state
+        self.version = self.snapshot_version = snapshot.version
+        self.last_seq = snapshot.seq
+        for command_id, seq in snapshot.recent:
+            self.remember(command_id, seq)
+        if snapshot.seq == newest.seq:
+            return True
+        tail = await self.store.history(
+            self.aggregate.name, self.aggregate_id, after_seq=snapshot.seq
+        )
+        if not tail or tail[0].first_version != snapshot.version + 1:
+            self.ignore_snapshot("the commits after it do not continue it", seq=snapshot.seq)
+            self.forget_state()
+            return False
+        for commit in tail:
+            self.apply_commit(commit)
+        return True
+
+    def ignore_snapshot(self, reason: str, **details: Any) -> None:
+        log.warning(
+            "snapshot_ignored",
+            aggregate=self.aggregate.name,
+            id=self.aggregate_id,
+            reason=reason,
+            **details,
+        )
 
     def apply_commit(self, commit: Commit) -> None:
         state = self.state
@@ -108,19 +203,8 @@ class Actor:
         self.remember(commit.command_id, commit.seq)
 
     def decode(self, stored: StoredEvent, seq: int) -> Any:
-        if not self.aggregate.knows_event(stored.type):
-            raise SchemaError(
-                f"event type {stored.type!r} at stream sequence {seq} is not known to "
-                f"aggregate {self.aggregate.name!r}",
-                details={"type": stored.type, "seq": seq, "aggregate": self.aggregate.name},
-            )
-        try:
-            return self.aggregate.decode_event(stored.type, stored.data)
-        except CqrsError as exc:
-            raise SchemaError(
-                f"event {stored.type!r} at stream sequence {seq} cannot be decoded: {exc.message}",
-                details={"type": stored.type, "seq": seq},
-            ) from None
+        """The event object of a stored event, upcast to its current version."""
+        return self.aggregate.decode_stored(stored.type, stored.data, seq=seq)
 
     def remember(self, command_id: str, seq: int) -> None:
         recent = self.recent
@@ -209,11 +293,16 @@ class Actor:
 
     def reset(self) -> None:
         """Forget the in-memory state; the next command reloads it from the stream."""
+        self.forget_state()
+        self.snapshot_rev = 0
+
+    def forget_state(self) -> None:
         self.state = self.aggregate.initial
         self.version = 0
         self.last_seq = 0
         self.loaded = False
         self.recent = {}
+        self.snapshot_version = 0
 
     def reply(
         self, command_id: str, events: list[StoredEvent], *, seq: int | None = None

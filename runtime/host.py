@@ -3,7 +3,8 @@
 Live actors sit in an LRU: when there are more than ``max_actors``, the least recently used idle
 ones are passivated (dropped from memory; the next command reloads them from the stream), and a
 sweeper passivates actors idle for longer than ``idle_timeout``. Every drain task runs in the
-host's task group, so shutdown waits for commands in flight.
+host's task group, so shutdown waits for commands in flight. Snapshot writes run in the same task
+group, after the command's reply (see :class:`~runtime.aggregate_snapshots.SnapshotWriter`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from .actor import Actor, CommandRequest, HostStats
+from .aggregate_snapshots import SnapshotStore, SnapshotWriter
 from .domain import Aggregate
 from .errors import Busy, CqrsError, Internal, UnknownCommand
 from .store import EventStore
@@ -39,6 +41,7 @@ class HostSettings:
     max_conflict_retries: int = 10
     dispatchers: int = 256  # actors that may be running a command at the same time
     log_commands: bool = False  # a debug line per handled command (on in `cqrs dev`)
+    snapshot_drain_timeout: float = 5.0  # seconds shutdown waits for snapshot writes
 
 
 class ActorHost:
@@ -49,8 +52,12 @@ class ActorHost:
         store: EventStore,
         aggregates: list[Aggregate[Any]],
         settings: HostSettings | None = None,
+        *,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.store = store
+        self.snapshots = snapshots
+        self.snapshot_writer = SnapshotWriter(snapshots) if snapshots is not None else None
         self.aggregates = {a.name: a for a in aggregates}
         self.settings = settings or HostSettings()
         self.actors: collections.OrderedDict[tuple[str, str], Actor] = collections.OrderedDict()
@@ -74,6 +81,8 @@ class ActorHost:
             try:
                 yield self
                 await self.drained()
+                with anyio.move_on_after(self.settings.snapshot_drain_timeout):
+                    await self.snapshots_settled()
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
@@ -82,6 +91,11 @@ class ActorHost:
         """Wait until no command is queued or running."""
         while self.in_flight:
             await self._idle.wait()
+
+    async def snapshots_settled(self) -> None:
+        """Wait until no snapshot write is in flight."""
+        if self.snapshot_writer is not None:
+            await self.snapshot_writer.settled()
 
     def submit(self, aggregate: str, aggregate_id: str, request: CommandRequest) -> None:
         """Queue a command for its actor; raise :class:`Busy` when the mailbox is full."""
@@ -93,7 +107,7 @@ class ActorHost:
         key = (aggregate, aggregate_id)
         actor = self.actors.get(key)
         if actor is None:
-            actor = Actor(definition, aggregate_id, self.store)
+            actor = Actor(definition, aggregate_id, self.store, self.snapshots)
             self.actors[key] = actor
             self._evict_over_capacity()
         else:
@@ -169,6 +183,8 @@ class ActorHost:
             await request.reply(result)
         except Exception:
             log.exception("reply_failed", **context)
+        if self.snapshot_writer is not None and self._tg is not None:
+            self.snapshot_writer.after_command(actor, self._tg)
 
     def _evict_over_capacity(self) -> None:
         excess = len(self.actors) - self.settings.max_actors

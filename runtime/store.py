@@ -102,6 +102,11 @@ class EventStore:
         )
         return [Commit.from_message(m) for m in messages]
 
+    async def last_commit(self, aggregate: str, aggregate_id: str) -> Commit | None:
+        """The aggregate's newest commit (found through the subject index, whatever its age)."""
+        msg = await self.reader.last_for_subject(event_subject(aggregate, aggregate_id))
+        return Commit.from_message(msg) if msg is not None else None
+
     async def commit_at(self, seq: int) -> Commit | None:
         msg = await self.reader.get(seq)
         return Commit.from_message(msg) if msg is not None else None

@@ -12,6 +12,7 @@ import anyio
 import structlog
 from nats.aio.client import Client as NATS
 
+from .aggregate_snapshots import SnapshotSettings, SnapshotStore
 from .commands import CommandService, service_name
 from .domain import Aggregate
 from .host import ActorHost, HostSettings
@@ -25,6 +26,7 @@ log = structlog.get_logger("runtime.worker")
 class WorkerSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     host: HostSettings = field(default_factory=HostSettings)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     timeout: float = 5.0
     ready_file: Path | None = None  # see runtime/readiness.py
 
@@ -44,7 +46,17 @@ async def run_worker(
     settings = settings or WorkerSettings()
     store = EventStore(nc, settings.stream, timeout=settings.timeout)
     await store.start()
-    host = ActorHost(store, list(aggregates), settings.host)
+    snapshots: SnapshotStore | None = None
+    if settings.snapshots.enabled and any(a.snapshot_every is not None for a in aggregates):
+        snapshots = SnapshotStore(
+            nc,
+            settings.stream.name,
+            settings.snapshots,
+            stream_replicas=settings.stream.replicas,
+            timeout=settings.timeout,
+        )
+        await snapshots.start()
+    host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
     services = [CommandService(nc, host, a) for a in aggregates]
     try:
         async with host.running():
