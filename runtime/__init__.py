@@ -1,6 +1,7 @@
 """cqrs-runtime: an async, actor-style aggregate runtime for CQRS and event sourcing on NATS
 JetStream. Everything a user of the runtime may touch is re-exported here."""
 
+from .aggregate_snapshots import SnapshotSettings, SnapshotStore
 from .client import Client, CommandResult, QueryResult
 from .connection import ConnectOptions, connect
 from .domain import Aggregate, CommandContext
@@ -22,6 +23,7 @@ from .errors import (
     UnknownCommand,
     UnknownQuery,
 )
+from .history import AggregateHistory, FieldChange, PastState
 from .host import ActorHost, HostSettings
 from .naming import check_id
 from .server import EmbeddedServer, embedded_server
@@ -31,6 +33,7 @@ from .worker import WorkerSettings, run_worker
 __all__ = [
     "ActorHost",
     "Aggregate",
+    "AggregateHistory",
     "Busy",
     "Client",
     "CommandContext",
@@ -42,15 +45,19 @@ __all__ = [
     "CqrsError",
     "EmbeddedServer",
     "EventStore",
+    "FieldChange",
     "HostSettings",
     "Internal",
     "InvalidInput",
     "NoResponders",
     "NotFound",
+    "PastState",
     "QueryResult",
     "Rejected",
     "SchemaError",
     "ServerError",
+    "SnapshotSettings",
+    "SnapshotStore",
     "Stale",
     "StoredEvent",
     "StreamSettings",

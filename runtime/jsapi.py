@@ -10,14 +10,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from .errors import Internal, Timeout
+from .errors import Internal, InvalidInput, Timeout
+
+RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time, exactly (stream timestamps have ns).
+
+    Raises :class:`InvalidInput` for anything else, including a time without an offset.
+    """
+    match = RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(
+            f"{text!r} is not an RFC 3339 time such as 2026-11-26T10:00:00Z",
+            details={"field": "time"},
+        )
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{text!r} is not a valid time: {exc}", details={"field": "time"}
+        ) from None
+    seconds = (moment - EPOCH) // timedelta(seconds=1)
+    return seconds * 1_000_000_000 + int((match["frac"] or "0")[:9].ljust(9, "0"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +96,27 @@ class DirectGetter:
         up_to_seq: int | None = None,
         up_to_time: str | None = None,
     ) -> list[RawMessage]:
-        """Every message on ``subject`` with a sequence above ``after_seq``, in order."""
+        """Every message on ``subject`` with a sequence above ``after_seq``, in order.
+
+        ``up_to_seq`` and ``up_to_time`` (RFC 3339) keep only the messages at or before them.
+        The server ignores both on ``next_by_subj`` batches, so the cut is made here.
+        """
+        limit_ns = timestamp_ns(up_to_time) if up_to_time is not None else None
         out: list[RawMessage] = []
         start = after_seq + 1
         while True:
             request: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": self._batch}
-            if up_to_seq is not None:
-                request["up_to_seq"] = up_to_seq
-            if up_to_time is not None:
-                request["up_to_time"] = up_to_time
-            pending = await self._batch_request(request, out)
-            if pending == 0 or not out:
+            batch: list[RawMessage] = []
+            pending = await self._batch_request(request, batch)
+            for msg in batch:
+                if (up_to_seq is not None and msg.seq > up_to_seq) or (
+                    limit_ns is not None and timestamp_ns(msg.timestamp) > limit_ns
+                ):
+                    return out
+                out.append(msg)
+            if pending == 0 or not batch:
                 return out
-            start = out[-1].seq + 1
+            start = batch[-1].seq + 1
 
     async def get(self, seq: int) -> RawMessage | None:
         """One message by stream sequence, or None when there is none."""

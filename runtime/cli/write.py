@@ -12,6 +12,7 @@ from rich.table import Table
 from .. import codec
 from ..client import Client
 from ..connection import connect
+from ..history import AggregateHistory
 from ..host import HostSettings
 from ..naming import check_id, check_name
 from ..process import run_app
@@ -41,6 +42,7 @@ from .common import (
     run,
     wait_for_shutdown,
 )
+from .history import check_history_options, show_history
 
 log = structlog.get_logger("runtime.cli")
 
@@ -213,8 +215,18 @@ def register(app: typer.Typer) -> None:
     def events(
         aggregate: str,
         aggregate_id: str,
+        at_version: int | None = typer.Option(
+            None, "--at-version", min=0, help="Print the state after this many events."
+        ),
+        at: str | None = typer.Option(
+            None, "--at", help="Print the state at this RFC 3339 time (e.g. 2026-11-26T10:00:00Z)."
+        ),
+        diff: tuple[int, int] | None = typer.Option(
+            None, "--diff", help="Print the fields that changed between two versions: A B."
+        ),
         as_json: bool = JsonOption,
         nats_url: str | None = NatsOption,
+        app_spec: str = AppOption,
         creds: str | None = CredsOption,
         user: str | None = UserOption,
         password: str | None = PasswordOption,
@@ -222,10 +234,14 @@ def register(app: typer.Typer) -> None:
         stream: str = StreamOption,
         state_dir: Path = StateDirOption,
     ) -> None:
-        """Print an aggregate's event history, oldest first."""
+        """Print an aggregate's event history, oldest first, or its state at a version or time.
+
+        The past states fold the history with the app's aggregate definition (--app).
+        """
+        past = check_history_options(at_version, at, diff)
         ctx = make_context(
             nats_url,
-            "",
+            app_spec,
             creds=creds,
             user=user,
             password=password,
@@ -240,10 +256,21 @@ def register(app: typer.Typer) -> None:
         async def main() -> None:
             check_name(aggregate, field="aggregate")
             check_id(aggregate_id)
+            definition = ctx.app().aggregate(aggregate) if past else None
             async with connect(ctx.connect) as nc:
                 store = EventStore(nc, StreamSettings(name=ctx.stream))
                 await store.start()
                 try:
+                    if definition is not None:
+                        await show_history(
+                            AggregateHistory(store, definition),
+                            aggregate_id,
+                            at_version=at_version,
+                            at=at,
+                            diff=diff,
+                            as_json=as_json,
+                        )
+                        return
                     commits = await store.history(aggregate, aggregate_id)
                 finally:
                     await store.stop()
