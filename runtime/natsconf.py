@@ -222,6 +222,11 @@ def cluster_config(
         "listen": f"{cluster.host}:{cluster.port}",
         "routes": list(cluster.routes),
         "connect_retries": 120,
+        "_advertise": Comment(
+            "Clients use the URLs they are given (by DNS name, which TLS can verify), not\n"
+            "the pod or container IPs the nodes would advertise."
+        ),
+        "no_advertise": True,
     }
     if cluster.tls is not None:
         cluster_block["_tls"] = Comment("Routes authenticate each other with certificates.")

@@ -17,7 +17,7 @@ DNS_NAMES = ("localhost", "nats-0.nats", "nats-1.nats", "nats-2.nats")
 
 
 @dataclass(frozen=True)
-class TestCerts:
+class CertFiles:
     directory: Path
 
     @property
@@ -84,10 +84,10 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def make_certs(directory: Path) -> TestCerts:
+def make_certs(directory: Path) -> CertFiles:
     """Write ca.pem, server.pem/-key.pem and client.pem/-key.pem into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    certs = TestCerts(directory)
+    certs = CertFiles(directory)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("cqrs-runtime test CA")
     now = datetime.datetime.now(datetime.UTC)

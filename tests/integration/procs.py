@@ -26,7 +26,7 @@ from runtime.natsconf import (
 from runtime.permissions import Resources, UserPlan, accounts_config, password_var, plan_users
 from runtime.server import _die_with_parent, find_binary, free_port
 
-from .certs import TestCerts
+from .certs import CertFiles
 
 REPO = Path(__file__).resolve().parents[2]
 CQRS = str(Path(sys.executable).parent / "cqrs")
@@ -136,7 +136,7 @@ def single_node(
     app: App,
     plan: UserPlan,
     *,
-    certs: TestCerts | None = None,
+    certs: CertFiles | None = None,
     mutual_tls: bool = False,
 ) -> NatsNode:
     """Write a generated single-node config (loopback, free ports) and return its node."""
