@@ -128,8 +128,34 @@ def nats_config(
     run(main)
 
 
+def bench_cluster(
+    count: int = typer.Option(20_000, "--commands", help="Timed commands per side and run."),
+    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent requests."),
+    aggregates: int = typer.Option(10_000, "--aggregates", help="Distinct aggregate ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """`bench commands` on a single node and on a 3-node R3 cluster, in one run."""
+    from ..bench.cluster import bench_cluster as run_bench
+    from ..bench.commands import CommandBenchConfig
+    from .bench import print_comparison
+
+    make_context(None, "", log_format="console", log_level="warning")
+    config = CommandBenchConfig(count, in_flight, aggregates)
+    say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = run(lambda: run_bench(config, say))
+    if as_json:
+        print_comparison(result, "", as_json=True)
+        return
+    for label in ("single", "cluster_r3"):
+        console.print(f"[bold]{label}[/bold]")
+        print_comparison(result[label], "throughput_ratio", as_json=False)
+
+
 def register(app: typer.Typer) -> None:
+    from .bench import bench_app
+
     app.add_typer(deploy_app)
+    bench_app.command("cluster")(bench_cluster)
 
     @app.command()
     def health(
