@@ -61,6 +61,45 @@ class RawMessage:
     data: bytes
 
 
+class _Batch:
+    """The replies of one batch request, collected by the subscription's callback.
+
+    Collecting there and waking the reader once, when the batch ends, instead of once per
+    message keeps a long history read from costing a task switch and a timer per event.
+    """
+
+    __slots__ = ("done", "error", "out", "pending")
+
+    def __init__(self, out: list[RawMessage]) -> None:
+        self.out = out
+        self.pending = 0
+        self.error: str | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, msg: Msg) -> None:
+        if self.done.done():
+            return
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "204":
+            self.pending = int(headers.get("Nats-Num-Pending", "0"))
+        elif status and status != "404":
+            self.error = f"{status} {headers.get('Description', '')}"
+        elif not status:
+            self.out.append(
+                RawMessage(
+                    seq=int(headers["Nats-Sequence"]),
+                    subject=headers["Nats-Subject"],
+                    timestamp=headers.get("Nats-Time-Stamp", ""),
+                    headers=headers,
+                    data=msg.data,
+                )
+            )
+            if "Nats-Num-Pending" in headers:  # more replies of this batch follow
+                return
+        self.done.set_result(None)
+
+
 class DirectGetter:
     """Batched direct gets on one stream over one shared reply subscription."""
 
@@ -71,7 +110,7 @@ class DirectGetter:
         self._batch = batch
         self._prefix = nc.new_inbox()
         self._ids = itertools.count()
-        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._waiting: dict[str, _Batch] = {}
         self._sub: Any = None
 
     async def start(self) -> None:
@@ -84,9 +123,9 @@ class DirectGetter:
             self._sub = None
 
     async def _route(self, msg: Msg) -> None:
-        queue = self._waiting.get(msg.subject.rsplit(".", 1)[1])
-        if queue is not None:
-            queue.put_nowait(msg)
+        batch = self._waiting.get(msg.subject.rsplit(".", 1)[1])
+        if batch is not None:
+            batch.add(msg)
 
     async def subject_history(
         self,
@@ -132,37 +171,20 @@ class DirectGetter:
     async def _batch_request(self, request: dict[str, Any], out: list[RawMessage]) -> int:
         """Send one batch request, append its messages to ``out``; return what is pending."""
         token = str(next(self._ids))
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._waiting[token] = queue
+        batch = _Batch(out)
+        self._waiting[token] = batch
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{self._stream}",
                 orjson.dumps(request),
                 reply=f"{self._prefix}.{token}",
             )
-            while True:
-                try:
-                    msg = await asyncio.wait_for(queue.get(), self._timeout)
-                except TimeoutError:
-                    raise Timeout(f"direct get on stream {self._stream} timed out") from None
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "204":
-                    return int(headers.get("Nats-Num-Pending", "0"))
-                if status == "404":
-                    return 0
-                if status:
-                    raise Internal(f"direct get failed: {status} {headers.get('Description', '')}")
-                out.append(
-                    RawMessage(
-                        seq=int(headers["Nats-Sequence"]),
-                        subject=headers["Nats-Subject"],
-                        timestamp=headers.get("Nats-Time-Stamp", ""),
-                        headers=headers,
-                        data=msg.data,
-                    )
-                )
-                if "Nats-Num-Pending" not in headers:  # a single (non-batch) reply
-                    return 0
+            try:
+                await asyncio.wait_for(batch.done, self._timeout)
+            except TimeoutError:
+                raise Timeout(f"direct get on stream {self._stream} timed out") from None
         finally:
             del self._waiting[token]
+        if batch.error is not None:
+            raise Internal(f"direct get failed: {batch.error}")
+        return batch.pending
