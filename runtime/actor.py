@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import structlog
 
 from . import codec
-from .aggregate_snapshots import SnapshotRead, SnapshotStore
+from .aggregate_snapshots import SnapshotStore
 from .domain import Aggregate, CommandContext
 from .envelope import Commit, StoredEvent
 from .errors import Conflict, CqrsError, Internal, Timeout
@@ -121,35 +120,24 @@ class Actor:
     async def restore(self, snapshots: SnapshotStore) -> bool:
         """Load from the snapshot and the commits after it; False: fold the full history instead.
 
-        The snapshot and the aggregate's newest commit are read at the same time. The newest
-        commit tells whether the snapshot is current (nothing more to read), behind (read the
-        commits after it) or does not line up with the stream (ignore it); and it settles the
-        load of an aggregate without events in one round trip.
+        The aggregate's newest commit is read first, through the stream's subject index, because
+        it settles most loads cheaply: no commit is a new aggregate, a first commit that is also
+        the newest is the whole history, and an aggregate younger than ``snapshot_every`` events
+        cannot have a snapshot, so creating and loading small aggregates never touches the
+        bucket. Otherwise it says whether the snapshot is current (nothing more to read), behind
+        (read the commits after it) or does not line up with the stream (ignore it).
         """
-        found: list[Any] = [SnapshotRead(None, 0), None, None]  # snapshot, newest commit, error
-
-        async def read_snapshot() -> None:
-            found[0] = await snapshots.load(self.aggregate, self.aggregate_id)
-
-        async def read_newest() -> None:
-            try:
-                found[1] = await self.store.last_commit(self.aggregate.name, self.aggregate_id)
-            except CqrsError as exc:  # re-raised below as itself, not in an exception group
-                found[2] = exc
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read_snapshot)
-            tg.start_soon(read_newest)
-        if found[2] is not None:
-            raise found[2]
-        read: SnapshotRead = found[0]
-        newest: Commit | None = found[1]
+        newest = await self.store.last_commit(self.aggregate.name, self.aggregate_id)
+        if newest is None:
+            return True
+        if newest.first_version == 1:
+            self.apply_commit(newest)
+            return True
+        if newest.version < (self.aggregate.snapshot_every or 0):
+            return False
+        read = await snapshots.load(self.aggregate, self.aggregate_id)
         self.snapshot_rev = read.revision
         snapshot = read.snapshot
-        if newest is None:
-            if snapshot is not None:
-                self.ignore_snapshot("the aggregate has no events in the stream")
-            return True
         if snapshot is None:
             return False
         if snapshot.seq > newest.seq or (
