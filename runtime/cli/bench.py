@@ -53,3 +53,39 @@ def commands(
     config = CommandBenchConfig(count, in_flight, aggregates, nats_url)
     result = run(lambda: bench_commands(config))
     print_comparison(result, "throughput_ratio", as_json=as_json)
+
+
+@bench_app.command("load")
+def load(
+    messages: int = typer.Option(1_000_000, "--messages", help="Commits in the stream."),
+    aggregates: int = typer.Option(10_000, "--aggregates", help="Aggregates they belong to."),
+    events: int = typer.Option(10_000, "--events", help="Events of the measured aggregate."),
+    tail: int = typer.Option(50, "--tail", help="Its events after the snapshot."),
+    loads: int = typer.Option(50, "--loads", help="Timed cold loads from the snapshot."),
+    full_loads: int = typer.Option(10, "--full-loads", help="Timed cold loads by full replay."),
+    live: int = typer.Option(100_000, "--live", help="Idle orders for the memory part (0: skip)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Cold load of an old, busy aggregate with and without a snapshot; memory per idle one.
+
+    Runs on a throw-away embedded server (the stream it fills can never be purged).
+    """
+    from ..bench.load import LoadBenchConfig, bench_load
+
+    make_context(None, "", log_format="console", log_level="warning")
+    config = LoadBenchConfig(messages, aggregates, events, tail, loads, full_loads, live)
+    try:
+        config.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = run(lambda: bench_load(config, say))
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    table = Table(title="cqrs bench load")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    console.print(table)
