@@ -74,7 +74,9 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> None:
             application = ctx.app()
-            settings = WorkerSettings(stream=StreamSettings(name=ctx.stream))
+            settings = WorkerSettings(
+                stream=StreamSettings(name=ctx.stream), host=HostSettings(log_commands=True)
+            )
             async with (
                 connect(ctx.connect, publish_url=True) as nc,
                 run_app(nc, application, settings=settings),
