@@ -40,7 +40,7 @@ class HostSettings:
     idle_timeout: float = 600.0  # seconds an idle actor stays in memory
     max_conflict_retries: int = 10
     dispatchers: int = 256  # actors that may be running a command at the same time
-    log_commands: bool = False  # a debug line per handled command (on in `cqrs dev`)
+    log_commands: bool = False  # an info line per handled command (on in `cqrs dev`)
     snapshot_drain_timeout: float = 5.0  # seconds shutdown waits for snapshot writes
 
 
@@ -161,7 +161,7 @@ class ActorHost:
             result = await actor.handle(request, self.settings.max_conflict_retries, self.stats)
             self.stats.handled += 1
             if self.settings.log_commands:
-                log.debug(
+                log.info(
                     "command_handled", **context, version=result["version"], seq=result["seq"]
                 )
         except CqrsError as exc:
