@@ -26,6 +26,7 @@ from .errors import (
 from .history import AggregateHistory, FieldChange, PastState
 from .host import ActorHost, HostSettings
 from .naming import check_id
+from .projection import EventMeta, PoisonPolicy, Projection
 from .server import EmbeddedServer, embedded_server
 from .store import EventStore, StreamSettings
 from .worker import WorkerSettings, run_worker
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectOptions",
     "CqrsError",
     "EmbeddedServer",
+    "EventMeta",
     "EventStore",
     "FieldChange",
     "HostSettings",
@@ -52,6 +54,8 @@ __all__ = [
     "NoResponders",
     "NotFound",
     "PastState",
+    "PoisonPolicy",
+    "Projection",
     "QueryResult",
     "Rejected",
     "SchemaError",

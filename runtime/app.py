@@ -14,6 +14,7 @@ from typing import Any
 
 from .domain import Aggregate
 from .errors import ConfigurationError
+from .projection import Projection
 
 DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS"
 
@@ -21,7 +22,7 @@ DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS"
 @dataclass(frozen=True)
 class App:
     aggregates: Sequence[Aggregate[Any]] = ()
-    projections: Sequence[Any] = field(default_factory=tuple)
+    projections: Sequence[Projection[Any]] = field(default_factory=tuple)
 
     def aggregate(self, name: str) -> Aggregate[Any]:
         for aggregate in self.aggregates:
@@ -31,7 +32,7 @@ class App:
             f"no aggregate {name!r}; this app defines {[a.name for a in self.aggregates]}"
         )
 
-    def projection(self, name: str) -> Any:
+    def projection(self, name: str) -> Projection[Any]:
         for projection in self.projections:
             if projection.name == name:
                 return projection
@@ -42,14 +43,14 @@ class App:
     def select_aggregates(self, names: Iterable[str] | None) -> list[Aggregate[Any]]:
         return list(self.aggregates) if not names else [self.aggregate(n) for n in names]
 
-    def select_projections(self, names: Iterable[str] | None) -> list[Any]:
+    def select_projections(self, names: Iterable[str] | None) -> list[Projection[Any]]:
         return list(self.projections) if not names else [self.projection(n) for n in names]
 
 
 def load_app(spec: str = DEFAULT_APP) -> App:
     """Import the definitions an app spec names."""
     aggregates: list[Aggregate[Any]] = []
-    projections: list[Any] = []
+    projections: list[Projection[Any]] = []
     for ref in filter(None, (part.strip() for part in spec.split(","))):
         module_name, _, attr = ref.partition(":")
         try:
@@ -63,7 +64,7 @@ def load_app(spec: str = DEFAULT_APP) -> App:
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, Aggregate):
                 aggregates.append(item)
-            elif hasattr(item, "queries") and hasattr(item, "name"):
+            elif isinstance(item, Projection):
                 projections.append(item)
             else:
                 raise ConfigurationError(f"{ref!r} holds {item!r}, not an aggregate or projection")

@@ -1,4 +1,4 @@
-"""Given/when/then harnesses for testing domain code without NATS.
+"""Given/when/then harnesses for testing domain code and read models without NATS.
 
 ::
 
@@ -10,18 +10,34 @@
 
 Commands go through the same argument validation as on the wire, so a spec also catches a body
 that a real request would get ``invalid`` for.
+
+::
+
+    def test_orders_of_a_user_are_listed_newest_first():
+        (ProjectionSpec(orders)
+            .given("order", "ord-1", OrderCreated(...))
+            .given("order", "ord-2", OrderCreated(...))
+            .then_query("get_orders_for_user", {"user_id": "u-1"}, lambda r: ...))
+
+Events fed to a :class:`ProjectionSpec` travel through their wire form (type name and JSON data)
+and the same decoding, upcasting and handler dispatch as in a projection replica; queries
+validate their arguments and encode their answers exactly as the query service does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from . import codec
 from .domain import Aggregate, CommandContext
+from .envelope import Commit, StoredEvent
 from .errors import CqrsError
+from .projection import EventMeta, Projection
 
 S = TypeVar("S")
+M = TypeVar("M")
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -122,3 +138,97 @@ class AggregateSpec(Generic[S]):
     def _require_success(self) -> None:
         assert self._ran, "call when() first"
         assert self._error is None, f"the command failed: {self._error!r}"
+
+
+class ProjectionSpec(Generic[M]):
+    """given (stored events) / then (query answers or the model), for one projection."""
+
+    def __init__(self, projection: Projection[M]) -> None:
+        self.projection = projection
+        self.model: M = projection.new_model()
+        self.seq = 0
+        self.handled = 0  # events a handler ran for (ignored types do not count)
+        self.versions: dict[tuple[str, str], int] = {}
+        self.now = FIXED_NOW
+
+    def given(self, aggregate: str, aggregate_id: str, *events: Any) -> ProjectionSpec[M]:
+        """Apply ``events`` of one aggregate instance, one commit each.
+
+        An event is an event object of a followed :class:`Aggregate`, a :class:`StoredEvent`, or
+        a ``(type, data)`` pair (for old versions, or aggregates followed by name).
+        """
+        for event in events:
+            self.seq += 1
+            key = (aggregate, aggregate_id)
+            version = self.versions.get(key, 0) + 1
+            self.versions[key] = version
+            type_name, data = self._wire(aggregate, event)
+            meta = EventMeta(
+                aggregate=aggregate,
+                aggregate_id=aggregate_id,
+                seq=self.seq,
+                version=version,
+                type=type_name,
+                recorded_at=self.now.isoformat(),
+                command_id=f"cmd-{self.seq}",
+                correlation_id=f"cmd-{self.seq}",
+            )
+            self.handled += self.projection.apply(self.model, type_name, data, meta)
+        return self
+
+    def given_commits(self, commits: Iterable[Commit]) -> ProjectionSpec[M]:
+        """Apply commits as read from a stream (their sequences and versions kept), in order."""
+        for commit in commits:
+            for offset, stored in enumerate(commit.events):
+                meta = EventMeta(
+                    aggregate=commit.aggregate,
+                    aggregate_id=commit.aggregate_id,
+                    seq=commit.seq,
+                    version=commit.first_version + offset,
+                    type=stored.type,
+                    recorded_at=commit.recorded_at,
+                    command_id=commit.command_id,
+                    correlation_id=commit.correlation_id,
+                )
+                self.handled += self.projection.apply(self.model, stored.type, stored.data, meta)
+            self.seq = max(self.seq, commit.seq)
+        return self
+
+    def _wire(self, aggregate: str, event: Any) -> tuple[str, Any]:
+        if isinstance(event, StoredEvent):
+            return event.type, codec.loads(codec.dumps(event.data))
+        if isinstance(event, tuple):
+            type_name, data = event
+            return str(type_name), codec.loads(codec.dumps(data))
+        definition = self.projection.aggregates.get(aggregate)
+        if definition is None:
+            raise TypeError(
+                f"{self.projection.name} follows {aggregate!r} by name: give its events as "
+                "(type, data) pairs"
+            )
+        return definition.type_of(event), codec.loads(codec.dumps(codec.to_builtins(event)))
+
+    def query(self, name: str, args: Any = None) -> Any:
+        """The answer of a query in its wire form (decoded JSON); raises its error."""
+        parsed = self.projection.parse_query(name, codec.loads(codec.dumps(args or {})))
+        return codec.loads(codec.dumps(self.projection.ask(self.model, name, parsed)))
+
+    def then_query(
+        self, name: str, args: Any, expected: Any | Callable[[Any], bool]
+    ) -> ProjectionSpec[M]:
+        """Assert a query's answer equals ``expected`` (or that ``expected(answer)`` holds)."""
+        answer = self.query(name, args)
+        if callable(expected):
+            assert expected(answer), f"{name}({args}) answered {answer!r}"
+        else:
+            assert answer == expected, f"{name}({args}) answered {answer!r}, not {expected!r}"
+        return self
+
+    def then_query_fails(self, name: str, args: Any = None, *, code: str) -> CqrsError:
+        """Assert a query fails with the error ``code``; return the error."""
+        try:
+            answer = self.query(name, args)
+        except CqrsError as exc:
+            assert exc.code == code, f"{name}({args}) failed with {exc!r}, expected {code}"
+            return exc
+        raise AssertionError(f"{name}({args}) answered {answer!r}, expected {code}")
