@@ -4,6 +4,7 @@ JetStream. Everything a user of the runtime may touch is re-exported here."""
 from .aggregate_snapshots import SnapshotSettings, SnapshotStore
 from .client import Client, CommandResult, QueryResult
 from .connection import ConnectOptions, connect
+from .dead_letters import DeadLetter, DeadLetters
 from .domain import Aggregate, CommandContext
 from .envelope import Commit, StoredEvent
 from .errors import (
@@ -27,6 +28,8 @@ from .history import AggregateHistory, FieldChange, PastState
 from .host import ActorHost, HostSettings
 from .naming import check_id
 from .projection import EventMeta, PoisonPolicy, Projection
+from .projection_worker import run_projections, run_replica
+from .projector import Projector, ProjectorSettings
 from .server import EmbeddedServer, embedded_server
 from .store import EventStore, StreamSettings
 from .worker import WorkerSettings, run_worker
@@ -44,6 +47,8 @@ __all__ = [
     "Conflict",
     "ConnectOptions",
     "CqrsError",
+    "DeadLetter",
+    "DeadLetters",
     "EmbeddedServer",
     "EventMeta",
     "EventStore",
@@ -56,6 +61,8 @@ __all__ = [
     "PastState",
     "PoisonPolicy",
     "Projection",
+    "Projector",
+    "ProjectorSettings",
     "QueryResult",
     "Rejected",
     "SchemaError",
@@ -72,5 +79,7 @@ __all__ = [
     "check_id",
     "connect",
     "embedded_server",
+    "run_projections",
+    "run_replica",
     "run_worker",
 ]

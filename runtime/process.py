@@ -13,6 +13,9 @@ from nats.aio.client import Client as NATS
 from .app import App
 from .domain import Aggregate
 from .host import ActorHost
+from .projection import Projection
+from .projection_worker import run_projections
+from .projector import Projector, ProjectorSettings
 from .worker import WorkerSettings, run_worker
 
 
@@ -21,7 +24,7 @@ class RunningApp:
     """Handles on what :func:`run_app` started."""
 
     host: ActorHost | None
-    projectors: list[Any]
+    projectors: list[Projector[Any]]
 
 
 @contextlib.asynccontextmanager
@@ -30,11 +33,27 @@ async def run_app(
     app: App,
     *,
     aggregates: Sequence[Aggregate[Any]] | None = None,
-    projections: Sequence[Any] | None = None,
+    projections: Sequence[Projection[Any]] | None = None,
     settings: WorkerSettings | None = None,
+    projector_settings: ProjectorSettings | None = None,
 ) -> AsyncIterator[RunningApp]:
-    """Serve ``aggregates`` (default: all of the app's) until the context exits."""
+    """Serve ``aggregates`` and run replicas of ``projections`` (default: all of the app's)
+    until the context exits.
+
+    The projections' consumers read the stream named by ``settings`` unless
+    ``projector_settings`` says otherwise. On exit the projections stop first (each writes a
+    final snapshot), then the workers drain.
+    """
     aggs = list(app.aggregates if aggregates is None else aggregates)
+    projs = list(app.projections if projections is None else projections)
+    if projector_settings is None:
+        stream = settings.stream.name if settings is not None else "EVENTS"
+        projector_settings = ProjectorSettings(stream=stream)
     async with contextlib.AsyncExitStack() as stack:
         host = await stack.enter_async_context(run_worker(nc, aggs, settings)) if aggs else None
-        yield RunningApp(host=host, projectors=[])
+        projectors = (
+            await stack.enter_async_context(run_projections(nc, projs, projector_settings))
+            if projs
+            else []
+        )
+        yield RunningApp(host=host, projectors=projectors)

@@ -1,0 +1,199 @@
+"""Projection replicas against a real nats-server: convergence, snapshots, restarts, duplicates,
+corrupt snapshots and poison events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import api
+from structlog.testing import capture_logs
+
+from aggregates import AGGREGATES
+from projections import orders, users
+from runtime import Client, DeadLetters, EventStore, ProjectorSettings, run_replica
+from runtime.app import App
+from runtime.process import run_app
+from runtime.projection_snapshots import (
+    DEFAULT_BUCKET,
+    H_PROJECTION,
+    H_REPLICA,
+    H_SCHEMA,
+    H_SEQ,
+    ProjectionSnapshotStore,
+)
+from runtime.testing import ProjectionSpec
+
+from .projection_support import (
+    append_orders,
+    counting,
+    order_created,
+    read_commits,
+    send_random_commands,
+)
+
+# Snapshots only when the tests take them (on stop), so counts are deterministic.
+SETTINGS = ProjectorSettings(
+    replica="r1",
+    snapshot_every=None,
+    snapshot_interval=None,
+    max_attempts=3,
+    retry_backoff=0.001,
+    stale_timeout=2.0,
+)
+
+
+@pytest.fixture
+async def store(nc: NATS) -> AsyncIterator[EventStore]:
+    events = EventStore(nc)
+    await events.start()
+    try:
+        yield events
+    finally:
+        await events.stop()
+
+
+async def fold(nc: NATS, projection: Any) -> Any:
+    """The model a pure fold of every commit in the stream gives."""
+    return ProjectionSpec(projection).given_commits(await read_commits(nc)).model
+
+
+async def test_replicas_converge_to_the_pure_fold_of_random_commands(nc: NATS) -> None:
+    """After 2,000 random commands both example read models equal a pure fold of the stream."""
+    app = App(aggregates=AGGREGATES, projections=(orders, users))
+    async with run_app(nc, app, projector_settings=SETTINGS) as running:
+        results = await send_random_commands(Client(nc), 2000, seed=7)
+        last = max(r.seq for r in results)
+        for projector in running.projectors:
+            assert await projector.wait_for(last, timeout=30)
+        by_name = {p.projection.name: p.model for p in running.projectors}
+        assert by_name["orders"] == await fold(nc, orders)
+        assert by_name["users"] == await fold(nc, users)
+        assert len(by_name["orders"].orders) > 50
+
+
+async def test_a_restart_resumes_from_the_snapshot(nc: NATS, store: EventStore) -> None:
+    """A restarted replica restores its snapshot and runs handlers only for later events."""
+    projection, calls = counting()
+    first = await append_orders(store, 200, prefix="a")
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(first, timeout=10)
+    assert calls.n == 300  # 200 creations, 100 payments; stopping took a snapshot at `first`
+
+    last = await append_orders(store, 40, prefix="b")
+    calls.n = 0
+    calls.seqs.clear()
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert replica.restored_from is not None and replica.restored_from.seq == first
+        assert await replica.wait_for(last, timeout=10)
+        assert calls.n == 60 and min(calls.seqs) > first
+        assert replica.model == await fold(nc, counting()[0])
+
+
+async def test_duplicates_and_redeliveries_change_nothing(nc: NATS, store: EventStore) -> None:
+    """Redelivering the whole stream (consumer reset to seq 1) runs no handler twice."""
+    projection, calls = counting()
+    last = await append_orders(store, 100)
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(last, timeout=10)
+        before = calls.n
+        await nc.jetstream().reset_consumer("EVENTS", replica.consumer.name, seq=1)
+        seq, _ = await store.append(order_created("late", "u-1"), 0)
+        assert await replica.wait_for(seq, timeout=10)
+        assert calls.n == before + 1
+        assert replica.duplicates >= 150
+        assert replica.model == await fold(nc, counting()[0])
+
+
+async def corrupt(nc: NATS, projection: str, replica: str, payload: bytes) -> None:
+    """Overwrite a snapshot's bytes, keeping the metadata that points at it."""
+    snapshots = ProjectionSnapshotStore(nc)
+    await snapshots.start()
+    [info] = [s for s in await snapshots.list(projection) if s.replica == replica]
+    headers = {
+        H_PROJECTION: [info.projection],
+        H_REPLICA: [info.replica],
+        H_SEQ: [str(info.seq)],
+        H_SCHEMA: [str(info.schema)],
+    }
+    obs = await nc.jetstream().object_store(DEFAULT_BUCKET)
+    await obs.put(info.object_name, payload, meta=api.ObjectMeta(headers=headers))
+
+
+@pytest.mark.parametrize("payload", [b"not a snapshot", b"CQRS-PROJECTION-SNAPSHOT\n{}\n"])
+async def test_a_corrupt_snapshot_falls_back_to_full_replay(
+    nc: NATS, store: EventStore, payload: bytes
+) -> None:
+    """An unreadable snapshot is logged and the replica rebuilds from the first event."""
+    projection, calls = counting()
+    last = await append_orders(store, 60)
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(last, timeout=10)
+    await corrupt(nc, "tally", "r1", payload)
+    calls.n = 0
+    with capture_logs() as logs:
+        async with run_replica(nc, projection, SETTINGS) as replica:
+            assert replica.restored_from is None
+            assert await replica.wait_for(last, timeout=10)
+            assert calls.n == 90
+            assert replica.model == await fold(nc, counting()[0])
+    assert any(e["event"] == "snapshot_unreadable" for e in logs)
+
+
+async def test_a_snapshot_of_another_schema_version_is_replayed_over(
+    nc: NATS, store: EventStore
+) -> None:
+    """A snapshot of schema version 1 is not restored into version 2: full replay, logged."""
+    v1, _ = counting(version=1)
+    last = await append_orders(store, 30)
+    async with run_replica(nc, v1, SETTINGS) as replica:
+        assert await replica.wait_for(last, timeout=10)
+    v2, calls = counting(version=2)
+    with capture_logs() as logs:
+        async with run_replica(nc, v2, SETTINGS) as replica:
+            assert await replica.wait_for(last, timeout=10)
+    assert calls.n == 45
+    assert any(e["event"] == "snapshot_other_version" for e in logs)
+
+
+async def test_a_poison_event_halts_the_replica_which_keeps_serving(
+    nc: NATS, store: EventStore
+) -> None:
+    """Under `halt` a failing handler is retried, then applying stops before it; queries go on."""
+    projection, calls = counting(poison_user="u-poison")
+    good = await append_orders(store, 10, prefix="g")
+    poison, _ = await store.append(order_created("bad", "u-poison"), 0)
+    later = await append_orders(store, 5, prefix="h")
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert not await replica.wait_for(later, timeout=10)
+        assert replica.halted is not None and replica.halted.seq == poison
+        assert replica.applied == good
+        assert calls.seqs.count(poison) == 3  # max_attempts
+        status = replica.status()
+        assert status["state"] == "halted" and "u-poison" in status["halted"]["error"]
+        client = Client(nc)
+        answer = await client.query("tally", "status_of", {"order_id": "g-1"})
+        assert answer.result == "paid" and answer.seq == good
+        with pytest.raises(Exception) as stale:
+            await client.query("tally", "status_of", {"order_id": "h-1"}, min_seq=later)
+        assert getattr(stale.value, "code", None) == "stale"
+        assert stale.value.details["halted"] is True
+
+
+async def test_a_poison_event_is_dead_lettered_under_skip(nc: NATS, store: EventStore) -> None:
+    """Under `skip` a failing event is recorded where an operator can list it; the rest goes on."""
+    projection, _ = counting("skipper", on_poison="skip", poison_user="u-poison")
+    await append_orders(store, 10, prefix="g")
+    poison, _ = await store.append(order_created("bad", "u-poison"), 0)
+    later = await append_orders(store, 5, prefix="h")
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(later, timeout=10)
+        assert replica.halted is None and replica.poison.dead_lettered == 1
+        assert "bad" not in replica.model.status and replica.model.status["h-1"] == "paid"
+    [letter] = await DeadLetters(nc).list("skipper")
+    assert letter.seq == poison and letter.subject == "events.order.bad"
+    assert letter.type == "order.created.v2" and "u-poison" in letter.error
+    assert letter.attempts == 3 and letter.data["user_id"] == "u-poison"
+    assert await DeadLetters(nc).list("tally") == []
