@@ -218,20 +218,20 @@ class SnapshotStore:
         Never raises for an unusable or unreachable snapshot: it logs why and returns no
         snapshot, and the caller rebuilds from the stream, which is always correct.
         """
-        bound = log.bind(aggregate=aggregate.name, id=aggregate_id, bucket=self.bucket)
+        context = {"aggregate": aggregate.name, "id": aggregate_id, "bucket": self.bucket}
         try:
             entry = await self.kv.get(snapshot_key(aggregate.name, aggregate_id))
         except nats.js.errors.KeyNotFoundError as exc:
             deleted = getattr(exc, "entry", None)
             return SnapshotRead(None, deleted.revision if deleted is not None else 0)
         except nats.errors.Error as exc:
-            bound.warning("snapshot_unreadable", reason=f"{type(exc).__name__}: {exc}")
+            log.warning("snapshot_unreadable", **context, reason=f"{type(exc).__name__}: {exc}")
             return SnapshotRead(None, 0)
         revision = int(entry.revision or 0)
         try:
             snapshot = decode_snapshot(aggregate, self.stream, aggregate_id, entry.value or b"")
         except SchemaError as exc:
-            bound.warning("snapshot_ignored", reason=exc.message, revision=revision)
+            log.warning("snapshot_ignored", **context, reason=exc.message, revision=revision)
             return SnapshotRead(None, revision)
         return SnapshotRead(snapshot, revision)
 
