@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import deploy, write
+from . import deploy, read, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 write.register(app)
+read.register(app)
 deploy.register(app)
 app.add_typer(bench_app)
 

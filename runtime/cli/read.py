@@ -1,0 +1,448 @@
+"""CLI commands of the read side: projector, query, status, projections rebuild|dead-letters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .. import codec
+from ..client import Client
+from ..connection import connect
+from ..dead_letters import DeadLetters
+from ..errors import NoResponders, UnknownQuery
+from ..naming import check_id, check_name
+from ..process import run_app
+from ..projection_rebuild import rebuild
+from ..projection_status import collect
+from ..projector import ProjectorSettings, default_replica
+from ..shutdown import budgets as shutdown_budgets
+from ..shutdown import graceful_shutdown
+from ..store import StreamSettings
+from ..worker import WorkerSettings
+from .common import (
+    AppOption,
+    CredsOption,
+    JsonOption,
+    LogFormatOption,
+    LogLevelOption,
+    NatsOption,
+    PasswordOption,
+    ReadyFileOption,
+    ShutdownTimeoutOption,
+    StateDirOption,
+    StreamOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    UserOption,
+    console,
+    make_context,
+    parse_json_arg,
+    run,
+)
+
+log = structlog.get_logger("runtime.cli")
+
+projections_app = typer.Typer(
+    name="projections", help="Operate on read models: rebuild, dead letters.", no_args_is_help=True
+)
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(projector)
+    app.command()(query)
+    app.command()(status)
+    app.add_typer(projections_app)
+
+
+def projector(
+    projections: str | None = typer.Option(
+        None, "--projections", envvar="CQRS_PROJECTIONS", help="Comma-separated; default all."
+    ),
+    replica: str | None = typer.Option(
+        None,
+        "--replica",
+        envvar="CQRS_REPLICA",
+        help="Replica id (its consumer's name); stable across restarts. Default: the host name.",
+    ),
+    snapshot_every: int = typer.Option(
+        20_000, "--snapshot-every", envvar="CQRS_SNAPSHOT_EVERY", help="Commits between snapshots."
+    ),
+    snapshot_interval: float = typer.Option(
+        30.0,
+        "--snapshot-interval",
+        envvar="CQRS_SNAPSHOT_INTERVAL",
+        help="Seconds between snapshots while events arrive.",
+    ),
+    stale_timeout: float = typer.Option(
+        5.0,
+        "--stale-timeout",
+        envvar="CQRS_STALE_TIMEOUT",
+        help="How long a query waits for its minimum sequence before answering `stale`.",
+    ),
+    batch: int = typer.Option(500, "--batch", envvar="CQRS_BATCH", help="Fetch batch size."),
+    nats_url: str | None = NatsOption,
+    app_spec: str = AppOption,
+    creds: str | None = CredsOption,
+    user: str | None = UserOption,
+    password: str | None = PasswordOption,
+    tls_ca: str | None = TlsCaOption,
+    tls_cert: str | None = TlsCertOption,
+    tls_key: str | None = TlsKeyOption,
+    stream: str = StreamOption,
+    replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
+    shutdown_timeout: float = ShutdownTimeoutOption,
+    ready_file: Path | None = ReadyFileOption,
+    state_dir: Path = StateDirOption,
+    log_format: str = LogFormatOption,
+    log_level: str = LogLevelOption,
+) -> None:
+    """A projection worker: one replica of each projection, serving its queries.
+
+    SIGTERM or Ctrl-C stops it gracefully: it stops taking queries, writes a final snapshot of
+    each read model and exits 0, within --shutdown-timeout.
+    """
+    ctx = make_context(
+        nats_url,
+        app_spec,
+        creds=creds,
+        user=user,
+        password=password,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        stream=stream,
+        state_dir=state_dir,
+        log_format=log_format,
+        log_level=log_level,
+        name="cqrs-projector",
+    )
+    settings = ProjectorSettings(
+        stream=stream,
+        replica=replica or default_replica(),
+        batch=batch,
+        snapshot_every=snapshot_every or None,
+        snapshot_interval=snapshot_interval or None,
+        stale_timeout=stale_timeout,
+        replicas=replicas,
+        ready_file=ready_file,
+    )
+    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
+    options = replace(ctx.connect, close_timeout=close_budget)
+
+    async def main() -> None:
+        check_id(settings.replica, field="replica")
+        application = ctx.app()
+        selected = application.select_projections(_names(projections))
+        async with (
+            graceful_shutdown(drain_budget) as shutdown,
+            connect(options, publish_url=options.resolved_url() is None) as nc,
+            run_app(
+                nc,
+                application,
+                aggregates=[],
+                projections=selected,
+                settings=WorkerSettings(stream=StreamSettings(name=stream, replicas=replicas)),
+                projector_settings=settings,
+            ),
+        ):
+            await shutdown.wait()
+            log.info("projector_stopping")
+        if shutdown.forced:
+            raise typer.Exit(1)
+
+    run(main)
+
+
+def query(
+    projection: str,
+    query_name: str = typer.Argument(..., metavar="QUERY"),
+    args: str = typer.Argument("{}", help="The query's arguments as JSON ('-' = stdin)."),
+    min_seq: int = typer.Option(0, "--min-seq", help="Answer only once this seq is reflected."),
+    timeout: float = typer.Option(10.0, "--timeout"),
+    nats_url: str | None = NatsOption,
+    app_spec: str = AppOption,
+    creds: str | None = CredsOption,
+    user: str | None = UserOption,
+    password: str | None = PasswordOption,
+    tls_ca: str | None = TlsCaOption,
+    state_dir: Path = StateDirOption,
+) -> None:
+    """Ask one query and print its answer (exit 1 on an error reply)."""
+    ctx = make_context(
+        nats_url,
+        app_spec,
+        creds=creds,
+        user=user,
+        password=password,
+        tls_ca=tls_ca,
+        state_dir=state_dir,
+        log_format="console",
+        log_level="warning",
+        name="cqrs-query",
+    )
+
+    async def main() -> None:
+        body = parse_json_arg(args)
+        async with connect(ctx.connect, embedded=False) as nc:
+            try:
+                result = await Client(nc, timeout=timeout).query(
+                    projection, query_name, body, min_seq=min_seq or None
+                )
+            except NoResponders:
+                known = _known_projections(ctx.app_spec)
+                if known is not None and projection not in known:
+                    raise UnknownQuery(
+                        f"no projection {projection!r}; the app defines {sorted(known)}",
+                        details={"projection": projection},
+                    ) from None
+                raise
+        console.print_json(codec.dumps({"result": result.result, "seq": result.seq}).decode())
+
+    run(main)
+
+
+def _known_projections(app_spec: str) -> set[str] | None:
+    from ..app import load_app
+    from ..errors import ConfigurationError
+
+    try:
+        return {p.name for p in load_app(app_spec).projections}
+    except ConfigurationError:
+        return None
+
+
+def status(
+    as_json: bool = JsonOption,
+    projections: str | None = typer.Option(None, "--projections", help="Only these."),
+    wait: float = typer.Option(0.5, "--wait", help="Seconds to collect replica replies."),
+    nats_url: str | None = NatsOption,
+    creds: str | None = CredsOption,
+    user: str | None = UserOption,
+    password: str | None = PasswordOption,
+    tls_ca: str | None = TlsCaOption,
+    stream: str = StreamOption,
+    state_dir: Path = StateDirOption,
+) -> None:
+    """Every projection replica: applied seq, lag, pending, last snapshot, halted state."""
+    ctx = make_context(
+        nats_url,
+        "",
+        creds=creds,
+        user=user,
+        password=password,
+        tls_ca=tls_ca,
+        stream=stream,
+        state_dir=state_dir,
+        log_format="console",
+        log_level="warning",
+        name="cqrs-status",
+    )
+
+    async def main() -> dict[str, Any]:
+        async with connect(ctx.connect, embedded=False) as nc:
+            return await collect(nc, stream=stream, projections=_names(projections), timeout=wait)
+
+    report = run(main)
+    if as_json:
+        print(codec.dumps(report).decode())
+        return
+    print_status(report)
+
+
+def print_status(report: dict[str, Any]) -> None:
+    table = Table(
+        title=f"projections on stream {report['stream']} (last seq {report['stream_last_seq']})"
+    )
+    columns = ("projection", "replica", "applied", "stream last", "lag", "pending", "snapshot")
+    for column in (*columns, "state"):
+        numeric = column in ("applied", "stream last", "lag", "pending")
+        table.add_column(column, justify="right" if numeric else "left")
+    for r in report["replicas"]:
+        snap = r.get("last_snapshot")
+        snapshot = f"seq {snap['seq']}, {snap.get('age_seconds', 0):.0f}s ago" if snap else "-"
+        state = r["state"]
+        if r.get("halted"):
+            h = r["halted"]
+            state = f"[red]halted[/red] at seq {h['seq']} ({h['type']}): {h['error']}"[:120]
+        elif r.get("retrying"):
+            state = f"[yellow]retrying[/yellow] seq {r['retrying']['seq']}"
+        elif r.get("dead_lettered"):
+            state += f", {r['dead_lettered']} dead-lettered"
+        table.add_row(
+            r["projection"],
+            r["replica"],
+            str(r["applied_seq"]),
+            str(r["stream_last_seq"]),
+            str(r["lag"]),
+            "-" if r.get("pending") is None else str(r["pending"]),
+            snapshot,
+            state,
+        )
+    for name in report["not_running"]:
+        snaps = [s for s in report["snapshots"] if s["projection"] == name]
+        snapshot = f"seq {snaps[0]['seq']}, {snaps[0]['age_seconds']:.0f}s ago" if snaps else "-"
+        table.add_row(name, "-", "-", "-", "-", "-", snapshot, "[dim]no replica running[/dim]")
+    console.print(table)
+
+
+@projections_app.command("rebuild")
+def rebuild_command(
+    name: str,
+    replace_snapshots: bool = typer.Option(
+        False,
+        "--replace",
+        help="Delete the projection's other snapshots afterwards "
+        "(stop its replicas first), so replicas start from the rebuilt model.",
+    ),
+    as_json: bool = JsonOption,
+    nats_url: str | None = NatsOption,
+    app_spec: str = AppOption,
+    creds: str | None = CredsOption,
+    user: str | None = UserOption,
+    password: str | None = PasswordOption,
+    tls_ca: str | None = TlsCaOption,
+    stream: str = StreamOption,
+    state_dir: Path = StateDirOption,
+) -> None:
+    """Rebuild a read model from the first event, compare it with a live replica's, store it."""
+    ctx = make_context(
+        nats_url,
+        app_spec,
+        creds=creds,
+        user=user,
+        password=password,
+        tls_ca=tls_ca,
+        stream=stream,
+        state_dir=state_dir,
+        log_format="console",
+        log_level="warning",
+        name="cqrs-rebuild",
+    )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("commits"),
+        TextColumn("{task.fields[rate]:>8.0f}/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+
+    async def main() -> dict[str, Any]:
+        projection = ctx.app().projection(name)
+        with Progress(*columns, console=console, disable=as_json) as bar:
+            task = bar.add_task(f"rebuilding {name}", total=None, rate=0.0)
+            started = bar.get_time()
+
+            def progress(done: int, total: int) -> None:
+                elapsed = max(bar.get_time() - started, 1e-9)
+                bar.update(task, completed=done, total=total, rate=done / elapsed)
+
+            async with connect(ctx.connect, embedded=False) as nc:
+                result = await rebuild(
+                    nc,
+                    projection,
+                    ProjectorSettings(stream=stream),
+                    progress=progress,
+                    replace_snapshots=replace_snapshots,
+                )
+        return result.to_dict()
+
+    result = run(main)
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    console.print(
+        f"rebuilt [bold]{name}[/bold]: {result['events']} events in {result['commits']} commits "
+        f"up to seq {result['applied_seq']} in {result['seconds']:.2f}s"
+    )
+    if result["equal"] is True:
+        console.print(
+            f"[green]equal[/green] to the live replica's model (sha256 "
+            f"{result['digest'][:16]}…) at seq {result['applied_seq']}"
+        )
+    elif result["equal"] is False:
+        console.print(
+            f"[red]differs[/red] from the live replica's model at seq "
+            f"{result['applied_seq']}: stop its replicas and rebuild with --replace"
+        )
+    else:
+        console.print("no live replica at the same sequence to compare with")
+    if result["snapshot"]:
+        console.print(f"stored as snapshot {name}.rebuild at seq {result['snapshot']['seq']}")
+    for replaced in result["replaced"]:
+        console.print(f"deleted snapshot {replaced}")
+    if result["equal"] is False:
+        raise typer.Exit(2)
+
+
+@projections_app.command("dead-letters")
+def dead_letters_command(
+    name: str,
+    as_json: bool = JsonOption,
+    nats_url: str | None = NatsOption,
+    creds: str | None = CredsOption,
+    user: str | None = UserOption,
+    password: str | None = PasswordOption,
+    tls_ca: str | None = TlsCaOption,
+    state_dir: Path = StateDirOption,
+) -> None:
+    """List the events a projection skipped (``on_poison="skip"``), with their errors."""
+    ctx = make_context(
+        nats_url,
+        "",
+        creds=creds,
+        user=user,
+        password=password,
+        tls_ca=tls_ca,
+        state_dir=state_dir,
+        log_format="console",
+        log_level="warning",
+        name="cqrs-dead-letters",
+    )
+
+    async def main() -> list[dict[str, Any]]:
+        check_name(name, field="projection")
+        async with connect(ctx.connect, embedded=False) as nc:
+            return [letter.to_wire() for letter in await DeadLetters(nc).list(name)]
+
+    letters = run(main)
+    if as_json:
+        print(codec.dumps(letters).decode())
+        return
+    if not letters:
+        console.print(f"no dead letters for {name}")
+        return
+    table = Table(title=f"dead letters of {name}")
+    for column in ("seq", "index", "subject", "type", "error", "attempts", "at"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(
+            str(d["seq"]),
+            str(d["index"]),
+            d["subject"],
+            d["type"],
+            d["error"][:80],
+            str(d["attempts"]),
+            d["at"],
+        )
+    console.print(table)
