@@ -58,6 +58,7 @@ class Resources:
     stream: str = "EVENTS"
     aggregate_snapshot_bucket: str | None = None  # a KV bucket
     projection_snapshot_bucket: str | None = None  # an Object Store bucket
+    dead_letter_stream: str | None = None  # where projections record skipped events
 
     @classmethod
     def of_runtime(
@@ -68,18 +69,20 @@ class Resources:
         projection_snapshot_bucket: str | None = None,
     ) -> Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
+        from .dead_letters import DEFAULT_STREAM
+        from .projection_snapshots import DEFAULT_BUCKET
+
         return cls(
             stream=stream,
             aggregate_snapshot_bucket=_aggregate_bucket(stream, aggregate_snapshot_bucket),
-            projection_snapshot_bucket=projection_snapshot_bucket,
+            projection_snapshot_bucket=projection_snapshot_bucket or DEFAULT_BUCKET,
+            dead_letter_stream=DEFAULT_STREAM,
         )
 
 
-def _aggregate_bucket(stream: str, bucket: str | None) -> str | None:
-    try:
-        from .aggregate_snapshots import SnapshotSettings
-    except ImportError:  # a build without aggregate snapshots
-        return bucket
+def _aggregate_bucket(stream: str, bucket: str | None) -> str:
+    from .aggregate_snapshots import SnapshotSettings
+
     return SnapshotSettings(bucket=bucket).bucket_for(stream)
 
 
@@ -159,18 +162,22 @@ def worker_grant(user: str, aggregates: Sequence[str], resources: Resources) -> 
 
 def projector_grant(user: str, projections: Sequence[Any], resources: Resources) -> Grant:
     stream = resources.stream
+    # A replica's durable consumer is named cqrs-proj-<projection>-<replica>: subject tokens
+    # cannot be matched by prefix, so the consumer API is granted per stream, not per consumer.
     publish = [
         _stream_api("INFO", stream),
+        _stream_api("CREATE", stream),
         f"$JS.API.CONSUMER.CREATE.{stream}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
         f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.RESET.{stream}.*",
         f"$JS.API.CONSUMER.DELETE.{stream}.*",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
         f"$JS.ACK.{stream}.>",
     ]
-    subscribe: list[str] = []
-    for projection in projections:
-        subscribe.append(f"{QUERY_PREFIX}.{projection.name}.*")
+    subscribe = [
+        f"{QUERY_PREFIX}.{p.name}.* {_read_side_name('queue_group', p.name)}" for p in projections
+    ]
     bucket = resources.projection_snapshot_bucket
     if bucket is not None:
         obj_stream = f"OBJ_{bucket}"
@@ -179,21 +186,39 @@ def projector_grant(user: str, projections: Sequence[Any], resources: Resources)
             _stream_api("INFO", obj_stream),
             _stream_api("CREATE", obj_stream),
             _stream_api("MSG.GET", obj_stream),
-            # Replacing an object purges the old object's chunks (and only its bucket's).
+            # nats-py's Object Store finds its stream by subject (stream names only, no data).
+            "$JS.API.STREAM.NAMES",
+            # The Object Store replaces and deletes an object by purging its chunks' subject;
+            # this is the one purge a non-admin may do, on the snapshot bucket only.
             _stream_api("PURGE", obj_stream),
-            f"$JS.API.DIRECT.GET.{obj_stream}",
             f"$JS.API.DIRECT.GET.{obj_stream}.>",
-            f"$JS.API.CONSUMER.CREATE.{obj_stream}.>",
             f"$JS.API.CONSUMER.CREATE.{obj_stream}",
+            f"$JS.API.CONSUMER.CREATE.{obj_stream}.>",
             f"$JS.API.CONSUMER.DELETE.{obj_stream}.*",
             f"$JS.FC.{obj_stream}.>",
         ]
+    dead_letters = resources.dead_letter_stream
+    if dead_letters is not None:
+        publish += [_stream_api("INFO", dead_letters), _stream_api("CREATE", dead_letters)]
+        publish += [_read_side_name("dead_letter_subject", p.name) for p in projections]
     for projection in projections:
-        pings, discovery = _micro(f"projection-{projection.name}", user)
+        pings, discovery = _micro(_read_side_name("service_name", projection.name), user)
         publish += pings
         subscribe += [s for s in discovery if s not in subscribe]
     subscribe.append(f"{inbox_prefix(user)}.>")
     return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+
+
+def _read_side_name(function: str, projection: str) -> str:
+    """A name the read side derives for ``projection`` (queue group, service, dead letters)."""
+    from . import dead_letters, queries
+
+    derive = {
+        "queue_group": queries.queue_group,
+        "service_name": queries.service_name,
+        "dead_letter_subject": dead_letters.dead_letter_subject,
+    }[function]
+    return str(derive(projection))
 
 
 @dataclass(frozen=True)
