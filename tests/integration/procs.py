@@ -31,6 +31,7 @@ from .certs import CertFiles
 REPO = Path(__file__).resolve().parents[2]
 CQRS = str(Path(sys.executable).parent / "cqrs")
 TEST_APP = "aggregates:AGGREGATES,tests.integration.support:counter"
+READ_APP = f"{TEST_APP},tests.integration.cluster_support:counters"
 
 
 def password(user: str) -> str:
@@ -188,11 +189,12 @@ def running(nodes: Sequence[NatsNode]) -> Iterator[Sequence[NatsNode]]:
 
 @dataclass
 class WorkerProcess:
-    """A ``cqrs worker`` subprocess with its own ready file."""
+    """A ``cqrs worker`` (or ``cqrs projector``) subprocess with its own ready file."""
 
     directory: Path
     url: str
     user: str | None = "worker"
+    command: str = "worker"
     app: str = TEST_APP
     extra: Sequence[str] = ()
     shutdown_timeout: float = 20.0
@@ -204,7 +206,7 @@ class WorkerProcess:
 
     @property
     def log(self) -> Path:
-        return self.directory / "worker.log"
+        return self.directory / f"{self.command}.log"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -224,7 +226,7 @@ class WorkerProcess:
             env["NATS_PASSWORD"] = password(self.user)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [CQRS, "worker", *self.extra],
+                [CQRS, self.command, *self.extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -236,10 +238,10 @@ class WorkerProcess:
         def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited early: {self.log_tail()}")
+                raise RuntimeError(f"cqrs {self.command} exited early: {self.log_tail()}")
             return self.ready_file.exists()
 
-        await wait_until(ready, timeout, "the worker's ready file")
+        await wait_until(ready, timeout, f"the ready file of cqrs {self.command}")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None
@@ -250,7 +252,7 @@ class WorkerProcess:
             assert self.process is not None
             return self.process.poll() is not None
 
-        await wait_until(exited, timeout, "the worker to exit")
+        await wait_until(exited, timeout, f"cqrs {self.command} to exit")
         assert self.process is not None and self.process.returncode is not None
         return self.process.returncode
 

@@ -14,7 +14,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 
-from runtime import Client, ConnectOptions, StreamSettings
+from runtime import Client, ConnectOptions, CqrsError, StreamSettings
 from runtime.app import load_app
 from runtime.connection import open_connection
 from runtime.errors import ConfigurationError
@@ -22,10 +22,11 @@ from runtime.permissions import UserPlan
 from runtime.store import ensure_event_stream
 
 from .load import CommandLoad, assert_exactly_once
-from .procs import TEST_APP, NatsNode, WorkerProcess, cluster_nodes, password, running, wait_until
+from .procs import READ_APP, NatsNode, WorkerProcess, cluster_nodes, password, running, wait_until
 from .procs import workers as worker_processes
+from .support import stream_commits
 
-APP = load_app(TEST_APP)
+APP = load_app(READ_APP)
 PLAN = UserPlan()
 
 
@@ -86,6 +87,32 @@ def worker_pair(nodes: Sequence[NatsNode], directory: Path) -> tuple[WorkerProce
     )
 
 
+def projector(nodes: Sequence[NatsNode], directory: Path) -> WorkerProcess:
+    return WorkerProcess(
+        directory / "p1",
+        urls(nodes),
+        user="projector",
+        command="projector",
+        app=READ_APP,
+        extra=("--projections", "counters", "--replica", "p1", "--replicas", "3"),
+    )
+
+
+async def projection_converged(admin: NATS, client: Client) -> bool:
+    """The counters read model equals a full replay of the stream, at the stream's last seq."""
+    commits = await stream_commits(admin)
+    expected: dict[str, int] = {}
+    for commit in commits:
+        _, aggregate, aggregate_id = commit.subject.split(".")
+        if aggregate == "counter":
+            expected[aggregate_id] = expected.get(aggregate_id, 0) + 1
+    try:
+        answer = await client.query("counters", "totals", min_seq=commits[-1].seq, timeout=10)
+    except CqrsError:
+        return False
+    return bool(answer.result == expected)
+
+
 async def test_killing_the_stream_leader_loses_no_acknowledged_command(
     cluster: Sequence[NatsNode], tmp_path: Path
 ) -> None:
@@ -93,7 +120,8 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_command(
     rejoins every acknowledged command is in the stream exactly once."""
     async with connection(cluster, "admin") as admin, connection(cluster, "client") as client_nc:
         await event_stream_r3(cluster, admin)
-        with worker_processes(*worker_pair(cluster, tmp_path)) as procs:
+        procs = worker_pair(cluster, tmp_path)
+        with worker_processes(*procs):
             for proc in procs:
                 await proc.wait_ready()
             load = CommandLoad(Client(client_nc), timeout=2.0)
@@ -117,6 +145,37 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_command(
         assert resumed < 10, f"100 commands took {resumed:.1f}s after the leader was killed"
         assert not load.gave_up, f"{load.gave_up[:5]} {load.errors}"
         await assert_exactly_once(admin, set(load.acked))
+
+
+async def test_a_projection_converges_after_the_stream_leader_fails_over(
+    cluster: Sequence[NatsNode], tmp_path: Path
+) -> None:
+    """A projector consuming under load through a leader failover ends up equal to a full
+    replay of the stream."""
+    async with connection(cluster, "admin") as admin, connection(cluster, "client") as client_nc:
+        await event_stream_r3(cluster, admin)
+        procs = (*worker_pair(cluster, tmp_path), projector(cluster, tmp_path))
+        with worker_processes(*procs):
+            for proc in procs:
+                await proc.wait_ready()
+            load = CommandLoad(Client(client_nc), timeout=2.0)
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(load.run, stop)
+                await wait_until(lambda: len(load.acked) >= 300, 30, "the load to get going")
+                info = await admin.jetstream().stream_info("EVENTS")
+                assert info.cluster is not None
+                leader = next(n for n in cluster if n.name == info.cluster.leader)
+                leader.kill()
+                before = len(load.acked)
+                await wait_until(lambda: len(load.acked) >= before + 200, 30, "service to resume")
+                leader.start()
+                await leader.wait_listening()
+                await wait_until(lambda: replicas_current(admin), 60, "the node to catch up")
+                stop.set()
+            client = Client(client_nc)
+            await wait_until(lambda: projection_converged(admin, client), 30, "the projection")
+            assert procs[-1].process is not None and procs[-1].process.poll() is None
 
 
 async def test_a_killed_worker_s_retried_commands_apply_exactly_once(

@@ -14,10 +14,13 @@ from nats.aio.client import Client as NATS
 
 from aggregates import AGGREGATES
 from aggregates.scenario import run_scenario
+from projections import PROJECTIONS
 from runtime import Client, ConnectOptions, StreamSettings, run_worker
 from runtime.app import load_app
 from runtime.connection import open_connection
 from runtime.permissions import UserPlan
+from runtime.projection_worker import run_projections
+from runtime.projector import ProjectorSettings
 from runtime.store import ensure_event_stream
 
 from .certs import CertFiles, make_certs
@@ -101,20 +104,35 @@ async def test_an_unauthenticated_connection_is_refused(node: NatsNode) -> None:
 
 
 async def test_the_demo_scenario_runs_with_least_privilege_users(node: NatsNode) -> None:
-    """A worker user and a client user run the whole demo scenario; nothing is denied."""
-    errors: list[str] = []
+    """Worker, projector and client users run the demo scenario and its queries; no denials."""
+    said: list[str] = []
     worker_nc = await open_connection(node.url, options("worker"))
+    projector_nc = await open_connection(node.url, options("projector"))
     client_nc = await open_connection(node.url, options("alice"))
     try:
-        async with run_worker(worker_nc, AGGREGATES):
-            ids = await run_scenario(Client(client_nc, timeout=5), errors.append)
-        assert set(ids) == {"user", "order_a", "order_b"}
+        async with (
+            run_worker(worker_nc, AGGREGATES),
+            run_projections(projector_nc, PROJECTIONS, ProjectorSettings(replica="r1")),
+        ):
+            client = Client(client_nc, timeout=5)
+            ids = await run_scenario(client, said.append)
+            last = await client.send("user", ids["user"], "change_role", {"role": "admin"})
+            order = await client.query(
+                "orders", "get_order_by_id", {"order_id": ids["order_a"]}, min_seq=last
+            )
+            user = await client.query(
+                "users", "get_user_by_id", {"user_id": ids["user"]}, min_seq=last
+            )
+        assert order.result["status"] == "delivered"
+        assert user.result["role"] == "admin"
     finally:
         await client_nc.close()
+        await projector_nc.close()
         await worker_nc.close()
     async with session(node, "admin") as admin:
         info = await admin.nc.jetstream().stream_info("EVENTS")
-        assert info.state.messages == 9
+        assert info.state.messages == 10
+    assert "Violation" not in node.log_tail(100_000)
 
 
 async def test_a_client_cannot_append_events_or_use_jetstream(node: NatsNode) -> None:
