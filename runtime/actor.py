@@ -248,10 +248,12 @@ class Actor:
                 await self.catch_up()
                 continue
             except Timeout:
+                # The outcome is unknown: learn it from the stream. If the commit did not land,
+                # the caller gets `timeout` and retries with the same command id, which is safe.
                 await self.recover_after_timeout()
                 if request.command_id in self.recent:
                     return await self.original_reply(request.command_id)
-                continue
+                raise
             if duplicate:
                 await self.catch_up()
                 if request.command_id in self.recent:

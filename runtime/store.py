@@ -80,6 +80,9 @@ class EventStore:
             ) from None
         except nats.errors.TimeoutError:
             raise Timeout("JetStream did not acknowledge the commit in time") from None
+        except (nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError):
+            # A stream without a leader (a cluster failing over) or a connection going away.
+            raise Timeout("JetStream is not available right now; try again") from None
         except nats.js.errors.APIError as exc:
             raise Internal(f"append failed: {exc.description}") from None
         return ack.seq, bool(ack.duplicate)
