@@ -289,11 +289,16 @@ class SnapshotWriter:
     since a failed write leaves that unchanged, the next command retries it. At most one write
     per aggregate runs at a time; when commands moved the aggregate on by another
     ``snapshot_every`` events while it ran, the next write starts as soon as it succeeds.
+
+    An aggregate that leaves memory (passivated, evicted, or the worker shutting down) is also
+    snapshotted when its snapshot lacks some of its events and it is old enough to have
+    snapshots at all, so its next load reads no commits after the snapshot.
     """
 
     def __init__(self, store: SnapshotStore) -> None:
         self.store = store
         self._writing: set[tuple[str, str]] = set()
+        self._leaving: set[tuple[str, str]] = set()  # left memory while a write was in flight
         self._settled = anyio.Event()
         self._settled.set()
 
@@ -308,8 +313,23 @@ class SnapshotWriter:
 
     def after_command(self, actor: Actor, tg: TaskGroup) -> None:
         """Start a snapshot write of ``actor`` if it is due; returns at once."""
-        if not self.due(actor):
+        if self.due(actor):
+            self._start(actor, tg)
+
+    def before_passivation(self, actor: Actor, tg: TaskGroup) -> None:
+        """Start a snapshot write of an aggregate leaving memory if its snapshot is behind."""
+        every = actor.aggregate.snapshot_every
+        if every is None or not actor.loaded or actor.version < every:
             return
+        if actor.version <= actor.snapshot_version:
+            return
+        key = (actor.aggregate.name, actor.aggregate_id)
+        if key in self._writing:
+            self._leaving.add(key)  # written once the write in flight is done
+        else:
+            self._start(actor, tg)
+
+    def _start(self, actor: Actor, tg: TaskGroup) -> None:
         aggregate, aggregate_id = actor.aggregate, actor.aggregate_id
         snapshot = Snapshot(actor.state, actor.version, actor.last_seq, list(actor.recent.items()))
         try:
@@ -359,7 +379,11 @@ class SnapshotWriter:
             written = True
         finally:
             self._writing.discard(key)
-            if written:
+            leaving = key in self._leaving
+            self._leaving.discard(key)
+            if written and leaving:
+                self.before_passivation(actor, tg)
+            elif written:
                 self.after_command(actor, tg)
             if not self._writing:
                 self._settled.set()

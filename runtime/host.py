@@ -81,6 +81,8 @@ class ActorHost:
             try:
                 yield self
                 await self.drained()
+                for actor in self.actors.values():
+                    self._leaving(actor)
                 with anyio.move_on_after(self.settings.snapshot_drain_timeout):
                     await self.snapshots_settled()
             finally:
@@ -195,8 +197,13 @@ class ActorHost:
             if excess <= 0:
                 break
             if not self.actors[key].running:
-                del self.actors[key]
+                self._leaving(self.actors.pop(key))
                 excess -= 1
+
+    def _leaving(self, actor: Actor) -> None:
+        """An actor leaves memory: snapshot it if its snapshot is behind (see SnapshotWriter)."""
+        if self.snapshot_writer is not None and self._tg is not None:
+            self.snapshot_writer.before_passivation(actor, self._tg)
 
     async def _sweep_idle(self) -> None:
         period = max(self.settings.idle_timeout / 4, 0.05)
@@ -213,7 +220,7 @@ class ActorHost:
             if not actor.running and actor.touched <= deadline
         ]
         for key in stale:
-            del self.actors[key]
+            self._leaving(self.actors.pop(key))
         if stale:
             log.debug("actors_passivated", count=len(stale), live=len(self.actors))
         return len(stale)

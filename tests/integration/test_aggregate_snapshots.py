@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nats.js.errors
@@ -13,7 +13,16 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from structlog.testing import capture_logs
 
-from runtime import ActorHost, Aggregate, Client, EventStore, Rejected, WorkerSettings, run_worker
+from runtime import (
+    ActorHost,
+    Aggregate,
+    Client,
+    EventStore,
+    HostSettings,
+    Rejected,
+    WorkerSettings,
+    run_worker,
+)
 from runtime.actor import Actor
 from runtime.aggregate_snapshots import (
     Snapshot,
@@ -182,9 +191,10 @@ async def test_a_retried_command_after_restart_and_snapshot_gets_its_original_re
             await client.send("ledger", ID, "post", {"amounts": [i]}, command_id=f"c-{i}")
             for i in range(1, 6)
         ]
-        await host.snapshots_settled()
         assert host.snapshots is not None
-        snapshot = await stored_snapshot(ledger, host.snapshots)
+        snapshots = host.snapshots
+    snapshot = await stored_snapshot(ledger, snapshots)  # the one written on shutdown
+    assert snapshot.version == 5
     assert replies[0].seq < snapshot.seq  # c-1 is known from the snapshot, not from a commit
     stream_messages = (await nc.jetstream().stream_info("EVENTS")).state.messages
 
@@ -208,7 +218,8 @@ async def test_a_failing_snapshot_write_never_fails_a_command(nc: NATS) -> None:
                 reply = await Client(nc).send("ledger", ID, "post", {"amounts": [amount]})
                 await host.snapshots_settled()
             assert reply.version == 3
-    assert [e["event"] for e in logs].count("snapshot_failed") == 3
+    # One attempt after each commit, one more when the worker shut down.
+    assert [e["event"] for e in logs].count("snapshot_failed") == 4
     with pytest.raises(nats.js.errors.KeyNotFoundError):
         await (await js.key_value("EVENTS_aggregates")).get(KEY)
 
@@ -224,3 +235,45 @@ async def test_no_snapshots_are_written_when_the_policy_is_off(nc: NATS) -> None
     async with run_worker(nc, [make_ledger(snapshot_every=1)], settings) as host:
         await send(host, "ledger", ID, "post", {"amounts": [1]})
         assert host.snapshot_writer is None
+
+
+async def test_an_aggregate_leaving_memory_gets_a_current_snapshot(
+    stores: tuple[EventStore, SnapshotStore],
+) -> None:
+    """Idle passivation and LRU eviction snapshot an aggregate whose snapshot lacks events."""
+    store, snapshots = stores
+    ledger = make_ledger(snapshot_every=3)
+    settings = HostSettings(max_actors=1, idle_timeout=3600)
+    async with ActorHost(store, [ledger], settings, snapshots=snapshots).running() as host:
+        for _ in range(4):
+            await send(host, "ledger", ID, "post", {"amounts": [1]})
+        await host.snapshots_settled()
+        assert (await stored_snapshot(ledger, snapshots)).version == 3
+        await send(host, "ledger", "l-2", "post", {"amounts": [1]})  # evicts l-1
+        await host.snapshots_settled()
+        assert (await stored_snapshot(ledger, snapshots)).version == 4
+
+        for _ in range(4):
+            await send(host, "ledger", ID, "post", {"amounts": [1]})  # evicts l-2, young
+        await host.snapshots_settled()
+        assert (await stored_snapshot(ledger, snapshots)).version == 7
+        host.settings = replace(settings, idle_timeout=0)
+        assert host.passivate_idle() == 1
+        await host.snapshots_settled()
+        assert (await stored_snapshot(ledger, snapshots)).version == 8
+    with pytest.raises(nats.js.errors.KeyNotFoundError):  # too young to need one
+        await snapshots.kv.get(snapshot_key("ledger", "l-2"))
+
+
+async def test_a_draining_host_snapshots_what_it_holds(
+    stores: tuple[EventStore, SnapshotStore],
+) -> None:
+    """Shutting down writes the snapshots that lag behind their aggregates."""
+    store, snapshots = stores
+    ledger = make_ledger(snapshot_every=3)
+    async with ActorHost(store, [ledger], snapshots=snapshots).running() as host:
+        await send(host, "ledger", ID, "post", {"amounts": [1, 1, 1, 1, 1]})
+        await send(host, "ledger", ID, "post", {"amounts": [1]})
+    snapshot = await stored_snapshot(ledger, snapshots)
+    assert (snapshot.version, snapshot.state.balance) == (6, 6)
+    assert position(await cold(ledger, store, snapshots))[:2] == (Ledger(6, 6, 1, ("",) * 3), 6)
