@@ -4,8 +4,10 @@ Reading an aggregate's history costs in proportion to the span of the stream it 
 stream is filled with ``messages`` commits across ``aggregates`` aggregates, one of which (the
 measured one) gets ``events`` of them spread evenly over the whole stream. A cold load (a new
 actor, nothing in memory) then either folds all its commits or reads its snapshot, taken
-``tail`` events before the end, plus the commits after it; both in the same run, on the same
-stream, through the actor's own loading code.
+``tail`` events before the end (what a crash leaves, 50 on average with ``snapshot_every=100``),
+plus the commits after it; both in the same run, on the same stream, through the actor's own
+loading code. Loads from a current snapshot (what passivation, shutdown, or a last commit that
+completed ``snapshot_every`` events leave) are timed too.
 
 The second part measures what a cached, idle aggregate costs: ``live`` example orders (created
 and paid) are loaded into one actor host by a no-op command each, and the resident memory they
@@ -251,6 +253,21 @@ async def measure_memory(
     }
 
 
+async def take_snapshot(
+    store: EventStore, snapshots: SnapshotStore, up_to_seq: int | None, last_revision: int
+) -> tuple[Snapshot, int]:
+    """Write the snapshot of the hot aggregate after its commit at ``up_to_seq`` (None: all)."""
+    writer = Actor(account, "hot", store)
+    for commit in await store.history(account.name, "hot", up_to_seq=up_to_seq):
+        writer.apply_commit(commit)
+    taken = Snapshot(writer.state, writer.version, writer.last_seq, list(writer.recent.items()))
+    value = encode_snapshot(account, store.stream, "hot", taken)
+    revision, _ = await snapshots.save(
+        account, "hot", value, seq=taken.seq, version=taken.version, last_revision=last_revision
+    )
+    return taken, revision
+
+
 async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict[str, Any]:
     """Run both parts; return one flat result dict."""
     config.check()
@@ -266,23 +283,8 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
             seqs = await publish_all(store.js, account_commits(config))
             fill_seconds = time.perf_counter() - started
 
-            # The snapshot the runtime would have written `tail` events before the end.
             every = config.messages // config.events
-            upto = seqs[every * (config.events - config.tail) - 1]
-            writer = Actor(account, "hot", store)
-            for commit in await store.history(account.name, "hot", up_to_seq=upto):
-                writer.apply_commit(commit)
-            taken = Snapshot(
-                writer.state, writer.version, writer.last_seq, list(writer.recent.items())
-            )
-            await snapshots.save(
-                account,
-                "hot",
-                encode_snapshot(account, store.stream, "hot", taken),
-                seq=taken.seq,
-                version=taken.version,
-                last_revision=0,
-            )
+            tail_seq = seqs[every * (config.events - config.tail) - 1]
             expected = account.fold([Deposited(Decimal("12.50"), "")] * config.events)
 
             def check(actor: Actor) -> None:
@@ -290,22 +292,31 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
                 if actor.version != config.events or state != expected:
                     raise RuntimeError(f"loaded version {actor.version}, state {actor.state}")
 
-            async def with_snapshot() -> Actor:
-                actor = Actor(account, "hot", store, snapshots)
-                await actor.catch_up()
-                if actor.snapshot_version != taken.version:
-                    raise RuntimeError("the load did not start from the snapshot")
-                return actor
+            def from_snapshot(version: int) -> Callable[[], Awaitable[Actor]]:
+                async def load() -> Actor:
+                    actor = Actor(account, "hot", store, snapshots)
+                    await actor.catch_up()
+                    if actor.snapshot_version != version:
+                        raise RuntimeError("the load did not start from the snapshot")
+                    return actor
+
+                return load
 
             async def full_replay() -> Actor:
                 actor = Actor(account, "hot", store)
                 await actor.catch_up()
                 return actor
 
+            # The snapshot the runtime would have written `tail` events before the end.
+            taken, revision = await take_snapshot(store, snapshots, tail_seq, 0)
             say(f"{config.loads} cold loads from the snapshot + {config.tail} events")
-            fast = await timed_loads(config.loads, with_snapshot, check)
+            fast = await timed_loads(config.loads, from_snapshot(taken.version), check)
             say(f"{config.full_loads} cold loads by full replay of {config.events:,} events")
             slow = await timed_loads(config.full_loads, full_replay, check)
+            # And the one it keeps for an aggregate whose last commit completed a snapshot_every.
+            current, _ = await take_snapshot(store, snapshots, None, revision)
+            say(f"{config.loads} cold loads from a current snapshot")
+            fresh = await timed_loads(config.loads, from_snapshot(current.version), check)
             result: dict[str, Any] = {
                 "benchmark": "load",
                 "messages": config.messages,
@@ -318,6 +329,8 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
                 "load_p99_ms_snapshot": round(fast.percentile(0.99), 3),
                 "load_p50_ms_full_replay": round(slow.percentile(0.5), 3),
                 "load_p99_ms_full_replay": round(slow.percentile(0.99), 3),
+                "load_p50_ms_snapshot_current": round(fresh.percentile(0.5), 3),
+                "load_p99_ms_snapshot_current": round(fresh.percentile(0.99), 3),
                 "loads_snapshot": config.loads,
                 "loads_full_replay": config.full_loads,
             }

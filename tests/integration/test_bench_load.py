@@ -13,5 +13,6 @@ async def test_the_load_benchmark_runs_and_reports_its_keys() -> None:
     result = await bench_load(config)
     assert result["events"] == 300
     assert 0 < result["load_p50_ms_snapshot"] < result["load_p50_ms_full_replay"]
+    assert 0 < result["load_p50_ms_snapshot_current"] < result["load_p50_ms_full_replay"]
     assert result["memory_live_aggregates"] == 300
     assert result["memory_runtime_bytes_per_aggregate"] > 0
