@@ -32,7 +32,6 @@ from runtime import (
 from runtime.actor import Actor
 from runtime.cli import app as cli
 from runtime.envelope import Commit
-from runtime.history import diff_states
 from runtime.jsapi import timestamp_ns
 from runtime.server import EmbeddedServer
 
@@ -162,16 +161,6 @@ async def test_at_time_gives_what_a_pure_fold_gives(nc: NATS) -> None:
     with pytest.raises(InvalidInput):
         await history.at_time("l-1", "yesterday")
     await store.stop()
-
-
-def test_a_diff_lists_only_the_fields_that_changed() -> None:
-    """diff_states compares wire forms field by field, nested objects by their fields."""
-    before = {"status": "paid", "total": Decimal("1.0"), "address": {"city": "Bern", "zip": "1"}}
-    after = {"status": "shipped", "total": Decimal("1.0"), "address": {"city": "Genf", "zip": "1"}}
-    assert [c.to_wire() for c in diff_states(before, after)] == [
-        {"path": "address.city", "before": "Bern", "after": "Genf"},
-        {"path": "status", "before": "paid", "after": "shipped"},
-    ]
 
 
 @pytest.fixture
