@@ -46,19 +46,19 @@ async def run_worker(
     settings = settings or WorkerSettings()
     store = EventStore(nc, settings.stream, timeout=settings.timeout)
     await store.start()
-    snapshots: SnapshotStore | None = None
-    if settings.snapshots.enabled and any(a.snapshot_every is not None for a in aggregates):
-        snapshots = SnapshotStore(
-            nc,
-            settings.stream.name,
-            settings.snapshots,
-            stream_replicas=settings.stream.replicas,
-            timeout=settings.timeout,
-        )
-        await snapshots.start()
-    host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
-    services = [CommandService(nc, host, a) for a in aggregates]
     try:
+        snapshots: SnapshotStore | None = None
+        if settings.snapshots.enabled and any(a.snapshot_every is not None for a in aggregates):
+            snapshots = SnapshotStore(
+                nc,
+                settings.stream.name,
+                settings.snapshots,
+                stream_replicas=settings.stream.replicas,
+                timeout=settings.timeout,
+            )
+            await snapshots.start()
+        host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
+        services = [CommandService(nc, host, a) for a in aggregates]
         async with host.running():
             try:
                 for service in services:
