@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+import msgspec
+
 from . import codec
 from .domain import Aggregate
 from .errors import CqrsError, InvalidInput, SchemaError, UnknownQuery
@@ -49,12 +51,12 @@ PoisonPolicy = Literal["halt", "skip"]
 POISON_POLICIES: tuple[PoisonPolicy, ...] = ("halt", "skip")
 
 
-@dataclass(frozen=True, slots=True)
-class EventMeta:
+class EventMeta(msgspec.Struct, frozen=True):
     """Where an event comes from; handlers that take a third parameter get it.
 
     Events carry only what changed, not whose change it was, so a read model keyed by aggregate
-    id needs ``aggregate_id`` from here.
+    id needs ``aggregate_id`` from here. (A frozen msgspec Struct rather than a frozen dataclass:
+    one is made per event, and it is several times cheaper to make.)
     """
 
     aggregate: str

@@ -45,7 +45,8 @@ from . import codec
 from .dead_letters import DEFAULT_STREAM as DEFAULT_DEAD_LETTER_STREAM
 from .dead_letters import DeadLetters
 from .envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
-from .errors import CqrsError
+from .errors import CqrsError, InvalidInput
+from .naming import check_id
 from .projection import EventMeta, Projection
 from .projection_consumer import ReplicaConsumer
 from .projection_poison import EventFailed, PoisonHandler, PoisonReport, RetryPolicy, now
@@ -88,6 +89,11 @@ class ProjectorSettings:
     replicas: int = 1  # JetStream replicas of the bucket and stream a replica creates
     timeout: float = 10.0  # JetStream API calls
     ready_file: Path | None = None  # see runtime/readiness.py
+
+    def __post_init__(self) -> None:
+        check_id(self.replica, field="replica")  # it names the consumer and the snapshot
+        if self.batch < 1:
+            raise InvalidInput("batch must be at least 1", details={"field": "batch"})
 
     @property
     def ack_wait(self) -> float:
@@ -143,6 +149,7 @@ class Projector(Generic[M]):
         self._last_msg: Msg | None = None
         self._since_snapshot = 0
         self._snapshot_clock = time.monotonic()
+        self._snapshot_cost = 0.0  # seconds the last snapshot took (encode and upload)
         self._uploading = False
         self._upload_done = anyio.Event()
         self._upload_done.set()
@@ -184,13 +191,14 @@ class Projector(Generic[M]):
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                # Made here, not in the task: cancelling it works even before the task runs.
+                self._consume_scope = anyio.CancelScope()
                 tg.start_soon(self._consume)
                 try:
                     yield self
                 finally:
                     self.read_position.release()
-                    if self._consume_scope is not None:
-                        self._consume_scope.cancel()
+                    self._consume_scope.cancel()
                     with anyio.CancelScope(shield=True):
                         await self._final_snapshot()
                     self._tg = None
@@ -210,8 +218,8 @@ class Projector(Generic[M]):
     # -- the loop ------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        with anyio.CancelScope() as scope:
-            self._consume_scope = scope
+        assert self._consume_scope is not None
+        with self._consume_scope:
             failures = 0
             while True:
                 if self.halted is not None:
@@ -243,7 +251,7 @@ class Projector(Generic[M]):
         position = self.read_position
         before = position.applied
         for msg in msgs:
-            seq = msg.metadata.sequence.stream
+            seq = stream_seq(msg)
             if seq <= position.applied:
                 self.duplicates += 1
                 continue
@@ -317,9 +325,12 @@ class Projector(Generic[M]):
         if self._uploading or not self._snapshot_possible():
             return False
         every, interval = self.settings.snapshot_every, self.settings.snapshot_interval
+        since = time.monotonic() - self._snapshot_clock
         if every is not None and self._since_snapshot >= every:
-            return True
-        return interval is not None and time.monotonic() - self._snapshot_clock >= interval
+            # At most about a tenth of the time goes to snapshots: a model that takes long to
+            # snapshot (a big one, while catching up) is snapshotted less often than `every`.
+            return since >= 9 * self._snapshot_cost
+        return interval is not None and since >= interval
 
     async def _encode(self) -> tuple[ProjectionSnapshot, bytes, Msg | None]:
         info = ProjectionSnapshot(
@@ -331,10 +342,12 @@ class Projector(Generic[M]):
             taken_at=now(),
         )
         msg = self._last_msg
+        started = time.monotonic()
         # Applying waits here (the model must not change while it is read); queries go on.
         blob = await anyio.to_thread.run_sync(encode_snapshot, self.projection, self.model, info)
         self._since_snapshot = 0
         self._snapshot_clock = time.monotonic()
+        self._snapshot_cost = self._snapshot_clock - started
         return info, blob, msg
 
     async def _snapshot_in_background(self) -> None:
@@ -356,12 +369,9 @@ class Projector(Generic[M]):
     async def _upload(self, info: ProjectionSnapshot, blob: bytes, msg: Msg | None) -> None:
         started = time.monotonic()
         self.last_snapshot = await self.snapshots.save(self.projection, info, blob)
-        self.log.info(
-            "snapshot_saved",
-            seq=info.seq,
-            size=len(blob),
-            seconds=round(time.monotonic() - started, 3),
-        )
+        seconds = time.monotonic() - started
+        self._snapshot_cost += seconds
+        self.log.info("snapshot_saved", seq=info.seq, size=len(blob), seconds=round(seconds, 3))
         if msg is not None:
             await self.consumer.ack_through(msg)
 
@@ -420,6 +430,17 @@ class Projector(Generic[M]):
             "last_snapshot": snapshot.to_dict() if snapshot else None,
             "started_at": self.started_at,
         }
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a consumer-delivered message, read straight from its reply
+    subject (nats-py's ``msg.metadata`` builds several objects and a datetime per message)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[5])
+    if len(tokens) >= 11:  # with <domain>.<account hash> after $JS.ACK (and maybe a token)
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
 
 
 def model_digest(model: Any) -> str:

@@ -23,7 +23,7 @@ from ..client import Client
 from ..connection import connect
 from ..dead_letters import DeadLetters
 from ..errors import NoResponders, UnknownQuery
-from ..naming import check_id, check_name
+from ..naming import check_name
 from ..process import run_app
 from ..projection_rebuild import rebuild
 from ..projection_status import collect
@@ -134,21 +134,20 @@ def projector(
         log_level=log_level,
         name="cqrs-projector",
     )
-    settings = ProjectorSettings(
-        stream=stream,
-        replica=replica or default_replica(),
-        batch=batch,
-        snapshot_every=snapshot_every or None,
-        snapshot_interval=snapshot_interval or None,
-        stale_timeout=stale_timeout,
-        replicas=replicas,
-        ready_file=ready_file,
-    )
     drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
     options = replace(ctx.connect, close_timeout=close_budget)
 
     async def main() -> None:
-        check_id(settings.replica, field="replica")
+        settings = ProjectorSettings(
+            stream=stream,
+            replica=replica or default_replica(),
+            batch=batch,
+            snapshot_every=snapshot_every or None,
+            snapshot_interval=snapshot_interval or None,
+            stale_timeout=stale_timeout,
+            replicas=replicas,
+            ready_file=ready_file,
+        )
         application = ctx.app()
         selected = application.select_projections(_names(projections))
         async with (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -13,7 +14,15 @@ from structlog.testing import capture_logs
 
 from aggregates import AGGREGATES
 from projections import orders, users
-from runtime import Client, DeadLetters, EventStore, ProjectorSettings, run_replica
+from runtime import (
+    Client,
+    DeadLetters,
+    EventStore,
+    InvalidInput,
+    Projector,
+    ProjectorSettings,
+    run_replica,
+)
 from runtime.app import App
 from runtime.process import run_app
 from runtime.projection_snapshots import (
@@ -197,3 +206,20 @@ async def test_a_poison_event_is_dead_lettered_under_skip(nc: NATS, store: Event
     assert letter.type == "order.created.v2" and "u-poison" in letter.error
     assert letter.attempts == 3 and letter.data["user_id"] == "u-poison"
     assert await DeadLetters(nc).list("tally") == []
+
+
+async def test_a_replica_stopped_right_after_it_started_stops(nc: NATS, store: EventStore) -> None:
+    """Leaving a replica's context at once stops its loop even before the loop ever ran."""
+    projection, _ = counting()
+    last = await append_orders(store, 3)
+    with anyio.fail_after(10):
+        async with Projector(nc, projection, SETTINGS).running():
+            pass
+        async with Projector(nc, projection, SETTINGS).running() as replica:
+            assert replica.applied in (0, last)  # whatever the first got to apply
+
+
+def test_a_replica_id_must_be_one_subject_token() -> None:
+    """A replica id names a consumer and a snapshot, so it must be a valid token."""
+    with pytest.raises(InvalidInput, match="replica"):
+        ProjectorSettings(replica="a.b")
