@@ -89,3 +89,30 @@ def load(
     for key, value in result.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     console.print(table)
+
+
+@bench_app.command("projections")
+def projections(
+    events: int = typer.Option(200_000, "--events", help="Commits in the prefilled stream."),
+    rounds: int = typer.Option(2, "--rounds", help="Alternating rounds per side."),
+    rows: int = typer.Option(1_000_000, "--rows", help="Rows of the snapshotted read model."),
+    queries: int = typer.Option(20_000, "--queries", help="Timed queries per side."),
+    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent queries."),
+    nats_url: str | None = NatsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Catch-up rate, snapshot write/restore and queries/s of a projection vs nats-py baselines."""
+    from ..bench.projections import ProjectionBenchConfig, bench_projections, print_result
+
+    make_context(nats_url, "", log_format="console", log_level="warning")
+    config = ProjectionBenchConfig(events, rounds, rows, queries, in_flight, nats_url)
+    try:
+        config.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = run(lambda: bench_projections(config, say))
+    if as_json:
+        print(codec.dumps(result).decode())
+    else:
+        print_result(result, console)
