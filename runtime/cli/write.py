@@ -298,6 +298,7 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> None:
             from aggregates.scenario import run_scenario
+            from projections.scenario import run_queries
 
             application = ctx.app()
             async with connect(ctx.connect, publish_url=True) as nc:
@@ -319,6 +320,7 @@ def register(app: typer.Typer) -> None:
                             print_history(await store.history(agg, ids[key]), as_json=False)
                     finally:
                         await store.stop()
+                    await run_queries(client, ids, console.print)
             console.print("[green]demo finished[/green]")
 
         run(main)

@@ -207,3 +207,14 @@ async def test_bad_cli_queries_exit_1_with_their_code(
         done = await cqrs("query", *args, url=nats_server.url, check=False)
     assert done.returncode == 1
     assert f"({code})" in done.stderr.decode()
+
+
+async def test_the_demo_shows_query_answers_with_read_your_writes(tmp_path: Path) -> None:
+    """cqrs demo runs the projections and prints query answers, one right after a command."""
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    done = await anyio.run_process([CQRS, "demo"], cwd=tmp_path, env={**env, "COLUMNS": "200"})
+    out = done.stdout.decode()
+    assert "find_user_by_email(" in out and "with min_seq=" in out
+    assert "(support), read model at seq" in out  # the user's role changed in the scenario
+    assert "get_orders_for_user(" in out and "(cancelled)" in out and "(delivered)" in out
+    assert "not_found" in out and "demo finished" in out
