@@ -41,6 +41,19 @@ def consumer_name(projection: str, replica: str) -> str:
     return f"cqrs-proj-{projection}-{replica}"
 
 
+def delivery_of(msg: Msg) -> tuple[int, int, int]:
+    """The stream sequence, consumer sequence and delivery count of a message delivered by a
+    consumer, read straight from its reply subject (nats-py's ``msg.metadata`` makes several
+    objects and a datetime, once per event)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[5]), int(tokens[6]), int(tokens[4])
+    if len(tokens) >= 11:  # the same after <domain>.<account hash>, maybe with a trailing token
+        return int(tokens[7]), int(tokens[8]), int(tokens[6])
+    metadata = msg.metadata
+    return metadata.sequence.stream, metadata.sequence.consumer, metadata.num_delivered
+
+
 def commit_of(msg: Msg) -> Commit:
     """The :class:`Commit` a message delivered by a JetStream consumer holds."""
     metadata = msg.metadata
@@ -66,6 +79,10 @@ class ReplicaConsumer:
         self.name = consumer_name(projection.name, settings.replica)
         self.subjects = projection.subjects()
         self.log = log.bind(projection=projection.name, consumer=self.name)
+        # The consumer numbers its first deliveries 1, 2, 3...; one that skips a number means
+        # deliveries were lost on the way (a dropped connection, a consumer failover), which
+        # later ones must not overtake. A redelivery keeps its first delivery's number.
+        self.next_consumer_seq = 1
         self._sub: Any = None
 
     def _config(self, after_seq: int) -> api.ConsumerConfig:
@@ -107,6 +124,7 @@ class ReplicaConsumer:
             await ensure_event_stream(
                 self.js, StreamSettings(name=self.stream, replicas=self.settings.replicas)
             )
+            self.next_consumer_seq = 1  # a new, reset or recreated consumer starts over
             try:
                 info = await self.js.consumer_info(self.stream, self.name)
             except nats.js.errors.NotFoundError:
@@ -119,6 +137,8 @@ class ReplicaConsumer:
                     await self._recreate(after_seq, reason)
                 elif delivered != after_seq:
                     await self._reposition(after_seq, delivered)
+                elif info.delivered is not None:
+                    self.next_consumer_seq = info.delivered.consumer_seq + 1
         except nats.errors.TimeoutError:
             raise Timeout("JetStream did not answer while setting up the consumer") from None
         except nats.js.errors.APIError as exc:

@@ -25,8 +25,9 @@ from . import codec
 from .errors import Internal
 from .naming import query_subject
 from .projection import Projection
+from .projection_consumer import delivery_of
 from .projection_snapshots import ProjectionSnapshot
-from .projector import Projector, ProjectorSettings, model_digest, stream_seq
+from .projector import Projector, ProjectorSettings, model_digest
 from .queries import DIGEST_QUERY
 
 log = structlog.get_logger("runtime.projection_rebuild")
@@ -96,7 +97,7 @@ class _Rebuild:
             if msgs:
                 before = p.applied
                 await p.apply_batch(msgs)
-                self.commits += sum(1 for m in msgs if before < stream_seq(m))
+                self.commits += sum(1 for m in msgs if before < delivery_of(m)[0])
                 if self.progress is not None:
                     self.progress(self.commits, max(self.total, self.commits))
             else:

@@ -48,7 +48,7 @@ from .envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
 from .errors import CqrsError, InvalidInput
 from .naming import check_id
 from .projection import EventMeta, Projection
-from .projection_consumer import ReplicaConsumer
+from .projection_consumer import ReplicaConsumer, delivery_of
 from .projection_poison import EventFailed, PoisonHandler, PoisonReport, RetryPolicy, now
 from .projection_position import ReadPosition
 from .projection_snapshots import (
@@ -247,14 +247,32 @@ class Projector(Generic[M]):
             self.log.warning("consumer_recovery_failed", code=exc.code, reason=exc.message)
 
     async def apply_batch(self, msgs: list[Msg]) -> None:
-        """Apply a fetched batch in order; stop at a poison event under the ``halt`` policy."""
+        """Apply a fetched batch in order; stop at a poison event under the ``halt`` policy, and
+        at a gap in the consumer's deliveries (the consumer is then put back)."""
         position = self.read_position
         before = position.applied
+        consumer = self.consumer
+        gap = False
         for msg in msgs:
-            seq = stream_seq(msg)
+            seq, consumer_seq, deliveries = delivery_of(msg)
+            first = deliveries == 1
             if seq <= position.applied:
                 self.duplicates += 1
+                if first:  # a reset or failed-over consumer numbers its deliveries anew
+                    consumer.next_consumer_seq = consumer_seq + 1
                 continue
+            if first and consumer_seq != consumer.next_consumer_seq:
+                self.log.warning(
+                    "delivery_gap",
+                    seq=seq,
+                    consumer_seq=consumer_seq,
+                    expected=consumer.next_consumer_seq,
+                    applied_seq=position.applied,
+                )
+                gap = True
+                break
+            if first:
+                consumer.next_consumer_seq = consumer_seq + 1
             try:
                 self._apply_message(msg, seq, 0)
             except EventFailed as failure:
@@ -267,6 +285,10 @@ class Projector(Generic[M]):
             self._since_snapshot += 1
         if position.applied != before:
             position.signal()
+        if gap:
+            # Deliveries went missing (lost with a connection, or a consumer failover): skipping
+            # by sequence would lose them for good, so start again right after what is applied.
+            await self._recover_consumer()
 
     def _apply_message(self, msg: Msg, seq: int, start: int) -> None:
         """Apply the events of one commit from index ``start``; raise :class:`EventFailed`."""
@@ -430,17 +452,6 @@ class Projector(Generic[M]):
             "last_snapshot": snapshot.to_dict() if snapshot else None,
             "started_at": self.started_at,
         }
-
-
-def stream_seq(msg: Msg) -> int:
-    """The stream sequence of a consumer-delivered message, read straight from its reply
-    subject (nats-py's ``msg.metadata`` builds several objects and a datetime per message)."""
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        return int(tokens[5])
-    if len(tokens) >= 11:  # with <domain>.<account hash> after $JS.ACK (and maybe a token)
-        return int(tokens[7])
-    return int(msg.metadata.sequence.stream)
 
 
 def model_digest(model: Any) -> str:

@@ -70,10 +70,10 @@ async def fold(nc: NATS, projection: Any) -> Any:
 
 
 async def test_replicas_converge_to_the_pure_fold_of_random_commands(nc: NATS) -> None:
-    """After 2,000 random commands both example read models equal a pure fold of the stream."""
+    """After 3,000 random commands both example read models equal a pure fold of the stream."""
     app = App(aggregates=AGGREGATES, projections=(orders, users))
     async with run_app(nc, app, projector_settings=SETTINGS) as running:
-        results = await send_random_commands(Client(nc), 2000, seed=7)
+        results = await send_random_commands(Client(nc), 3000, seed=7)
         last = max(r.seq for r in results)
         for projector in running.projectors:
             assert await projector.wait_for(last, timeout=30)
@@ -223,3 +223,28 @@ def test_a_replica_id_must_be_one_subject_token() -> None:
     """A replica id names a consumer and a snapshot, so it must be a valid token."""
     with pytest.raises(InvalidInput, match="replica"):
         ProjectorSettings(replica="a.b")
+
+
+async def test_deliveries_lost_on_the_way_are_not_overtaken(nc: NATS, store: EventStore) -> None:
+    """When deliveries go missing (as with a dropped connection), later ones do not overtake
+    them: the replica puts its consumer back and applies every event exactly once."""
+    projection, calls = counting()
+    first = await append_orders(store, 10, prefix="a")
+    replica = Projector(nc, projection, SETTINGS)
+    await replica.start()
+    try:
+        await replica.apply_batch(await replica.consumer.fetch(500))
+        assert replica.applied == first
+        last = await append_orders(store, 10, prefix="b")
+        # Another subscriber takes the next deliveries: to the replica they are lost.
+        thief = await nc.jetstream().pull_subscribe_bind(replica.consumer.name, stream="EVENTS")
+        assert len(await thief.fetch(5, timeout=2)) == 5
+        await thief.unsubscribe()
+        with capture_logs() as logs:
+            while replica.applied < last:
+                await replica.apply_batch(await replica.consumer.fetch(500))
+    finally:
+        await replica.consumer.stop()
+    assert [e["expected"] for e in logs if e["event"] == "delivery_gap"] == [16]
+    assert calls.n == 30 and len(set(calls.seqs)) == 30
+    assert replica.model == await fold(nc, counting()[0])
