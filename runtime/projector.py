@@ -45,7 +45,7 @@ from . import codec
 from .dead_letters import DEFAULT_STREAM as DEFAULT_DEAD_LETTER_STREAM
 from .dead_letters import DeadLetters
 from .envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
-from .errors import CqrsError, InvalidInput
+from .errors import CqrsError, Internal, InvalidInput
 from .naming import check_id
 from .projection import EventMeta, Projection
 from .projection_consumer import ReplicaConsumer, delivery_of
@@ -365,15 +365,25 @@ class Projector(Generic[M]):
         )
         msg = self._last_msg
         started = time.monotonic()
-        # Applying waits here (the model must not change while it is read); queries go on.
-        blob = await anyio.to_thread.run_sync(encode_snapshot, self.projection, self.model, info)
-        self._since_snapshot = 0
-        self._snapshot_clock = time.monotonic()
-        self._snapshot_cost = self._snapshot_clock - started
+        try:
+            # Applying waits here (the model must not change while it is read); queries go on.
+            blob = await anyio.to_thread.run_sync(
+                encode_snapshot, self.projection, self.model, info
+            )
+        except Exception as exc:  # a model msgspec cannot encode: a bug in the projection
+            raise Internal(f"the read model cannot be encoded: {exc!r}") from exc
+        finally:
+            self._since_snapshot = 0
+            self._snapshot_clock = time.monotonic()
+            self._snapshot_cost = self._snapshot_clock - started
         return info, blob, msg
 
     async def _snapshot_in_background(self) -> None:
-        info, blob, msg = await self._encode()
+        try:
+            info, blob, msg = await self._encode()
+        except CqrsError as exc:
+            self.log.error("snapshot_failed", seq=self.applied, code=exc.code, reason=exc.message)
+            return  # keep applying; the next snapshot is tried at the next trigger
         assert self._tg is not None
         self._uploading = True
         self._upload_done = anyio.Event()

@@ -4,6 +4,7 @@ corrupt snapshots and poison events."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -13,12 +14,14 @@ from nats.js import api
 from structlog.testing import capture_logs
 
 from aggregates import AGGREGATES
+from aggregates.order import order
 from projections import orders, users
 from runtime import (
     Client,
     DeadLetters,
     EventStore,
     InvalidInput,
+    Projection,
     Projector,
     ProjectorSettings,
     run_replica,
@@ -248,3 +251,27 @@ async def test_deliveries_lost_on_the_way_are_not_overtaken(nc: NATS, store: Eve
     assert [e["expected"] for e in logs if e["event"] == "delivery_gap"] == [16]
     assert calls.n == 30 and len(set(calls.seqs)) == 30
     assert replica.model == await fold(nc, counting()[0])
+
+
+@dataclass
+class Opaque:
+    things: list[Any] = field(default_factory=list)
+
+
+async def test_a_model_that_cannot_be_snapshotted_keeps_applying(
+    nc: NATS, store: EventStore
+) -> None:
+    """A model msgspec cannot encode is reported as a failed snapshot; applying goes on."""
+    opaque = Projection("opaque", Opaque, follows=[order])
+
+    @opaque.on("order.created.v2")
+    def created(model: Opaque, event: Any) -> None:
+        model.things.append(object())
+
+    last = await append_orders(store, 5)
+    with capture_logs() as logs:
+        async with run_replica(nc, opaque, replace(SETTINGS, snapshot_every=1)) as replica:
+            assert await replica.wait_for(last, timeout=10)
+            assert len(replica.model.things) == 5
+    events = [e["event"] for e in logs]
+    assert "snapshot_failed" in events and "final_snapshot_failed" in events
