@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -44,7 +46,6 @@ StateDirOption = typer.Option(
 LogFormatOption = typer.Option(
     "auto", "--log-format", envvar="CQRS_LOG_FORMAT", help="auto, console or json."
 )
-LogLevelOption = typer.Option("info", "--log-level", envvar="CQRS_LOG_LEVEL")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ShutdownTimeoutOption = typer.Option(
     30.0,
@@ -107,6 +108,102 @@ def make_context(
         app,
         stream,
     )
+
+
+# The shared options of the commands: (parameter name, type, typer option), in the order --help
+# lists them. The first groups take the place of a command's ``ctx`` parameter; the state
+# directory and logging options come after all of the command's own.
+_NATS: list[tuple[str, Any, Any]] = [("nats_url", str | None, NatsOption)]
+_APP: list[tuple[str, Any, Any]] = [("app_spec", str, AppOption)]
+_AUTH: list[tuple[str, Any, Any]] = [
+    ("creds", str | None, CredsOption),
+    ("user", str | None, UserOption),
+    ("password", str | None, PasswordOption),
+    ("tls_ca", str | None, TlsCaOption),
+]
+_CLIENT_CERT: list[tuple[str, Any, Any]] = [
+    ("tls_cert", str | None, TlsCertOption),
+    ("tls_key", str | None, TlsKeyOption),
+]
+_STREAM: list[tuple[str, Any, Any]] = [("stream", str, StreamOption)]
+_STATE_DIR: list[tuple[str, Any, Any]] = [("state_dir", Path, StateDirOption)]
+
+
+def with_context(
+    name: str,
+    *,
+    nats: bool = True,
+    app: bool | str = True,
+    auth: bool = True,
+    client_cert: bool = False,
+    stream: bool = False,
+    state_dir: bool = True,
+    log_level: str | None = None,
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Give a command the shared options it takes, and pass it the :class:`Context` they make.
+
+    The command declares a ``ctx: Context`` parameter (keyword-only if own options follow it,
+    since the shared ones are keyword-only); in its place typer sees the connection
+    options chosen here (``--nats``, ``--app`` or a fixed app spec, ``--creds`` ... ``--tls-ca``,
+    ``--tls-cert``/``--tls-key``, ``--stream``), and after the command's own options
+    ``--state-dir`` and, when ``log_level`` gives the default level, ``--log-format`` and
+    ``--log-level``. Without them the command logs warnings to the console.
+    """
+    head = [
+        *(_NATS if nats else []),
+        *(_APP if app is True else []),
+        *(_AUTH if auth else []),
+        *(_CLIENT_CERT if client_cert else []),
+        *(_STREAM if stream else []),
+    ]
+    tail = _STATE_DIR if state_dir else []
+    if log_level is not None:
+        tail = [
+            *tail,
+            ("log_format", str, LogFormatOption),
+            ("log_level", str, typer.Option(log_level, "--log-level", envvar="CQRS_LOG_LEVEL")),
+        ]
+    shared = [*head, *tail]
+
+    def decorate(command: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(command)
+        own = list(signature.parameters.values())
+        at = [p.name for p in own].index("ctx")
+
+        def option(param: str, kind: Any, default: Any) -> inspect.Parameter:
+            return inspect.Parameter(
+                param, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+
+        parameters = [
+            *own[:at],
+            *(option(*o) for o in head),
+            *own[at + 1 :],
+            *(option(*o) for o in tail),
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            values = {param: kwargs.pop(param) for param, _, _ in shared}
+            ctx = make_context(
+                values.pop("nats_url", None),
+                app if isinstance(app, str) else values.pop("app_spec", ""),
+                log_format=values.pop("log_format", "console"),
+                log_level=values.pop("log_level", "warning"),
+                name=name,
+                **values,
+            )
+            return command(*args, ctx=ctx, **kwargs)
+
+        # typer reads the parameters from the signature and their types from the annotations.
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {
+            **{k: v for k, v in command.__annotations__.items() if k != "ctx"},
+            **{param: kind for param, kind, _ in shared},
+        }
+        return wrapper
+
+    return decorate
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:

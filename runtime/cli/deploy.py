@@ -15,19 +15,14 @@ from ..permissions import UserPlan
 from ..readiness import ping, ready_services
 from .common import (
     AppOption,
-    CredsOption,
-    NatsOption,
-    PasswordOption,
+    Context,
     ReadyFileOption,
     StreamOption,
-    TlsCaOption,
-    TlsCertOption,
-    TlsKeyOption,
-    UserOption,
     console,
     err_console,
     make_context,
     run,
+    with_context,
 )
 
 deploy_app = typer.Typer(
@@ -158,38 +153,21 @@ def register(app: typer.Typer) -> None:
     bench_app.command("cluster")(bench_cluster)
 
     @app.command()
+    @with_context("cqrs-health", app=False, client_cert=True, state_dir=False)
     def health(
         ready_file: Path | None = ReadyFileOption,
         service: list[str] | None = typer.Option(
             None, "--service", help="Also ping any instance of this micro service (repeatable)."
         ),
         timeout: float = typer.Option(2.0, "--timeout"),
-        nats_url: str | None = NatsOption,
-        creds: str | None = CredsOption,
-        user: str | None = UserOption,
-        password: str | None = PasswordOption,
-        tls_ca: str | None = TlsCaOption,
-        tls_cert: str | None = TlsCertOption,
-        tls_key: str | None = TlsKeyOption,
+        *,
+        ctx: Context,
     ) -> None:
         """Readiness check: ping this process's services (from its ready file) over NATS.
 
         Exit 0 when every service answers, 1 otherwise. Use the same environment as the
         process it checks (NATS_URL, NATS_USER, ... and CQRS_READY_FILE).
         """
-        ctx = make_context(
-            nats_url,
-            "",
-            creds=creds,
-            user=user,
-            password=password,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            log_format="console",
-            log_level="warning",
-            name="cqrs-health",
-        )
 
         async def main() -> None:
             services: dict[str, str] = {}

@@ -33,25 +33,14 @@ from ..shutdown import graceful_shutdown
 from ..store import StreamSettings
 from ..worker import WorkerSettings
 from .common import (
-    AppOption,
-    CredsOption,
+    Context,
     JsonOption,
-    LogFormatOption,
-    LogLevelOption,
-    NatsOption,
-    PasswordOption,
     ReadyFileOption,
     ShutdownTimeoutOption,
-    StateDirOption,
-    StreamOption,
-    TlsCaOption,
-    TlsCertOption,
-    TlsKeyOption,
-    UserOption,
     console,
-    make_context,
     parse_json_arg,
     run,
+    with_context,
 )
 
 log = structlog.get_logger("runtime.cli")
@@ -72,6 +61,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(projections_app)
 
 
+@with_context("cqrs-projector", client_cert=True, stream=True, log_level="info")
 def projector(
     projections: str | None = typer.Option(
         None, "--projections", envvar="CQRS_PROJECTIONS", help="Comma-separated; default all."
@@ -98,48 +88,23 @@ def projector(
         help="How long a query waits for its minimum sequence before answering `stale`.",
     ),
     batch: int = typer.Option(500, "--batch", envvar="CQRS_BATCH", help="Fetch batch size."),
-    nats_url: str | None = NatsOption,
-    app_spec: str = AppOption,
-    creds: str | None = CredsOption,
-    user: str | None = UserOption,
-    password: str | None = PasswordOption,
-    tls_ca: str | None = TlsCaOption,
-    tls_cert: str | None = TlsCertOption,
-    tls_key: str | None = TlsKeyOption,
-    stream: str = StreamOption,
+    *,
+    ctx: Context,
     replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
     shutdown_timeout: float = ShutdownTimeoutOption,
     ready_file: Path | None = ReadyFileOption,
-    state_dir: Path = StateDirOption,
-    log_format: str = LogFormatOption,
-    log_level: str = LogLevelOption,
 ) -> None:
     """A projection worker: one replica of each projection, serving its queries.
 
     SIGTERM or Ctrl-C stops it gracefully: it stops taking queries, writes a final snapshot of
     each read model and exits 0, within --shutdown-timeout.
     """
-    ctx = make_context(
-        nats_url,
-        app_spec,
-        creds=creds,
-        user=user,
-        password=password,
-        tls_ca=tls_ca,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        stream=stream,
-        state_dir=state_dir,
-        log_format=log_format,
-        log_level=log_level,
-        name="cqrs-projector",
-    )
     drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
     options = replace(ctx.connect, close_timeout=close_budget)
 
     async def main() -> None:
         settings = ProjectorSettings(
-            stream=stream,
+            stream=ctx.stream,
             replica=replica or default_replica(),
             batch=batch,
             snapshot_every=snapshot_every or None,
@@ -158,7 +123,7 @@ def projector(
                 application,
                 aggregates=[],
                 projections=selected,
-                settings=WorkerSettings(stream=StreamSettings(name=stream, replicas=replicas)),
+                settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
                 projector_settings=settings,
             ),
         ):
@@ -170,33 +135,17 @@ def projector(
     run(main)
 
 
+@with_context("cqrs-query")
 def query(
     projection: str,
     query_name: str = typer.Argument(..., metavar="QUERY"),
     args: str = typer.Argument("{}", help="The query's arguments as JSON ('-' = stdin)."),
     min_seq: int = typer.Option(0, "--min-seq", help="Answer only once this seq is reflected."),
     timeout: float = typer.Option(10.0, "--timeout"),
-    nats_url: str | None = NatsOption,
-    app_spec: str = AppOption,
-    creds: str | None = CredsOption,
-    user: str | None = UserOption,
-    password: str | None = PasswordOption,
-    tls_ca: str | None = TlsCaOption,
-    state_dir: Path = StateDirOption,
+    *,
+    ctx: Context,
 ) -> None:
     """Ask one query and print its answer (exit 1 on an error reply)."""
-    ctx = make_context(
-        nats_url,
-        app_spec,
-        creds=creds,
-        user=user,
-        password=password,
-        tls_ca=tls_ca,
-        state_dir=state_dir,
-        log_format="console",
-        log_level="warning",
-        name="cqrs-query",
-    )
 
     async def main() -> None:
         body = parse_json_arg(args)
@@ -228,36 +177,21 @@ def _known_projections(app_spec: str) -> set[str] | None:
         return None
 
 
+@with_context("cqrs-status", app=False, stream=True)
 def status(
     as_json: bool = JsonOption,
     projections: str | None = typer.Option(None, "--projections", help="Only these."),
     wait: float = typer.Option(0.5, "--wait", help="Seconds to collect replica replies."),
-    nats_url: str | None = NatsOption,
-    creds: str | None = CredsOption,
-    user: str | None = UserOption,
-    password: str | None = PasswordOption,
-    tls_ca: str | None = TlsCaOption,
-    stream: str = StreamOption,
-    state_dir: Path = StateDirOption,
+    *,
+    ctx: Context,
 ) -> None:
     """Every projection replica: applied seq, lag, pending, last snapshot, halted state."""
-    ctx = make_context(
-        nats_url,
-        "",
-        creds=creds,
-        user=user,
-        password=password,
-        tls_ca=tls_ca,
-        stream=stream,
-        state_dir=state_dir,
-        log_format="console",
-        log_level="warning",
-        name="cqrs-status",
-    )
 
     async def main() -> dict[str, Any]:
         async with connect(ctx.connect, embedded=False) as nc:
-            return await collect(nc, stream=stream, projections=_names(projections), timeout=wait)
+            return await collect(
+                nc, stream=ctx.stream, projections=_names(projections), timeout=wait
+            )
 
     report = run(main)
     if as_json:
@@ -303,6 +237,7 @@ def print_status(report: dict[str, Any]) -> None:
 
 
 @projections_app.command("rebuild")
+@with_context("cqrs-rebuild", stream=True)
 def rebuild_command(
     name: str,
     replace_snapshots: bool = typer.Option(
@@ -312,29 +247,10 @@ def rebuild_command(
         "(stop its replicas first), so replicas start from the rebuilt model.",
     ),
     as_json: bool = JsonOption,
-    nats_url: str | None = NatsOption,
-    app_spec: str = AppOption,
-    creds: str | None = CredsOption,
-    user: str | None = UserOption,
-    password: str | None = PasswordOption,
-    tls_ca: str | None = TlsCaOption,
-    stream: str = StreamOption,
-    state_dir: Path = StateDirOption,
+    *,
+    ctx: Context,
 ) -> None:
     """Rebuild a read model from the first event, compare it with a live replica's, store it."""
-    ctx = make_context(
-        nats_url,
-        app_spec,
-        creds=creds,
-        user=user,
-        password=password,
-        tls_ca=tls_ca,
-        stream=stream,
-        state_dir=state_dir,
-        log_format="console",
-        log_level="warning",
-        name="cqrs-rebuild",
-    )
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -360,7 +276,7 @@ def rebuild_command(
                 result = await rebuild(
                     nc,
                     projection,
-                    ProjectorSettings(stream=stream),
+                    ProjectorSettings(stream=ctx.stream),
                     progress=progress,
                     replace_snapshots=replace_snapshots,
                 )
@@ -395,29 +311,14 @@ def rebuild_command(
 
 
 @projections_app.command("dead-letters")
+@with_context("cqrs-dead-letters", app=False)
 def dead_letters_command(
     name: str,
     as_json: bool = JsonOption,
-    nats_url: str | None = NatsOption,
-    creds: str | None = CredsOption,
-    user: str | None = UserOption,
-    password: str | None = PasswordOption,
-    tls_ca: str | None = TlsCaOption,
-    state_dir: Path = StateDirOption,
+    *,
+    ctx: Context,
 ) -> None:
     """List the events a projection skipped (``on_poison="skip"``), with their errors."""
-    ctx = make_context(
-        nats_url,
-        "",
-        creds=creds,
-        user=user,
-        password=password,
-        tls_ca=tls_ca,
-        state_dir=state_dir,
-        log_format="console",
-        log_level="warning",
-        name="cqrs-dead-letters",
-    )
 
     async def main() -> list[dict[str, Any]]:
         check_name(name, field="projection")

@@ -21,26 +21,15 @@ from ..shutdown import graceful_shutdown
 from ..store import EventStore, StreamSettings
 from ..worker import WorkerSettings
 from .common import (
-    AppOption,
-    CredsOption,
+    Context,
     JsonOption,
-    LogFormatOption,
-    LogLevelOption,
-    NatsOption,
-    PasswordOption,
     ReadyFileOption,
     ShutdownTimeoutOption,
-    StateDirOption,
-    StreamOption,
-    TlsCaOption,
-    TlsCertOption,
-    TlsKeyOption,
-    UserOption,
     console,
-    make_context,
     parse_json_arg,
     run,
     wait_for_shutdown,
+    with_context,
 )
 from .history import check_history_options, show_history
 
@@ -53,24 +42,9 @@ def _names(value: str | None) -> list[str] | None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def dev(
-        nats_url: str | None = NatsOption,
-        app_spec: str = AppOption,
-        stream: str = StreamOption,
-        state_dir: Path = StateDirOption,
-        log_format: str = LogFormatOption,
-        log_level: str = LogLevelOption,
-    ) -> None:
+    @with_context("cqrs-dev", auth=False, stream=True, log_level="info")
+    def dev(ctx: Context) -> None:
         """Embedded NATS server + workers (and projections) for every definition, until Ctrl-C."""
-        ctx = make_context(
-            nats_url,
-            app_spec,
-            stream=stream,
-            state_dir=state_dir,
-            log_format=log_format,
-            log_level=log_level,
-            name="cqrs-dev",
-        )
 
         async def main() -> None:
             application = ctx.app()
@@ -100,51 +74,27 @@ def register(app: typer.Typer) -> None:
         run(main)
 
     @app.command()
+    @with_context("cqrs-worker", client_cert=True, stream=True, log_level="info")
     def worker(
         aggregates: str | None = typer.Option(
             None, "--aggregates", envvar="CQRS_AGGREGATES", help="Comma-separated; default all."
         ),
-        nats_url: str | None = NatsOption,
-        app_spec: str = AppOption,
-        creds: str | None = CredsOption,
-        user: str | None = UserOption,
-        password: str | None = PasswordOption,
-        tls_ca: str | None = TlsCaOption,
-        tls_cert: str | None = TlsCertOption,
-        tls_key: str | None = TlsKeyOption,
-        stream: str = StreamOption,
+        *,
+        ctx: Context,
         replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
         mailbox_size: int = typer.Option(1024, "--mailbox-size", envvar="CQRS_MAILBOX_SIZE"),
         max_actors: int = typer.Option(100_000, "--max-actors", envvar="CQRS_MAX_ACTORS"),
         idle_timeout: float = typer.Option(600.0, "--idle-timeout", envvar="CQRS_IDLE_TIMEOUT"),
         shutdown_timeout: float = ShutdownTimeoutOption,
         ready_file: Path | None = ReadyFileOption,
-        state_dir: Path = StateDirOption,
-        log_format: str = LogFormatOption,
-        log_level: str = LogLevelOption,
     ) -> None:
         """A worker process serving the commands of some aggregate types.
 
         SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has, closes
         its connection and exits 0, all within --shutdown-timeout (exit 1 if cut short).
         """
-        ctx = make_context(
-            nats_url,
-            app_spec,
-            creds=creds,
-            user=user,
-            password=password,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            stream=stream,
-            state_dir=state_dir,
-            log_format=log_format,
-            log_level=log_level,
-            name="cqrs-worker",
-        )
         settings = WorkerSettings(
-            stream=StreamSettings(name=stream, replicas=replicas),
+            stream=StreamSettings(name=ctx.stream, replicas=replicas),
             host=HostSettings(
                 mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
             ),
@@ -169,6 +119,7 @@ def register(app: typer.Typer) -> None:
         run(main)
 
     @app.command()
+    @with_context("cqrs-send", app=False)
     def send(
         aggregate: str,
         aggregate_id: str,
@@ -177,26 +128,10 @@ def register(app: typer.Typer) -> None:
         command_id: str | None = typer.Option(None, "--command-id", help="Idempotency key."),
         correlation_id: str | None = typer.Option(None, "--correlation-id"),
         timeout: float = typer.Option(10.0, "--timeout"),
-        nats_url: str | None = NatsOption,
-        creds: str | None = CredsOption,
-        user: str | None = UserOption,
-        password: str | None = PasswordOption,
-        tls_ca: str | None = TlsCaOption,
-        state_dir: Path = StateDirOption,
+        *,
+        ctx: Context,
     ) -> None:
         """Send one command and print its reply (exit 1 on an error reply)."""
-        ctx = make_context(
-            nats_url,
-            "",
-            creds=creds,
-            user=user,
-            password=password,
-            tls_ca=tls_ca,
-            state_dir=state_dir,
-            log_format="console",
-            log_level="warning",
-            name="cqrs-send",
-        )
 
         async def main() -> None:
             body = parse_json_arg(args)
@@ -214,6 +149,7 @@ def register(app: typer.Typer) -> None:
         run(main)
 
     @app.command()
+    @with_context("cqrs-events", stream=True)
     def events(
         aggregate: str,
         aggregate_id: str,
@@ -227,33 +163,14 @@ def register(app: typer.Typer) -> None:
             None, "--diff", help="Print the fields that changed between two versions: A B."
         ),
         as_json: bool = JsonOption,
-        nats_url: str | None = NatsOption,
-        app_spec: str = AppOption,
-        creds: str | None = CredsOption,
-        user: str | None = UserOption,
-        password: str | None = PasswordOption,
-        tls_ca: str | None = TlsCaOption,
-        stream: str = StreamOption,
-        state_dir: Path = StateDirOption,
+        *,
+        ctx: Context,
     ) -> None:
         """Print an aggregate's event history, oldest first, or its state at a version or time.
 
         The past states fold the history with the app's aggregate definition (--app).
         """
         past = check_history_options(at_version, at, diff)
-        ctx = make_context(
-            nats_url,
-            app_spec,
-            creds=creds,
-            user=user,
-            password=password,
-            tls_ca=tls_ca,
-            stream=stream,
-            state_dir=state_dir,
-            log_format="console",
-            log_level="warning",
-            name="cqrs-events",
-        )
 
         async def main() -> None:
             check_name(aggregate, field="aggregate")
@@ -281,20 +198,15 @@ def register(app: typer.Typer) -> None:
         run(main)
 
     @app.command()
-    def demo(
-        state_dir: Path = StateDirOption,
-        log_format: str = LogFormatOption,
-        log_level: str = typer.Option("warning", "--log-level", envvar="CQRS_LOG_LEVEL"),
-    ) -> None:
+    @with_context(
+        "cqrs-demo",
+        nats=False,
+        app="aggregates:AGGREGATES,projections:PROJECTIONS",
+        auth=False,
+        log_level="warning",
+    )
+    def demo(ctx: Context) -> None:
         """Start everything on the embedded server, run the seed scenario, print it, exit."""
-        ctx = make_context(
-            None,
-            "aggregates:AGGREGATES,projections:PROJECTIONS",
-            state_dir=state_dir,
-            log_format=log_format,
-            log_level=log_level,
-            name="cqrs-demo",
-        )
 
         async def main() -> None:
             from aggregates.scenario import run_scenario
