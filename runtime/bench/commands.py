@@ -19,6 +19,7 @@ from typing import Any
 
 import nats
 import orjson
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..domain import Aggregate
@@ -61,6 +62,22 @@ class CommandBenchConfig:
     rounds: int = 4
 
 
+def _sender(caller: NATS, prefix: str) -> Send:
+    """Deposits sent as requests to ``<prefix>.<id>.deposit``: the same client code for both
+    sides, so that only the serving sides differ."""
+
+    async def send(aggregate_id: str, command_id: str) -> bool:
+        reply = await caller.request(
+            f"{prefix}.{aggregate_id}.deposit",
+            orjson.dumps({"amount": 1}),
+            timeout=30,
+            headers={"Cqrs-Command-Id": command_id},
+        )
+        return b'"error"' not in reply.data
+
+    return send
+
+
 @contextlib.asynccontextmanager
 async def baseline_side(url: str) -> AsyncIterator[Send]:
     """A hand-written responder doing the same append, and a sender for it."""
@@ -95,18 +112,8 @@ async def baseline_side(url: str) -> AsyncIterator[Send]:
         task.add_done_callback(tasks.discard)
 
     sub = await responder.subscribe("bench.base.*.*", queue="bench", cb=on_request)
-
-    async def send(aggregate_id: str, command_id: str) -> bool:
-        reply = await caller.request(
-            f"bench.base.{aggregate_id}.deposit",
-            orjson.dumps({"amount": 1}),
-            timeout=30,
-            headers={"Cqrs-Command-Id": command_id},
-        )
-        return b'"error"' not in reply.data
-
     try:
-        yield send
+        yield _sender(caller, "bench.base")
     finally:
         await sub.unsubscribe()
         await caller.close()
@@ -115,23 +122,12 @@ async def baseline_side(url: str) -> AsyncIterator[Send]:
 
 @contextlib.asynccontextmanager
 async def runtime_side(url: str) -> AsyncIterator[Send]:
-    """A worker serving the bench aggregate, and a sender with the very same request code as the
-    baseline's (the comparison is between the serving sides)."""
+    """A worker serving the bench aggregate, and a sender for it."""
     worker_nc = await nats.connect(url)
     caller = await nats.connect(url)
-
-    async def send(aggregate_id: str, command_id: str) -> bool:
-        reply = await caller.request(
-            f"cmd.benchacct.{aggregate_id}.deposit",
-            orjson.dumps({"amount": 1}),
-            timeout=30,
-            headers={"Cqrs-Command-Id": command_id},
-        )
-        return b'"error"' not in reply.data
-
     try:
         async with run_worker(worker_nc, [account]):
-            yield send
+            yield _sender(caller, "cmd.benchacct")
     finally:
         await caller.close()
         await worker_nc.close()
