@@ -9,6 +9,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from runtime import EventStore
 from runtime.server import EmbeddedServer
 
 
@@ -36,3 +37,14 @@ async def nc(nats_server: EmbeddedServer) -> AsyncIterator[NATS]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def store(nc: NATS) -> AsyncIterator[EventStore]:
+    """The event store on the test's server, started."""
+    events = EventStore(nc)
+    await events.start()
+    try:
+        yield events
+    finally:
+        await events.stop()

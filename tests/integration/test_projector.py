@@ -3,7 +3,6 @@ corrupt snapshots and poison events."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,16 +54,6 @@ SETTINGS = ProjectorSettings(
     retry_backoff=0.001,
     stale_timeout=2.0,
 )
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[EventStore]:
-    events = EventStore(nc)
-    await events.start()
-    try:
-        yield events
-    finally:
-        await events.stop()
 
 
 async def fold(nc: NATS, projection: Any) -> Any:

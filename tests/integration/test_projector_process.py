@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -29,16 +29,6 @@ from .projection_support import append_orders, counting, read_commits
 
 CQRS = str(Path(sys.executable).parent / "cqrs")
 SETTINGS = ProjectorSettings(replica="k9", snapshot_every=None, snapshot_interval=None)
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[EventStore]:
-    events = EventStore(nc)
-    await events.start()
-    try:
-        yield events
-    finally:
-        await events.stop()
 
 
 @contextmanager

@@ -3,8 +3,6 @@ two replicas sharing the load, discovery, and bad input."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import orjson
 import pytest
@@ -31,16 +29,6 @@ from .projection_support import append_orders, order_created, read_commits
 SETTINGS = ProjectorSettings(
     replica="r1", snapshot_every=None, snapshot_interval=None, stale_timeout=0.5
 )
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[EventStore]:
-    events = EventStore(nc)
-    await events.start()
-    try:
-        yield events
-    finally:
-        await events.stop()
 
 
 async def test_a_query_with_a_minimum_sequence_waits_for_it(nc: NATS, store: EventStore) -> None:
