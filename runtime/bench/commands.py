@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from ..domain import Aggregate
 from ..store import StreamSettings, ensure_event_stream
 from ..worker import run_worker
-from .common import Measurement, bench_server, drive
+from .common import Measurement, bench_server, drive, merge
 
 Send = Callable[[str, str], Awaitable[bool]]  # (aggregate id, command id) -> ok
 
@@ -133,16 +133,6 @@ async def runtime_side(url: str) -> AsyncIterator[Send]:
         await worker_nc.close()
 
 
-def _merge(name: str, parts: list[Measurement]) -> Measurement:
-    return Measurement(
-        name,
-        sum(p.count for p in parts),
-        sum(p.seconds for p in parts),
-        [ms for p in parts for ms in p.latencies_ms],
-        sum(p.errors for p in parts),
-    )
-
-
 async def compare(
     url: str, config: CommandBenchConfig, sides: dict[str, Send], run: str
 ) -> dict[str, Measurement]:
@@ -160,7 +150,7 @@ async def compare(
             results[name].append(
                 await drive(name, per_round, config.in_flight, lane_for(name, send, f"r{r}"))
             )
-    return {name: _merge(name, parts) for name, parts in results.items()}
+    return {name: merge(name, parts) for name, parts in results.items()}
 
 
 async def bench_commands(config: CommandBenchConfig) -> dict[str, Any]:

@@ -84,5 +84,16 @@ async def drive(
     return Measurement(name, total, time.perf_counter() - started, latencies, errors)
 
 
+def merge(name: str, parts: list[Measurement]) -> Measurement:
+    """One measurement of several timed rounds of the same side."""
+    return Measurement(
+        name,
+        sum(p.count for p in parts),
+        sum(p.seconds for p in parts),
+        [ms for p in parts for ms in p.latencies_ms],
+        sum(p.errors for p in parts),
+    )
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0

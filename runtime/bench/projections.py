@@ -37,7 +37,7 @@ from ..projection_snapshots import ProjectionSnapshot, ProjectionSnapshotStore, 
 from ..projection_worker import run_replica
 from ..projector import Projector, ProjectorSettings
 from ..store import StreamSettings, ensure_event_stream
-from .common import Measurement, bench_server, drive
+from .common import Measurement, bench_server, drive, merge
 
 Say = Callable[[str], None]
 NOW = "2026-11-26T12:00:00.000000+00:00"
@@ -160,15 +160,6 @@ async def runtime_catchup(url: str, settings: ProjectorSettings, last: int) -> M
         await nc.close()
 
 
-def _merge(name: str, parts: list[Measurement]) -> Measurement:
-    return Measurement(
-        name,
-        sum(p.count for p in parts),
-        sum(p.seconds for p in parts),
-        [ms for p in parts for ms in p.latencies_ms],
-    )
-
-
 # -- snapshots --------------------------------------------------------------------------------
 
 
@@ -280,7 +271,7 @@ async def query_bench(
                 for name, ask in sides.items():
                     results[name].append(await drive(name, per_round, config.in_flight, ask))
             await sub.unsubscribe()
-        return _merge("baseline", results["baseline"]), _merge("runtime", results["runtime"])
+        return merge("baseline", results["baseline"]), merge("runtime", results["runtime"])
     finally:
         for nc in (caller, baseline_nc, server_nc):
             await nc.close()
@@ -317,7 +308,7 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
                 f"catch-up round {r + 1}: baseline {base_rounds[-1].per_second:,.0f}/s, "
                 f"runtime {ours_rounds[-1].per_second:,.0f}/s"
             )
-        base, ours = _merge("baseline", base_rounds), _merge("runtime", ours_rounds)
+        base, ours = merge("baseline", base_rounds), merge("runtime", ours_rounds)
         snapshot = await snapshot_bench(url, config.rows, f"bench-{run}-rows", say)
         say(
             f"snapshot of {config.rows:,} rows: write {snapshot['write_seconds']:.2f}s, "
