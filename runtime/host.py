@@ -163,9 +163,7 @@ class ActorHost:
             result = await actor.handle(request, self.settings.max_conflict_retries, self.stats)
             self.stats.handled += 1
             if self.settings.log_commands:
-                log.info(
-                    "command_handled", **context, version=result["version"], seq=result["seq"]
-                )
+                log.info("command_handled", **context, version=result["version"], seq=result["seq"])
         except CqrsError as exc:
             result = exc
             if exc.code in ("rejected", "invalid"):
