@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -25,6 +24,7 @@ from runtime.projection_snapshots import ProjectionSnapshotStore
 from runtime.server import EmbeddedServer
 from runtime.testing import ProjectionSpec
 
+from .procs import wait_until
 from .projection_support import append_orders, counting, read_commits
 
 CQRS = str(Path(sys.executable).parent / "cqrs")
@@ -52,29 +52,35 @@ def projector_process(url: str, tmp: Path, *args: str) -> Iterator[subprocess.Po
 
 async def query_when_served(client: Client, min_seq: int, deadline: float = 30.0) -> QueryResult:
     """Ask until a replica serves the projection (the process is still starting up)."""
-    started = time.monotonic()
-    while True:
+    answers: list[QueryResult] = []
+
+    async def answered() -> bool:
         try:
-            return await client.query(
-                "orders", "get_order_by_id", {"order_id": "a-1"}, min_seq=min_seq, timeout=10
+            answers.append(
+                await client.query(
+                    "orders", "get_order_by_id", {"order_id": "a-1"}, min_seq=min_seq, timeout=10
+                )
             )
         except NoResponders:
-            if time.monotonic() - started > deadline:
-                raise
-            await anyio.sleep(0.05)
+            return False
+        return True
+
+    await wait_until(answered, deadline, "a replica to serve the projection")
+    return answers[0]
 
 
 async def snapshot_of(nc: NATS, replica: str, deadline: float = 30.0) -> int:
     """The sequence of ``replica``'s first stored snapshot, once there is one."""
     snapshots = ProjectionSnapshotStore(nc)
     await snapshots.start()
-    started = time.monotonic()
-    while True:
-        mine = [s for s in await snapshots.list("orders") if s.replica == replica]
-        if mine:
-            return mine[0].seq
-        assert time.monotonic() - started < deadline, "no snapshot was written"
-        await anyio.sleep(0.05)
+    found: list[int] = []
+
+    async def stored() -> bool:
+        found[:] = [s.seq for s in await snapshots.list("orders") if s.replica == replica]
+        return bool(found)
+
+    await wait_until(stored, deadline, "the replica's first snapshot")
+    return found[0]
 
 
 async def cqrs(*args: str, url: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
