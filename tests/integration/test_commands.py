@@ -26,6 +26,7 @@ from runtime import (
 )
 from runtime.server import EmbeddedServer
 
+from .procs import wait_until
 from .support import counter, message_count, stream_commits
 
 DEFINITIONS = [*AGGREGATES, counter]
@@ -141,12 +142,12 @@ async def _wait_out_duplicate_window(nc: NATS) -> None:
     js = nc.jetstream()
     probe = f"probe-{uuid.uuid4().hex}"
     assert not (await js.publish("events.probe.p", b"[]", headers={"Nats-Msg-Id": probe})).duplicate
-    for _ in range(200):  # polls the condition itself (JetStream's dedupe state), 20 s at most
+
+    async def forgotten() -> bool:
         ack = await js.publish("events.probe.p", b"[]", headers={"Nats-Msg-Id": probe})
-        if not ack.duplicate:
-            return
-        await anyio.sleep(0.1)
-    raise AssertionError("the duplicate window never passed")
+        return not ack.duplicate
+
+    await wait_until(forgotten, 20, "JetStream to forget the probe's message id", period=0.1)
 
 
 async def test_retry_after_the_duplicate_window_applies_once(nc: NATS) -> None:
