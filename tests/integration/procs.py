@@ -57,7 +57,7 @@ async def wait_until(condition: object, timeout: float, what: str, period: float
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await anyio.sleep(period)
+        await anyio.sleep(period)  # the polling period; the wait itself is on the condition
 
 
 @dataclass

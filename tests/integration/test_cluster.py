@@ -113,6 +113,15 @@ async def projection_converged(admin: NATS, client: Client) -> bool:
     return bool(answer.result == expected)
 
 
+async def kill_stream_leader(cluster: Sequence[NatsNode], admin: NATS) -> NatsNode:
+    """SIGKILL the node that leads the EVENTS stream; return it (to start it again)."""
+    info = await admin.jetstream().stream_info("EVENTS")
+    assert info.cluster is not None
+    leader = next(n for n in cluster if n.name == info.cluster.leader)
+    leader.kill()
+    return leader
+
+
 async def test_killing_the_stream_leader_loses_no_acknowledged_command(
     cluster: Sequence[NatsNode], tmp_path: Path
 ) -> None:
@@ -129,10 +138,7 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_command(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(load.run, stop)
                 await wait_until(lambda: len(load.acked) >= 300, 30, "the load to get going")
-                info = await admin.jetstream().stream_info("EVENTS")
-                assert info.cluster is not None
-                leader = next(n for n in cluster if n.name == info.cluster.leader)
-                leader.kill()
+                leader = await kill_stream_leader(cluster, admin)
                 killed_at, before = time.monotonic(), len(load.acked)
                 await wait_until(lambda: len(load.acked) >= before + 100, 30, "service to resume")
                 resumed = load.acked_after(killed_at)[99] - killed_at
@@ -163,10 +169,7 @@ async def test_a_projection_converges_after_the_stream_leader_fails_over(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(load.run, stop)
                 await wait_until(lambda: len(load.acked) >= 300, 30, "the load to get going")
-                info = await admin.jetstream().stream_info("EVENTS")
-                assert info.cluster is not None
-                leader = next(n for n in cluster if n.name == info.cluster.leader)
-                leader.kill()
+                leader = await kill_stream_leader(cluster, admin)
                 before = len(load.acked)
                 await wait_until(lambda: len(load.acked) >= before + 200, 30, "service to resume")
                 leader.start()
