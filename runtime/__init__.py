@@ -1,12 +1,9 @@
 """cqrs-runtime: an async, actor-style aggregate runtime for CQRS and event sourcing on NATS
 JetStream. Everything a user of the runtime may touch is re-exported here."""
 
-from .aggregate_snapshots import SnapshotSettings, SnapshotStore
 from .client import Client, CommandResult, QueryResult
-from .connection import ConnectOptions, connect
-from .dead_letters import DeadLetter, DeadLetters
-from .domain import Aggregate, CommandContext
-from .envelope import Commit, StoredEvent
+from .domain.aggregate import Aggregate, CommandContext
+from .domain.projection import EventMeta, PoisonPolicy, Projection
 from .errors import (
     Busy,
     ConfigurationError,
@@ -24,15 +21,20 @@ from .errors import (
     UnknownCommand,
     UnknownQuery,
 )
-from .history import AggregateHistory, FieldChange, PastState
-from .host import ActorHost, HostSettings
-from .naming import check_id
-from .projection import EventMeta, PoisonPolicy, Projection
-from .projection_worker import run_projections, run_replica
-from .projector import Projector, ProjectorSettings
-from .server import EmbeddedServer, embedded_server
-from .store import EventStore, StreamSettings
-from .worker import WorkerSettings, run_worker
+from .read.dead_letters import DeadLetter, DeadLetters
+from .read.projector import Projector
+from .read.replicas import run_projections, run_replica
+from .read.settings import ProjectorSettings
+from .transport.connection import ConnectOptions, connect
+from .transport.embedded import EmbeddedServer, embedded_server
+from .transport.streams import StreamSettings
+from .wire.envelope import Commit, StoredEvent
+from .wire.naming import check_id
+from .write.history import AggregateHistory, FieldChange, PastState
+from .write.host import ActorHost, HostSettings
+from .write.snapshots import SnapshotSettings, SnapshotStore
+from .write.store import EventStore
+from .write.worker import WorkerSettings, run_worker
 
 __all__ = [
     "ActorHost",

@@ -9,10 +9,10 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from . import codec
-from .envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID, H_MIN_SEQ
 from .errors import CqrsError, InvalidInput, NoResponders, Timeout, error_from_wire
-from .naming import check_id, check_name, command_subject, query_subject
+from .wire import codec
+from .wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID, H_MIN_SEQ
+from .wire.naming import check_id, check_name, command_subject, query_subject
 
 
 @dataclass(frozen=True, slots=True)

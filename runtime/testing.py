@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from . import codec
-from .domain import Aggregate, CommandContext
-from .envelope import Commit, StoredEvent
+from .domain.aggregate import Aggregate, CommandContext
+from .domain.projection import EventMeta, Projection
 from .errors import CqrsError
-from .projection import EventMeta, Projection
+from .wire import codec
+from .wire.envelope import Commit, StoredEvent
 
 S = TypeVar("S")
 M = TypeVar("M")

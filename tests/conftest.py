@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from runtime import EventStore
-from runtime.server import EmbeddedServer
+from runtime.transport.embedded import EmbeddedServer
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import anyio
 import nats
 
 from ..errors import ServerError
-from ..natsconf import ClusterSettings, ServerSettings, cluster_config, single_node_config
-from ..server import EmbeddedServer, free_port
-from ..store import StreamSettings, ensure_event_stream
+from ..ops.natsconf import ClusterSettings, ServerSettings, cluster_config, single_node_config
+from ..transport.embedded import EmbeddedServer, free_port
+from ..transport.streams import StreamSettings, ensure_event_stream
 from .commands import CommandBenchConfig, bench_commands
 
 Say = Callable[[str], None]

@@ -22,9 +22,9 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..domain import Aggregate
-from ..store import StreamSettings, ensure_event_stream
-from ..worker import run_worker
+from ..domain.aggregate import Aggregate
+from ..transport.streams import StreamSettings, ensure_event_stream
+from ..write.worker import run_worker
 from .common import Measurement, bench_server, drive, merge
 
 Send = Callable[[str, str], Awaitable[bool]]  # (aggregate id, command id) -> ok

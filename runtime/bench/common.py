@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from ..server import embedded_server
+from ..transport.embedded import embedded_server
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,13 @@ import nats
 import orjson
 from nats.js.client import JetStreamContext
 
-from ..actor import Actor, CommandRequest
-from ..aggregate_snapshots import Snapshot, SnapshotStore, encode_snapshot
-from ..domain import Aggregate
+from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
-from ..host import ActorHost, HostSettings
-from ..store import EventStore, StreamSettings
+from ..transport.streams import StreamSettings
+from ..write.actor import Actor, CommandRequest
+from ..write.host import ActorHost, HostSettings
+from ..write.snapshots import Snapshot, SnapshotStore, encode_snapshot
+from ..write.store import EventStore
 from .common import Measurement, bench_server
 
 Say = Callable[[str], None]

@@ -32,11 +32,19 @@ from nats.js import api
 from rich.console import Console
 from rich.table import Table
 
-from ..envelope import H_COMMAND, H_COMMAND_ID, H_EVENT_TYPES, H_MSG_ID, H_RECORDED_AT, H_VERSION
-from ..projection_snapshots import ProjectionSnapshot, ProjectionSnapshotStore, encode_snapshot
-from ..projection_worker import run_replica
-from ..projector import Projector, ProjectorSettings
-from ..store import StreamSettings, ensure_event_stream
+from ..read.projector import Projector
+from ..read.replicas import run_replica
+from ..read.settings import ProjectorSettings
+from ..read.snapshots import ProjectionSnapshot, ProjectionSnapshotStore, encode_snapshot
+from ..transport.streams import StreamSettings, ensure_event_stream
+from ..wire.envelope import (
+    H_COMMAND,
+    H_COMMAND_ID,
+    H_EVENT_TYPES,
+    H_MSG_ID,
+    H_RECORDED_AT,
+    H_VERSION,
+)
 from .common import Measurement, bench_server, drive, merge
 
 Say = Callable[[str], None]

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .. import codec
+from ..wire import codec
 from .common import JsonOption, NatsOption, console, make_context, run
 
 bench_app = typer.Typer(

@@ -15,10 +15,10 @@ import anyio
 import typer
 from rich.console import Console
 
-from ..app import DEFAULT_APP, App, load_app
-from ..connection import ConnectOptions
+from ..domain.app import DEFAULT_APP, App, load_app
 from ..errors import CqrsError
-from ..logs import LogFormat, configure_logging
+from ..ops.logs import LogFormat, configure_logging
+from ..transport.connection import ConnectOptions
 
 T = TypeVar("T")
 
@@ -228,7 +228,7 @@ async def wait_for_shutdown() -> int:
 
 
 def parse_json_arg(text: str) -> Any:
-    from .. import codec
+    from ..wire import codec
 
     if text == "-":
         text = sys.stdin.read()

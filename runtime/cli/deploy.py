@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from ..app import load_app
-from ..connection import connect
-from ..deployment import DeployOptions, render
+from ..domain.app import load_app
 from ..errors import ConfigurationError
-from ..permissions import UserPlan
-from ..readiness import ping, ready_services
+from ..ops.deployment import DeployOptions, render
+from ..ops.permissions import UserPlan
+from ..transport.connection import connect
+from ..transport.readiness import ping, ready_services
 from .common import (
     AppOption,
     Context,

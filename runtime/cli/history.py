@@ -1,7 +1,7 @@
 """``cqrs events ... --at-version / --at / --diff``: an aggregate's past states, printed.
 
 Kept apart from the ``events`` command itself so the write-side CLI module stays about commands;
-this one is about reading the past through :class:`~runtime.history.AggregateHistory`.
+this one is about reading the past through :class:`~runtime.write.history.AggregateHistory`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .. import codec
-from ..history import AggregateHistory, FieldChange, PastState
+from ..wire import codec
+from ..write.history import AggregateHistory, FieldChange, PastState
 from .common import console
 
 

@@ -18,20 +18,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .. import codec
 from ..client import Client
-from ..connection import connect
-from ..dead_letters import DeadLetters
 from ..errors import NoResponders, UnknownQuery
-from ..naming import check_name
-from ..process import run_app
-from ..projection_rebuild import rebuild
-from ..projection_status import collect
-from ..projector import ProjectorSettings, default_replica
-from ..shutdown import budgets as shutdown_budgets
-from ..shutdown import graceful_shutdown
-from ..store import StreamSettings
-from ..worker import WorkerSettings
+from ..ops.run import run_app
+from ..ops.shutdown import budgets as shutdown_budgets
+from ..ops.shutdown import graceful_shutdown
+from ..read.dead_letters import DeadLetters
+from ..read.rebuild import rebuild
+from ..read.settings import ProjectorSettings, default_replica
+from ..read.status import collect
+from ..transport.connection import connect
+from ..transport.streams import StreamSettings
+from ..wire import codec
+from ..wire.naming import check_name
+from ..write.worker import WorkerSettings
 from .common import (
     Context,
     JsonOption,
@@ -168,7 +168,7 @@ def query(
 
 
 def _known_projections(app_spec: str) -> set[str] | None:
-    from ..app import load_app
+    from ..domain.app import load_app
     from ..errors import ConfigurationError
 
     try:

@@ -9,17 +9,18 @@ import structlog
 import typer
 from rich.table import Table
 
-from .. import codec
 from ..client import Client
-from ..connection import connect
-from ..history import AggregateHistory
-from ..host import HostSettings
-from ..naming import check_id, check_name
-from ..process import run_app
-from ..shutdown import budgets as shutdown_budgets
-from ..shutdown import graceful_shutdown
-from ..store import EventStore, StreamSettings
-from ..worker import WorkerSettings
+from ..ops.run import run_app
+from ..ops.shutdown import budgets as shutdown_budgets
+from ..ops.shutdown import graceful_shutdown
+from ..transport.connection import connect
+from ..transport.streams import StreamSettings
+from ..wire import codec
+from ..wire.naming import check_id, check_name
+from ..write.history import AggregateHistory
+from ..write.host import HostSettings
+from ..write.store import EventStore
+from ..write.worker import WorkerSettings
 from .common import (
     Context,
     JsonOption,

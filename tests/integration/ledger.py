@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from runtime import ActorHost, Aggregate, CqrsError, Rejected
-from runtime.actor import CommandRequest
+from runtime.write.actor import CommandRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import anyio
 
-from runtime.app import App
-from runtime.natsconf import (
+from runtime.domain.app import App
+from runtime.ops.natsconf import (
     ClusterSettings,
     ServerSettings,
     TlsFiles,
     cluster_config,
     single_node_config,
 )
-from runtime.permissions import Resources, UserPlan, accounts_config, password_var, plan_users
-from runtime.server import _die_with_parent, find_binary, free_port
+from runtime.ops.permissions import Resources, UserPlan, accounts_config, password_var, plan_users
+from runtime.transport.embedded import _die_with_parent, find_binary, free_port
 
 from .certs import CertFiles
 

@@ -15,8 +15,8 @@ from nats.js import api
 
 from aggregates.order import OrderCreated, StatusUpdated, order
 from runtime import Client, CommandResult, CqrsError, EventMeta, EventStore, Projection
-from runtime.envelope import Commit, StoredEvent
-from runtime.projection_consumer import commit_of
+from runtime.read.consumer import commit_of
+from runtime.wire.envelope import Commit, StoredEvent
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC).isoformat()
 

@@ -8,7 +8,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 
 from runtime import Aggregate, Rejected
-from runtime.envelope import H_COMMAND_ID, H_VERSION
+from runtime.wire.envelope import H_COMMAND_ID, H_VERSION
 
 
 @dataclass(frozen=True, slots=True)

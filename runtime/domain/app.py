@@ -1,0 +1,71 @@
+"""An application: the aggregates and projections one set of processes serves.
+
+The CLI finds them through an app spec: comma-separated ``module:attribute`` references, each to
+an aggregate or projection definition or a sequence of them. The default names the example
+domain shipped with the runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError
+from .aggregate import Aggregate
+from .projection import Projection
+
+DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS"
+
+
+@dataclass(frozen=True)
+class App:
+    aggregates: Sequence[Aggregate[Any]] = ()
+    projections: Sequence[Projection[Any]] = field(default_factory=tuple)
+
+    def aggregate(self, name: str) -> Aggregate[Any]:
+        for aggregate in self.aggregates:
+            if aggregate.name == name:
+                return aggregate
+        raise ConfigurationError(
+            f"no aggregate {name!r}; this app defines {[a.name for a in self.aggregates]}"
+        )
+
+    def projection(self, name: str) -> Projection[Any]:
+        for projection in self.projections:
+            if projection.name == name:
+                return projection
+        raise ConfigurationError(
+            f"no projection {name!r}; this app defines {[p.name for p in self.projections]}"
+        )
+
+    def select_aggregates(self, names: Iterable[str] | None) -> list[Aggregate[Any]]:
+        return list(self.aggregates) if not names else [self.aggregate(n) for n in names]
+
+    def select_projections(self, names: Iterable[str] | None) -> list[Projection[Any]]:
+        return list(self.projections) if not names else [self.projection(n) for n in names]
+
+
+def load_app(spec: str = DEFAULT_APP) -> App:
+    """Import the definitions an app spec names."""
+    aggregates: list[Aggregate[Any]] = []
+    projections: list[Projection[Any]] = []
+    for ref in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, _, attr = ref.partition(":")
+        try:
+            value = getattr(importlib.import_module(module_name), attr or "APP")
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load {ref!r}: {exc}") from None
+        if isinstance(value, App):
+            aggregates += value.aggregates
+            projections += value.projections
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, Aggregate):
+                aggregates.append(item)
+            elif isinstance(item, Projection):
+                projections.append(item)
+            else:
+                raise ConfigurationError(f"{ref!r} holds {item!r}, not an aggregate or projection")
+    return App(tuple(aggregates), tuple(projections))

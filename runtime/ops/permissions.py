@@ -1,0 +1,309 @@
+"""Least-privilege NATS users for an application, derived from its definitions.
+
+Four roles, each a function of the aggregates and projections the app defines, so adding an
+aggregate type changes the generated permissions and nobody edits subject lists by hand:
+
+- ``client``: sends commands and queries; reads only replies on its own inbox prefix.
+- ``worker``: serves its aggregates' command subjects, appends to their event subjects, reads the
+  event stream by direct get and keeps aggregate snapshots.
+- ``projector``: reads events through its own consumers, serves its query subjects and keeps
+  projection snapshots.
+- ``admin``: everything, including creating, changing, deleting and purging streams.
+
+Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STREAM.DELETE`` or
+``$JS.API.STREAM.PURGE`` on the event stream, and the stream itself is created with
+``deny_delete`` and ``deny_purge``. Workers may *create* the event stream (so a fresh cluster
+provisions itself with the settings the code requires) but never update it.
+
+Every user gets an inbox prefix of its own (``_INBOX_<user>``) and may subscribe only there; the
+responders (workers, projectors) answer requests through ``allow_responses``, which lets them
+publish to the reply subject of a request they received, and nowhere else in another inbox.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..domain.app import App
+from ..errors import ConfigurationError
+from ..read.dead_letters import dead_letter_subject
+from ..wire.naming import COMMAND_PREFIX, EVENT_PREFIX, QUERY_PREFIX, queue_group, service_name
+from .natsconf import Block, Comment, Value, Var, header, render_block
+
+Role = Literal["client", "worker", "projector", "admin"]
+ACCOUNT = "CQRS"
+SYSTEM_ACCOUNT = "SYS"
+USER_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MICRO_VERBS = ("PING", "INFO", "STATS")
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix a user's connections use, and the only place it may subscribe."""
+    return f"_INBOX_{user}"
+
+
+def password_var(user: str) -> Var:
+    """The environment variable nats-server reads the user's password (or bcrypt hash) from."""
+    return Var(f"CQRS_{user.upper().replace('-', '_')}_PASSWORD")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The JetStream names the runtime uses, each from the module that owns it."""
+
+    stream: str = "EVENTS"
+    aggregate_snapshot_bucket: str | None = None  # a KV bucket
+    projection_snapshot_bucket: str | None = None  # an Object Store bucket
+    dead_letter_stream: str | None = None  # where projections record skipped events
+
+    @classmethod
+    def of_runtime(
+        cls,
+        stream: str = "EVENTS",
+        *,
+        aggregate_snapshot_bucket: str | None = None,
+        projection_snapshot_bucket: str | None = None,
+    ) -> Resources:
+        """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
+        from ..read.dead_letters import DEFAULT_STREAM
+        from ..read.snapshots import DEFAULT_BUCKET
+
+        return cls(
+            stream=stream,
+            aggregate_snapshot_bucket=_aggregate_bucket(stream, aggregate_snapshot_bucket),
+            projection_snapshot_bucket=projection_snapshot_bucket or DEFAULT_BUCKET,
+            dead_letter_stream=DEFAULT_STREAM,
+        )
+
+
+def _aggregate_bucket(stream: str, bucket: str | None) -> str:
+    from ..write.snapshots import SnapshotSettings
+
+    return SnapshotSettings(bucket=bucket).bucket_for(stream)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Subjects one user may publish to and subscribe to ("subject queue" pins a queue group)."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool = False
+
+    def block(self) -> dict[str, Value | Comment]:
+        out: dict[str, Value | Comment] = {
+            "publish": {"allow": list(self.publish)},
+            "subscribe": {"allow": list(self.subscribe)},
+        }
+        if self.allow_responses:
+            out["allow_responses"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class User:
+    """One NATS user: its role, what it serves and what it may do."""
+
+    name: str
+    role: Role
+    serves: tuple[str, ...] = ()  # aggregate or projection names
+    grant: Grant | None = None  # None: everything (admin)
+    description: str = ""
+
+
+def _stream_api(verb: str, stream: str) -> str:
+    return f"$JS.API.STREAM.{verb}.{stream}"
+
+
+def _micro(service: str, user: str) -> tuple[list[str], list[str]]:
+    """Discovery subscriptions of a micro service, and the pings its own health check sends."""
+    subscribe = [f"$SRV.{verb}" for verb in MICRO_VERBS]
+    subscribe += [f"$SRV.*.{service}", f"$SRV.*.{service}.*"]
+    publish = [f"$SRV.PING.{service}", f"$SRV.PING.{service}.*"]
+    return publish, subscribe
+
+
+def client_grant(user: str, app: App) -> Grant:
+    publish = [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates]
+    publish += [f"{QUERY_PREFIX}.{p.name}.*" for p in app.projections]
+    return Grant(tuple(publish), (f"{inbox_prefix(user)}.>",))
+
+
+def worker_grant(user: str, aggregates: Sequence[str], resources: Resources) -> Grant:
+    stream = resources.stream
+    publish = [f"{EVENT_PREFIX}.{name}.*" for name in aggregates]
+    publish += [
+        _stream_api("INFO", stream),
+        _stream_api("CREATE", stream),
+        f"$JS.API.DIRECT.GET.{stream}",
+    ]
+    subscribe = [
+        f"{COMMAND_PREFIX}.{name}.*.* {queue_group('aggregate', name)}" for name in aggregates
+    ]
+    bucket = resources.aggregate_snapshot_bucket
+    if bucket is not None:
+        # Snapshot keys are <aggregate>.<id>: a worker reads and writes its aggregates' keys only.
+        kv_stream = f"KV_{bucket}"
+        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
+        for name in aggregates:
+            publish += [
+                f"$KV.{bucket}.{name}.*",
+                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{bucket}.{name}.*",
+            ]
+    for name in aggregates:
+        pings, discovery = _micro(service_name("aggregate", name), user)
+        publish += pings
+        subscribe += [s for s in discovery if s not in subscribe]
+    subscribe.append(f"{inbox_prefix(user)}.>")
+    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+
+
+def projector_grant(user: str, projections: Sequence[Any], resources: Resources) -> Grant:
+    stream = resources.stream
+    # A replica's durable consumer is named cqrs-proj-<projection>-<replica>: subject tokens
+    # cannot be matched by prefix, so the consumer API is granted per stream, not per consumer.
+    publish = [
+        _stream_api("INFO", stream),
+        _stream_api("CREATE", stream),
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.RESET.{stream}.*",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.ACK.{stream}.>",
+    ]
+    subscribe = [
+        f"{QUERY_PREFIX}.{p.name}.* {queue_group('projection', p.name)}" for p in projections
+    ]
+    bucket = resources.projection_snapshot_bucket
+    if bucket is not None:
+        obj_stream = f"OBJ_{bucket}"
+        publish += [
+            f"$O.{bucket}.>",
+            _stream_api("INFO", obj_stream),
+            _stream_api("CREATE", obj_stream),
+            _stream_api("MSG.GET", obj_stream),
+            # nats-py's Object Store finds its stream by subject (stream names only, no data).
+            "$JS.API.STREAM.NAMES",
+            # The Object Store replaces and deletes an object by purging its chunks' subject;
+            # this is the one purge a non-admin may do, on the snapshot bucket only.
+            _stream_api("PURGE", obj_stream),
+            f"$JS.API.DIRECT.GET.{obj_stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{obj_stream}",
+            f"$JS.API.CONSUMER.CREATE.{obj_stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{obj_stream}.*",
+            f"$JS.FC.{obj_stream}.>",
+        ]
+    dead_letters = resources.dead_letter_stream
+    if dead_letters is not None:
+        publish += [_stream_api("INFO", dead_letters), _stream_api("CREATE", dead_letters)]
+        publish += [dead_letter_subject(p.name) for p in projections]
+    for projection in projections:
+        pings, discovery = _micro(service_name("projection", projection.name), user)
+        publish += pings
+        subscribe += [s for s in discovery if s not in subscribe]
+    subscribe.append(f"{inbox_prefix(user)}.>")
+    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    """Which users to generate: names per role and, for workers and projectors, what each serves.
+
+    ``workers``/``projectors`` map a user name to the names it serves (empty: all of the app's).
+    """
+
+    clients: tuple[str, ...] = ("client",)
+    workers: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"worker": ()})
+    projectors: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"projector": ()})
+    admins: tuple[str, ...] = ("admin",)
+
+
+def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
+    """The users of ``plan``, each with the grant its role and its aggregates/projections give."""
+    users: list[User] = []
+    for name in plan.clients:
+        users.append(
+            User(
+                name,
+                "client",
+                grant=client_grant(name, app),
+                description="sends commands and queries; reads only its own replies",
+            )
+        )
+    for name, serves in plan.workers.items():
+        aggregates = [a.name for a in app.select_aggregates(serves or None)]
+        users.append(
+            User(
+                name,
+                "worker",
+                tuple(aggregates),
+                worker_grant(name, aggregates, resources),
+                description="serves the commands of: " + ", ".join(aggregates),
+            )
+        )
+    for name, serves in plan.projectors.items():
+        projections = app.select_projections(serves or None)
+        names = tuple(p.name for p in projections)
+        users.append(
+            User(
+                name,
+                "projector",
+                names,
+                projector_grant(name, projections, resources),
+                description="serves the queries of: " + (", ".join(names) or "(none yet)"),
+            )
+        )
+    for name in plan.admins:
+        users.append(
+            User(name, "admin", description="creates, changes, deletes and purges streams")
+        )
+    seen: set[str] = set()
+    for user in users:
+        if not USER_PATTERN.fullmatch(user.name):
+            raise ConfigurationError(f"user name {user.name!r} must match {USER_PATTERN.pattern}")
+        if user.name in seen or user.name == "sys":
+            raise ConfigurationError(f"user name {user.name!r} is used twice")
+        seen.add(user.name)
+    return users
+
+
+def user_block(user: User) -> dict[str, Value | Comment]:
+    block: dict[str, Value | Comment] = {
+        "_what": Comment(f"{user.role}: {user.description}"),
+        "user": user.name,
+        "password": password_var(user.name),
+    }
+    if user.grant is not None:
+        block["permissions"] = user.grant.block()
+    return block
+
+
+def accounts_config(users: Sequence[User], *, source: Sequence[str] = ()) -> str:
+    """The ``accounts`` section: the application's account with its users, and the system one.
+
+    Passwords are ``$CQRS_<USER>_PASSWORD`` references: nats-server refuses to start while one
+    is missing, and a value starting with ``$2a$`` is taken as a bcrypt hash.
+    """
+    app_users: list[Value] = [user_block(u) for u in users]
+    accounts: Block = {
+        ACCOUNT: {"jetstream": True, "users": app_users},
+        SYSTEM_ACCOUNT: {"users": [{"user": "sys", "password": password_var("sys")}]},
+    }
+    top: dict[str, Value | Comment] = {
+        "accounts": accounts,
+        "system_account": SYSTEM_ACCOUNT,
+    }
+    return header(
+        [
+            "Accounts and least-privilege users for cqrs-runtime.",
+            *source,
+            "Passwords come from the environment: "
+            + ", ".join(f"${password_var(u.name).name}" for u in users)
+            + f", ${password_var('sys').name}.",
+        ]
+    ) + render_block(top)

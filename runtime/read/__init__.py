@@ -1,0 +1,3 @@
+"""The read side: projection replicas, their consumer, position, poison policy, snapshots, rebuild,
+status and queries.
+"""

@@ -1,0 +1,227 @@
+"""The durable pull consumer of one projection replica, and where it is positioned.
+
+Each replica has a consumer of its own (``cqrs-proj-<projection>-<replica>``), filtered to the
+event subjects of the aggregates its projection follows, so every replica sees every event.
+
+The consumer's acknowledgements are not the replica's recovery point (its snapshot is), so
+:meth:`ReplicaConsumer.start` always puts the consumer right after the sequence the replica's
+model reflects: a consumer whose position is elsewhere (ahead after a ``kill -9``, behind when
+another replica's newer snapshot was restored) is reset there (ADR-60, nats-server 2.14+), or
+recreated when a reset is refused; one whose filter or ack settings differ is recreated.
+
+Acks use ``AckPolicy.ALL`` with an unlimited ``max_ack_pending``: one ack per snapshot covers
+every batch before it, and the server never stops delivering while a snapshot is pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from ..domain.projection import Projection
+from ..errors import ConfigurationError, Internal, ServerError, Timeout
+from ..transport.streams import StreamSettings, ensure_event_stream
+from ..wire.envelope import Commit, RawMessage
+from .settings import ProjectorSettings
+
+log = structlog.get_logger("runtime.read.consumer")
+
+
+def consumer_name(projection: str, replica: str) -> str:
+    return f"cqrs-proj-{projection}-{replica}"
+
+
+def delivery_of(msg: Msg) -> tuple[int, int, int]:
+    """The stream sequence, consumer sequence and delivery count of a message delivered by a
+    consumer, read straight from its reply subject (nats-py's ``msg.metadata`` makes several
+    objects and a datetime, once per event)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[5]), int(tokens[6]), int(tokens[4])
+    if len(tokens) >= 11:  # the same after <domain>.<account hash>, maybe with a trailing token
+        return int(tokens[7]), int(tokens[8]), int(tokens[6])
+    metadata = msg.metadata
+    return metadata.sequence.stream, metadata.sequence.consumer, metadata.num_delivered
+
+
+def commit_of(msg: Msg) -> Commit:
+    """The :class:`Commit` a message delivered by a JetStream consumer holds."""
+    metadata = msg.metadata
+    raw = RawMessage(
+        seq=metadata.sequence.stream,
+        subject=msg.subject,
+        timestamp=metadata.timestamp.isoformat(),
+        headers=msg.headers or {},
+        data=msg.data,
+    )
+    return Commit.from_message(raw)
+
+
+class ReplicaConsumer:
+    """Creates, positions, fetches from and acknowledges one replica's durable consumer."""
+
+    def __init__(self, nc: NATS, projection: Projection[Any], settings: ProjectorSettings) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=settings.timeout)
+        self.projection = projection
+        self.settings = settings
+        self.stream = settings.stream
+        self.name = consumer_name(projection.name, settings.replica)
+        self.subjects = projection.subjects()
+        self.log = log.bind(projection=projection.name, consumer=self.name)
+        # The consumer numbers its first deliveries 1, 2, 3...; one that skips a number means
+        # deliveries were lost on the way (a dropped connection, a consumer failover), which
+        # later ones must not overtake. A redelivery keeps its first delivery's number.
+        self.next_consumer_seq = 1
+        self._sub: Any = None
+
+    def _config(self, after_seq: int) -> api.ConsumerConfig:
+        single = len(self.subjects) == 1
+        return api.ConsumerConfig(
+            name=self.name,
+            durable_name=self.name,
+            description=f"cqrs projection {self.projection.name}, replica {self.settings.replica}",
+            deliver_policy=(
+                api.DeliverPolicy.BY_START_SEQUENCE if after_seq else api.DeliverPolicy.ALL
+            ),
+            opt_start_seq=after_seq + 1 if after_seq else None,
+            ack_policy=api.AckPolicy.ALL,
+            ack_wait=self.settings.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=-1,
+            filter_subject=self.subjects[0] if single else None,
+            filter_subjects=None if single else list(self.subjects),
+            replay_policy=api.ReplayPolicy.INSTANT,
+            inactive_threshold=self.settings.consumer_inactive,
+        )
+
+    def _mismatch(self, config: api.ConsumerConfig) -> str | None:
+        subjects = set(config.filter_subjects or []) | (
+            {config.filter_subject} if config.filter_subject else set()
+        )
+        if subjects != set(self.subjects):
+            return f"filter {sorted(subjects)} is not {sorted(self.subjects)}"
+        if config.ack_policy != api.AckPolicy.ALL or config.max_ack_pending != -1:
+            return "ack settings differ"
+        if abs((config.ack_wait or 0) - self.settings.ack_wait) > 0.5:
+            return "ack_wait differs"
+        return None
+
+    async def start(self, *, after_seq: int) -> None:
+        """Make sure the consumer exists and delivers next the first message after
+        ``after_seq``; (re)bind the pull subscription."""
+        try:
+            await ensure_event_stream(
+                self.js, StreamSettings(name=self.stream, replicas=self.settings.replicas)
+            )
+            self.next_consumer_seq = 1  # a new, reset or recreated consumer starts over
+            try:
+                info = await self.js.consumer_info(self.stream, self.name)
+            except nats.js.errors.NotFoundError:
+                await self.js.add_consumer(self.stream, self._config(after_seq))
+                self.log.info("consumer_created", start_seq=after_seq + 1)
+            else:
+                reason = self._mismatch(info.config)
+                delivered = info.delivered.stream_seq if info.delivered else 0
+                if reason is not None:
+                    await self._recreate(after_seq, reason)
+                elif delivered != after_seq:
+                    await self._reposition(after_seq, delivered)
+                elif info.delivered is not None:
+                    self.next_consumer_seq = info.delivered.consumer_seq + 1
+        except nats.errors.TimeoutError:
+            raise Timeout("JetStream did not answer while setting up the consumer") from None
+        except nats.js.errors.APIError as exc:
+            raise ConfigurationError(f"cannot set up consumer {self.name}: {exc}") from None
+        await self._rebind()
+
+    async def _recreate(self, after_seq: int, reason: str) -> None:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.js.delete_consumer(self.stream, self.name)
+        await self.js.add_consumer(self.stream, self._config(after_seq))
+        self.log.info("consumer_recreated", start_seq=after_seq + 1, reason=reason)
+
+    async def _reposition(self, after_seq: int, delivered: int) -> None:
+        try:
+            await self.js.reset_consumer(self.stream, self.name, seq=after_seq + 1)
+        except nats.js.errors.APIError as exc:  # below its start sequence, or an older server
+            await self._recreate(after_seq, f"reset refused: {exc.description}")
+            return
+        self.log.info("consumer_reset", delivered_seq=delivered, start_seq=after_seq + 1)
+
+    async def _rebind(self) -> None:
+        """A fresh inbox, so nothing delivered before a reposition can still arrive."""
+        await self._unsubscribe()
+        self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
+
+    async def _unsubscribe(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception as exc:  # a closed connection: nothing left to undo
+                self.log.debug("unsubscribe_failed", error=repr(exc))
+            self._sub = None
+
+    async def stop(self) -> None:
+        await self._unsubscribe()
+
+    async def delete(self) -> None:
+        """Stop, and delete the consumer from the server (for a replica that is gone for good)."""
+        await self._unsubscribe()
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+            await self.js.delete_consumer(self.stream, self.name)
+
+    async def fetch(self, batch: int) -> list[Msg]:
+        """Up to ``batch`` messages, waiting up to ``fetch_timeout`` when there are none."""
+        if self._sub is None:
+            raise Internal("the consumer is not started")
+        try:
+            msgs: list[Msg] = await self._sub.fetch(batch, timeout=self.settings.fetch_timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            # nats-py raises the plain TimeoutError when a fetch gets no heartbeat, e.g. while
+            # the stream's leader fails over in a cluster: like an empty fetch, try again.
+            return []
+        except nats.js.errors.APIError as exc:  # e.g. the consumer was deleted
+            raise Internal(f"fetch from {self.name} failed: {exc}") from None
+        except nats.errors.ConnectionClosedError:
+            raise ServerError("the NATS connection is closed") from None
+        except nats.errors.Error as exc:
+            raise Internal(f"fetch from {self.name} failed: {exc!r}") from None
+        return msgs
+
+    async def ack_through(self, msg: Msg) -> None:
+        """Acknowledge ``msg`` and, with ``AckPolicy.ALL``, everything delivered before it."""
+        try:
+            await msg.ack()
+        except Exception as exc:  # already acked, or the connection is gone: a later ack covers it
+            self.log.debug("ack_failed", error=repr(exc))
+
+    async def info(self) -> api.ConsumerInfo:
+        try:
+            info: api.ConsumerInfo = await self.js.consumer_info(self.stream, self.name)
+        except nats.errors.TimeoutError:
+            raise Timeout("JetStream did not answer") from None
+        except nats.js.errors.APIError as exc:
+            raise Internal(f"consumer info of {self.name} failed: {exc}") from None
+        return info
+
+    async def pending(self) -> tuple[int, int]:
+        """The consumer's undelivered message count and the last stream sequence it delivered."""
+        info = await self.info()
+        return int(info.num_pending or 0), int(info.delivered.stream_seq if info.delivered else 0)
+
+    async def stream_last_seq(self) -> int:
+        try:
+            info = await self.js.stream_info(self.stream)
+        except nats.errors.TimeoutError:
+            raise Timeout("JetStream did not answer") from None
+        except nats.js.errors.APIError as exc:
+            raise Internal(f"stream info of {self.stream} failed: {exc}") from None
+        return int(info.state.last_seq)

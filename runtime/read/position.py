@@ -1,0 +1,91 @@
+"""How far a replica's read model reflects the event stream, and waiting until it reflects a
+given sequence (read-your-writes).
+
+The position is the stream sequence of the last commit applied, or more: a replica's consumer
+only delivers the events of the aggregates its projection follows, so a command on another
+aggregate has a sequence the replica never sees. When a query waits for such a sequence and
+nothing arrives, the replica asks the server whether anything it follows is left to deliver up
+to the stream's end; if not, its model already reflects that end (:meth:`refresh`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ..errors import CqrsError
+
+
+class ReadPosition:
+    """The applied sequence, what is confirmed beyond it, and the waiters for both."""
+
+    def __init__(
+        self,
+        stream_last_seq: Callable[[], Awaitable[int]],
+        consumer_pending: Callable[[], Awaitable[tuple[int, int]]],
+    ) -> None:
+        self.applied = 0  # stream sequence of the last commit applied
+        self.confirmed = 0  # nothing followed is left to deliver up to here
+        self.blocked = False  # halted: the position will not move until a restart
+        self.closing = False
+        self._stream_last_seq = stream_last_seq
+        self._consumer_pending = consumer_pending
+        self._advanced = anyio.Event()
+        self._lock = anyio.Lock()
+        self._refreshed_at = 0.0
+
+    @property
+    def value(self) -> int:
+        """The stream sequence the read model reflects."""
+        return max(self.applied, self.confirmed)
+
+    def signal(self) -> None:
+        """Wake every waiter to look at the position again."""
+        self._advanced.set()
+        self._advanced = anyio.Event()
+
+    def release(self) -> None:
+        """Make every waiter give up now (the replica is stopping)."""
+        self.closing = True
+        self.signal()
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until the position reaches ``seq``; False on timeout, halt or stop."""
+        with anyio.move_on_after(timeout):
+            delay = 0.005
+            while self.value < seq:
+                if self.blocked or self.closing:
+                    return False
+                advanced = self._advanced
+                with anyio.move_on_after(delay):
+                    await advanced.wait()
+                    continue
+                # Nothing applied for a while: ``seq`` may belong to an aggregate this
+                # projection does not follow, which its consumer never delivers.
+                await self.refresh()
+                delay = min(delay * 2, 0.5)
+        return self.value >= seq
+
+    async def refresh(self) -> None:
+        """Confirm the stream's end when nothing followed is left to deliver.
+
+        The stream's last sequence is read *before* the consumer's state: if the consumer then
+        has nothing pending and everything it delivered is applied, no followed event up to
+        that last sequence can be missing from the model. Concurrent callers share one refresh.
+        """
+        asked = time.monotonic()
+        async with self._lock:
+            if self._refreshed_at >= asked:
+                return  # a refresh that started after this call was made has just finished
+            self._refreshed_at = time.monotonic()
+            try:
+                last = await self._stream_last_seq()
+                pending, delivered = await self._consumer_pending()
+            except CqrsError:
+                return  # the waiter keeps waiting, and tries again later
+            caught_up = pending == 0 and delivered <= self.applied and not self.blocked
+            if caught_up and last > self.confirmed:
+                self.confirmed = last
+                self.signal()

@@ -1,0 +1,174 @@
+"""The query side's NATS interface: one ``nats.micro`` service per projection.
+
+Requests arrive on ``query.<projection>.<query>``; every replica of a projection joins the
+queue group ``cqrs-projection-<projection>``, so they share the query load while each of them
+consumes every event. A query is answered straight from the in-memory read model, inside the
+subscription's callback (it is a dictionary lookup, not I/O), with the same reply and error
+format as commands: ``{"result": ..., "seq": <stream sequence the model reflects>}``.
+
+Read-your-writes: a request with a ``Cqrs-Min-Seq`` header is answered only once the replica's
+model reflects at least that stream sequence, or with ``stale`` after ``stale_timeout``. Such a
+request waits in a task of its own, so the callback returns at once and other queries go on.
+
+The service's ``$SRV.STATS`` reply carries the replica's status (applied sequence, snapshot,
+halted state) as endpoint data; that is what ``cqrs status`` collects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointStats, Service
+
+from ..errors import CqrsError, Internal, InvalidInput, Stale
+from ..transport.services import drain_service, respond
+from ..wire import codec
+from ..wire.envelope import H_MIN_SEQ
+from ..wire.naming import QUERY_PREFIX, SERVICE_VERSION, queue_group, service_name
+
+if TYPE_CHECKING:
+    from .projector import Projector
+
+log = structlog.get_logger("runtime.read.query_service")
+
+DIGEST_QUERY = "_digest"  # internal: no query name can start with "_" (see naming.check_name)
+
+
+def min_seq_of(headers: dict[str, str] | None) -> int:
+    """The ``Cqrs-Min-Seq`` of a request (0 when absent); ``invalid`` when it is no sequence."""
+    raw = (headers or {}).get(H_MIN_SEQ)
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidInput(
+            f"{H_MIN_SEQ} must be a stream sequence (an integer >= 0), got {raw!r}"[:300],
+            details={"field": H_MIN_SEQ},
+        )
+    return value
+
+
+class QueryService:
+    """Serves the queries of one projection replica."""
+
+    def __init__(self, nc: NATS, projector: Projector[Any]) -> None:
+        self.nc = nc
+        self.projector = projector
+        self.projection = projector.projection
+        self.service: Service | None = None
+        self._tg: TaskGroup | None = None
+        self.log = log.bind(projection=self.projection.name, replica=projector.replica)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[QueryService]:
+        """Serve until the context exits; then stop taking queries and answer the waiting ones."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self.start()
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.stop()
+                self.projector.release_waiters()
+                self._tg = None
+
+    async def start(self) -> None:
+        name = self.projection.name
+        queries = ",".join(self.projection.queries)
+        self.service = await add_service(
+            self.nc,
+            name=service_name("projection", name),
+            version=SERVICE_VERSION,
+            description=f"queries of projection {name}: {', '.join(self.projection.queries)}",
+            metadata={"projection": name, "queries": queries, "replica": self.projector.replica},
+            queue_group=queue_group("projection", name),
+            stats_handler=self._stats,
+        )
+        await self.service.add_endpoint(
+            name="queries",
+            subject=f"{QUERY_PREFIX}.{name}.*",
+            handler=self.handle,
+            metadata={"queries": queries},
+        )
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            service, self.service = self.service, None
+            await drain_service(service)
+
+    def _stats(self, endpoint: EndpointStats) -> dict[str, Any]:
+        return self.projector.status()
+
+    async def handle(self, request: Request) -> None:
+        """Answer at once, or hand a read-your-writes query to a waiting task."""
+        try:
+            query = request.subject.rsplit(".", 1)[1]
+            if query == DIGEST_QUERY:
+                digest = self.projector.digest()
+                await request.respond(codec.dumps({"result": digest, "seq": digest["applied_seq"]}))
+                return
+            args = self.projection.parse_query(query, codec.loads_object(request.data))
+            min_seq = min_seq_of(request.headers)
+            if min_seq > self.projector.position:
+                if self._tg is None or self.projector.halted is not None:
+                    raise self._stale(min_seq)
+                self._tg.start_soon(self._answer_when_reached, request, query, args, min_seq)
+                return
+            await request.respond(self._answer(query, args))
+        except CqrsError as exc:
+            if exc.code != "not_found":
+                self.log.info(
+                    "query_refused", subject=request.subject, code=exc.code, reason=exc.message
+                )
+            await respond(request, exc)
+
+    async def _answer_when_reached(
+        self, request: Request, query: str, args: Any, min_seq: int
+    ) -> None:
+        try:
+            reached = await self.projector.wait_for(min_seq, self.projector.settings.stale_timeout)
+            if not reached:
+                raise self._stale(min_seq)
+            await request.respond(self._answer(query, args))
+        except CqrsError as exc:
+            await respond(request, exc)
+
+    def _answer(self, query: str, args: Any) -> bytes:
+        """The encoded reply of one query, run against the current model."""
+        seq = self.projector.position
+        try:
+            result = self.projection.ask(self.projector.model, query, args)
+            return codec.dumps({"result": result, "seq": seq})
+        except CqrsError:
+            raise
+        except Exception as exc:
+            self.log.exception("query_crashed", query=query)
+            raise Internal(f"{type(exc).__name__} while answering {query}") from None
+
+    def _stale(self, min_seq: int) -> Stale:
+        halted = self.projector.halted
+        position = self.projector.position
+        message = f"projection {self.projection.name!r} reflects seq {position}, not yet {min_seq}"
+        if halted is not None:
+            message += f" (halted at seq {halted.seq}: {halted.error})"
+        return Stale(
+            message[:500],
+            details={
+                "projection": self.projection.name,
+                "seq": position,
+                "min_seq": min_seq,
+                "halted": halted is not None,
+            },
+        )

@@ -1,0 +1,179 @@
+"""Raw JetStream API calls that nats-py does not wrap.
+
+Batched direct get (ADR-31) is the fastest way to read one subject's history: one request, many
+replies, closed by a ``204 EOB`` status message. nats-py has no call for it, so this module keeps
+one wildcard inbox subscription per connection and routes each batch's replies to its reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from ..errors import Internal, InvalidInput, Timeout
+from ..wire.envelope import RawMessage
+
+RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time, exactly (stream timestamps have ns).
+
+    Raises :class:`InvalidInput` for anything else, including a time without an offset.
+    """
+    match = RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(
+            f"{text!r} is not an RFC 3339 time such as 2026-11-26T10:00:00Z",
+            details={"field": "time"},
+        )
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{text!r} is not a valid time: {exc}", details={"field": "time"}
+        ) from None
+    seconds = (moment - EPOCH) // timedelta(seconds=1)
+    return seconds * 1_000_000_000 + int((match["frac"] or "0")[:9].ljust(9, "0"))
+
+
+class _Batch:
+    """The replies of one batch request, collected by the subscription's callback.
+
+    Collecting there and waking the reader once, when the batch ends, instead of once per
+    message keeps a long history read from costing a task switch and a timer per event.
+    """
+
+    __slots__ = ("done", "error", "out", "pending")
+
+    def __init__(self, out: list[RawMessage]) -> None:
+        self.out = out
+        self.pending = 0
+        self.error: str | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, msg: Msg) -> None:
+        if self.done.done():
+            return
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "204":
+            self.pending = int(headers.get("Nats-Num-Pending", "0"))
+        elif status and status != "404":
+            self.error = f"{status} {headers.get('Description', '')}"
+        elif not status:
+            self.out.append(
+                RawMessage(
+                    seq=int(headers["Nats-Sequence"]),
+                    subject=headers["Nats-Subject"],
+                    timestamp=headers.get("Nats-Time-Stamp", ""),
+                    headers=headers,
+                    data=msg.data,
+                )
+            )
+            if "Nats-Num-Pending" in headers:  # more replies of this batch follow
+                return
+        self.done.set_result(None)
+
+
+class DirectGetter:
+    """Batched direct gets on one stream over one shared reply subscription."""
+
+    def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0, batch: int = 500) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._timeout = timeout
+        self._batch = batch
+        self._prefix = nc.new_inbox()
+        self._ids = itertools.count()
+        self._waiting: dict[str, _Batch] = {}
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _route(self, msg: Msg) -> None:
+        batch = self._waiting.get(msg.subject.rsplit(".", 1)[1])
+        if batch is not None:
+            batch.add(msg)
+
+    async def subject_history(
+        self,
+        subject: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        up_to_time: str | None = None,
+    ) -> list[RawMessage]:
+        """Every message on ``subject`` with a sequence above ``after_seq``, in order.
+
+        ``up_to_seq`` and ``up_to_time`` (RFC 3339) keep only the messages at or before them.
+        The server ignores both on ``next_by_subj`` batches, so the cut is made here.
+        """
+        limit_ns = timestamp_ns(up_to_time) if up_to_time is not None else None
+        out: list[RawMessage] = []
+        start = after_seq + 1
+        while True:
+            request: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": self._batch}
+            batch: list[RawMessage] = []
+            pending = await self._batch_request(request, batch)
+            for msg in batch:
+                if (up_to_seq is not None and msg.seq > up_to_seq) or (
+                    limit_ns is not None and timestamp_ns(msg.timestamp) > limit_ns
+                ):
+                    return out
+                out.append(msg)
+            if pending == 0 or not batch:
+                return out
+            start = batch[-1].seq + 1
+
+    async def get(self, seq: int) -> RawMessage | None:
+        """One message by stream sequence, or None when there is none."""
+        out: list[RawMessage] = []
+        await self._batch_request({"seq": seq, "batch": 1}, out)
+        return out[0] if out and out[0].seq == seq else None
+
+    async def last_for_subject(self, subject: str) -> RawMessage | None:
+        out: list[RawMessage] = []
+        await self._batch_request({"multi_last": [subject], "batch": 1}, out)
+        return out[0] if out else None
+
+    async def _batch_request(self, request: dict[str, Any], out: list[RawMessage]) -> int:
+        """Send one batch request, append its messages to ``out``; return what is pending."""
+        token = str(next(self._ids))
+        batch = _Batch(out)
+        self._waiting[token] = batch
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{self._stream}",
+                orjson.dumps(request),
+                reply=f"{self._prefix}.{token}",
+            )
+            try:
+                await asyncio.wait_for(batch.done, self._timeout)
+            except TimeoutError:
+                raise Timeout(f"direct get on stream {self._stream} timed out") from None
+        finally:
+            del self._waiting[token]
+        if batch.error is not None:
+            raise Internal(f"direct get failed: {batch.error}")
+        return batch.pending

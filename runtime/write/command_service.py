@@ -1,0 +1,107 @@
+"""The command side's NATS interface: one ``nats.micro`` service per aggregate type.
+
+Requests arrive on ``cmd.<aggregate>.<id>.<command>``. Everything that can be checked without the
+aggregate's state (the id, the JSON, the command name, the argument types) is checked here, so bad
+input is answered at once and never reaches an actor, let alone the stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from ..domain.aggregate import Aggregate
+from ..errors import CqrsError
+from ..transport.services import drain_service, respond
+from ..wire import codec
+from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
+from ..wire.naming import COMMAND_PREFIX, SERVICE_VERSION, check_id, queue_group, service_name
+from .actor import CommandRequest
+from .host import ActorHost
+
+log = structlog.get_logger("runtime.write.command_service")
+
+
+def request_ids(headers: dict[str, str] | None) -> tuple[str, str, str | None]:
+    """Command id, correlation id and causation id of a request (generated where absent)."""
+    headers = headers or {}
+    command_id = headers.get(H_COMMAND_ID) or uuid.uuid4().hex
+    check_id(command_id, field=H_COMMAND_ID)
+    correlation_id = headers.get(H_CORRELATION_ID) or command_id
+    return command_id, correlation_id[:256], headers.get(H_CAUSATION_ID)
+
+
+class CommandService:
+    """Serves the commands of one aggregate type and hands them to the actor host."""
+
+    def __init__(self, nc: NATS, host: ActorHost, aggregate: Aggregate[Any]) -> None:
+        self.nc = nc
+        self.host = host
+        self.aggregate = aggregate
+        self.service: Service | None = None
+
+    async def start(self) -> None:
+        name = self.aggregate.name
+        self.service = await add_service(
+            self.nc,
+            name=service_name("aggregate", name),
+            version=SERVICE_VERSION,
+            description=f"commands of aggregate {name}: {', '.join(self.aggregate.command_names)}",
+            metadata={"aggregate": name, "commands": ",".join(self.aggregate.command_names)},
+            queue_group=queue_group("aggregate", name),
+        )
+        await self.service.add_endpoint(
+            name="commands",
+            subject=f"{COMMAND_PREFIX}.{name}.*.*",
+            handler=self.handle,
+            metadata={"commands": ",".join(self.aggregate.command_names)},
+        )
+
+    async def stop(self) -> None:
+        """Stop taking commands; every request already received still reaches the actor host."""
+        service, self.service = self.service, None
+        if service is not None:
+            await drain_service(service)
+
+    async def handle(self, request: Request) -> None:
+        """Validate and enqueue; the actor answers later, so this returns at once."""
+        try:
+            command_request, aggregate_id = self.parse(request)
+            self.host.submit(self.aggregate.name, aggregate_id, command_request)
+        except CqrsError as exc:
+            log.info(
+                "command_refused",
+                aggregate=self.aggregate.name,
+                subject=request.subject,
+                code=exc.code,
+                reason=exc.message,
+            )
+            await respond(request, exc)
+
+    def parse(self, request: Request) -> tuple[CommandRequest, str]:
+        _, _, aggregate_id, command = request.subject.split(".", 3)
+        check_id(aggregate_id)
+        body = codec.loads_object(request.data)
+        args = self.aggregate.parse_command(command, body)
+        command_id, correlation_id, causation_id = request_ids(request.headers)
+
+        async def reply(result: dict[str, Any] | CqrsError) -> None:
+            await respond(request, result)
+
+        return (
+            CommandRequest(
+                command=command,
+                args=args,
+                command_id=command_id,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                reply=reply,
+            ),
+            aggregate_id,
+        )

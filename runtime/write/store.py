@@ -1,0 +1,103 @@
+"""The event store: the ``EVENTS`` stream on JetStream.
+
+Appends use ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate) and
+``Nats-Msg-Id`` = command id (JetStream dedupe). Reads use batched direct get on the aggregate's
+subject. The stream is created if missing and checked if present: a stream with other settings is
+a configuration error, never silently reconfigured.
+"""
+
+from __future__ import annotations
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
+from ..errors import Internal, InvalidInput, Timeout
+from ..transport.direct_get import DirectGetter
+from ..transport.streams import StreamSettings, ensure_event_stream
+from ..wire.envelope import Commit
+from ..wire.naming import event_subject
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+class WrongLastSequence(Exception):
+    """Raised (internally) when another writer appended to the aggregate first."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+
+
+class EventStore:
+    """Appends commits to and reads aggregate histories from one JetStream stream."""
+
+    def __init__(self, nc: NATS, settings: StreamSettings | None = None, *, timeout: float = 5.0):
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self.settings = settings or StreamSettings()
+        self.stream = self.settings.name
+        self.timeout = timeout
+        self.reader = DirectGetter(nc, self.stream, timeout=timeout)
+
+    async def start(self) -> None:
+        await ensure_event_stream(self.js, self.settings)
+        await self.reader.start()
+
+    async def stop(self) -> None:
+        await self.reader.stop()
+
+    async def append(self, commit: Commit, expected_last_seq: int) -> tuple[int, bool]:
+        """Append ``commit``; return its stream sequence and whether JetStream saw a duplicate.
+
+        Raises :class:`WrongLastSequence` on a concurrency conflict, :class:`Timeout` when the
+        outcome is unknown, :class:`InvalidInput` when the commit exceeds the max payload.
+        """
+        subject = event_subject(commit.aggregate, commit.aggregate_id)
+        try:
+            ack = await self.js.publish(
+                subject, commit.body(), headers=commit.headers(expected_last_seq)
+            )
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise WrongLastSequence(exc.description or "wrong last sequence") from None
+            raise Internal(f"append rejected by JetStream: {exc.description}") from None
+        except nats.errors.MaxPayloadError:
+            raise InvalidInput(
+                "the command's events exceed the server's max payload",
+                details={"field": "$", "max_payload": self.nc.max_payload},
+            ) from None
+        except nats.errors.TimeoutError:
+            raise Timeout("JetStream did not acknowledge the commit in time") from None
+        except (nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError):
+            # A stream without a leader (a cluster failing over) or a connection going away.
+            raise Timeout("JetStream is not available right now; try again") from None
+        except nats.js.errors.APIError as exc:
+            raise Internal(f"append failed: {exc.description}") from None
+        return ack.seq, bool(ack.duplicate)
+
+    async def history(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        up_to_time: str | None = None,
+    ) -> list[Commit]:
+        """The aggregate's commits with a stream sequence above ``after_seq``, oldest first."""
+        messages = await self.reader.subject_history(
+            event_subject(aggregate, aggregate_id),
+            after_seq=after_seq,
+            up_to_seq=up_to_seq,
+            up_to_time=up_to_time,
+        )
+        return [Commit.from_message(m) for m in messages]
+
+    async def last_commit(self, aggregate: str, aggregate_id: str) -> Commit | None:
+        """The aggregate's newest commit (found through the subject index, whatever its age)."""
+        msg = await self.reader.last_for_subject(event_subject(aggregate, aggregate_id))
+        return Commit.from_message(msg) if msg is not None else None
+
+    async def commit_at(self, seq: int) -> Commit | None:
+        msg = await self.reader.get(seq)
+        return Commit.from_message(msg) if msg is not None else None

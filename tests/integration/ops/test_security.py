@@ -1,0 +1,271 @@
+"""The generated accounts and TLS settings, enforced by a real nats-server."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client as NATS
+
+from aggregates import AGGREGATES
+from aggregates.scenario import run_scenario
+from projections import PROJECTIONS
+from runtime import Client, ConnectOptions, StreamSettings, run_worker
+from runtime.domain.app import load_app
+from runtime.ops.permissions import UserPlan
+from runtime.read.replicas import run_projections
+from runtime.read.settings import ProjectorSettings
+from runtime.transport.connection import open_connection
+from runtime.transport.streams import ensure_event_stream
+
+from ..certs import CertFiles, make_certs
+from ..procs import NatsNode, password, single_node, wait_until
+
+APP = load_app()
+PLAN = UserPlan(
+    clients=("alice", "bob"),
+    workers={"worker": (), "user-worker": ("user",)},
+)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NatsNode]:
+    """A nats-server running the generated single-node config with the generated accounts."""
+    server = single_node(tmp_path / "nats", APP, PLAN)
+    server.start()
+    try:
+        await server.wait_listening()
+        yield server
+    finally:
+        server.kill()
+
+
+class Session:
+    """One user's connection and the asynchronous errors the server sent it."""
+
+    def __init__(self, nc: NATS, errors: list[Exception]) -> None:
+        self.nc = nc
+        self.errors = errors
+
+    async def denied(self, what: str) -> None:
+        def violation() -> bool:
+            return any(
+                "permissions violation" in str(e).lower() and what.lower() in str(e).lower()
+                for e in self.errors
+            )
+
+        await self.nc.flush()
+        await wait_until(violation, 5, f"a permissions violation for {what}")
+
+
+@contextlib.asynccontextmanager
+async def session(node: NatsNode, user: str) -> AsyncIterator[Session]:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(
+        node.url,
+        user=user,
+        password=password(user),
+        inbox_prefix=f"_INBOX_{user}",
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+    try:
+        yield Session(nc, errors)
+    finally:
+        await nc.close()
+
+
+def options(user: str, **tls: str) -> ConnectOptions:
+    return ConnectOptions(user=user, password=password(user), **tls)
+
+
+async def with_event_stream(node: NatsNode) -> None:
+    async with session(node, "admin") as admin:
+        await ensure_event_stream(admin.nc.jetstream(), StreamSettings())
+
+
+async def test_an_unauthenticated_connection_is_refused(node: NatsNode) -> None:
+    """Without a user (or with a wrong password) the server refuses the connection."""
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(node.url, allow_reconnect=False, connect_timeout=2)
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            node.url, user="alice", password="wrong", allow_reconnect=False, connect_timeout=2
+        )
+
+
+async def test_the_demo_scenario_runs_with_least_privilege_users(node: NatsNode) -> None:
+    """Worker, projector and client users run the demo scenario and its queries; no denials."""
+    said: list[str] = []
+    worker_nc = await open_connection(node.url, options("worker"))
+    projector_nc = await open_connection(node.url, options("projector"))
+    client_nc = await open_connection(node.url, options("alice"))
+    try:
+        async with (
+            run_worker(worker_nc, AGGREGATES),
+            run_projections(projector_nc, PROJECTIONS, ProjectorSettings(replica="r1")),
+        ):
+            client = Client(client_nc, timeout=5)
+            ids = await run_scenario(client, said.append)
+            last = await client.send("user", ids["user"], "change_role", {"role": "admin"})
+            order = await client.query(
+                "orders", "get_order_by_id", {"order_id": ids["order_a"]}, min_seq=last
+            )
+            user = await client.query(
+                "users", "get_user_by_id", {"user_id": ids["user"]}, min_seq=last
+            )
+        assert order.result["status"] == "delivered"
+        assert user.result["role"] == "admin"
+    finally:
+        await client_nc.close()
+        await projector_nc.close()
+        await worker_nc.close()
+    async with session(node, "admin") as admin:
+        info = await admin.nc.jetstream().stream_info("EVENTS")
+        assert info.state.messages == 10
+    assert "Violation" not in node.log_tail(100_000)
+
+
+async def test_a_client_cannot_append_events_or_use_jetstream(node: NatsNode) -> None:
+    """``client`` may not publish to ``events.>`` nor call any ``$JS.API`` subject."""
+    await with_event_stream(node)
+    async with session(node, "alice") as alice:
+        await alice.nc.publish("events.user.u-1", b"[]")
+        await alice.denied('publish to "events.user.u-1"')
+        for subject in (
+            "$JS.API.STREAM.INFO.EVENTS",
+            "$JS.API.DIRECT.GET.EVENTS",
+            "$JS.API.STREAM.DELETE.EVENTS",
+            "$JS.API.CONSUMER.CREATE.EVENTS",
+        ):
+            await alice.nc.publish(subject, b"{}", reply=alice.nc.new_inbox())
+            await alice.denied(f'publish to "{subject}"')
+    async with session(node, "admin") as admin:
+        assert (await admin.nc.jetstream().stream_info("EVENTS")).state.messages == 0
+
+
+async def test_a_client_cannot_read_other_clients_replies(node: NatsNode) -> None:
+    """``alice`` may subscribe only under ``_INBOX_alice``; bob's replies stay bob's."""
+    worker_nc = await open_connection(node.url, options("worker"))
+    try:
+        async with run_worker(worker_nc, AGGREGATES), session(node, "alice") as alice:
+            for subject in ("_INBOX_bob.>", "_INBOX.>", ">", "cmd.>"):
+                await alice.nc.subscribe(subject)
+                await alice.denied(f'subscription to "{subject}"')
+            bob_nc = await open_connection(node.url, options("bob"))
+            try:
+                result = await Client(bob_nc).send(
+                    "user", "u-bob", "create", {"name": "Bob", "email": "bob@example.com"}
+                )
+            finally:
+                await bob_nc.close()
+            assert result.version == 1
+    finally:
+        await worker_nc.close()
+
+
+async def test_a_projector_cannot_send_commands(node: NatsNode) -> None:
+    """``projector`` may not publish on ``cmd.>`` subjects."""
+    async with session(node, "projector") as projector:
+        await projector.nc.publish("cmd.user.u-1.create", b"{}", reply=projector.nc.new_inbox())
+        await projector.denied('publish to "cmd.user.u-1.create"')
+
+
+async def test_a_worker_serves_and_appends_only_its_aggregates(node: NatsNode) -> None:
+    """A worker user generated for ``user`` can neither serve nor append ``order``."""
+    async with session(node, "user-worker") as worker:
+        await worker.nc.subscribe("cmd.order.*.*", queue="cqrs-order")
+        await worker.denied('subscription to "cmd.order.*.*"')
+        await worker.nc.publish("events.order.o-1", b"[]", reply=worker.nc.new_inbox())
+        await worker.denied('publish to "events.order.o-1"')
+
+
+async def test_only_admin_can_delete_or_purge_a_stream(node: NatsNode) -> None:
+    """Delete and purge requests from every other role are denied; admin deletes the stream."""
+    await with_event_stream(node)
+    for user in ("alice", "worker", "projector"):
+        async with session(node, user) as other:
+            for verb in ("DELETE", "PURGE"):
+                subject = f"$JS.API.STREAM.{verb}.EVENTS"
+                await other.nc.publish(subject, b"", reply=other.nc.new_inbox())
+                await other.denied(f'publish to "{subject}"')
+    async with session(node, "admin") as admin:
+        js = admin.nc.jetstream()
+        assert (await js.stream_info("EVENTS")).config.name == "EVENTS"
+        assert await js.delete_stream("EVENTS")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+@contextlib.contextmanager
+def tls_node(directory: Path, certs: CertFiles, *, mutual: bool) -> Iterator[NatsNode]:
+    server = single_node(directory, APP, PLAN, certs=certs, mutual_tls=mutual)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_a_tls_only_server_refuses_plain_and_accepts_the_test_ca(
+    tmp_path: Path, certs: CertFiles
+) -> None:
+    """A plain connection to the TLS server fails; one that trusts the test CA works."""
+    with tls_node(tmp_path / "nats", certs, mutual=False) as server:
+        await server.wait_listening()
+        with pytest.raises(Exception, match=r"(?i)tls|ssl|secure"):
+            await nats.connect(
+                server.url,
+                user="alice",
+                password=password("alice"),
+                allow_reconnect=False,
+                connect_timeout=2,
+            )
+        nc = await open_connection(server.url, options("alice", tls_ca=str(certs.ca)))
+        try:
+            assert isinstance(nc._transport._io_writer.get_extra_info("ssl_object"), ssl.SSLObject)
+            await nc.flush()
+        finally:
+            await nc.close()
+
+
+async def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, certs: CertFiles) -> None:
+    """With --mtls, trusting the CA is not enough: the client must present a certificate."""
+    with tls_node(tmp_path / "nats", certs, mutual=True) as server:
+        await server.wait_listening()
+        without_certificate = ssl.create_default_context(cafile=str(certs.ca))
+        with pytest.raises(Exception):  # noqa: B017 - the TLS alert surfaces as various errors
+            nc = await nats.connect(
+                server.url,
+                user="alice",
+                password=password("alice"),
+                tls=without_certificate,
+                allow_reconnect=False,
+                connect_timeout=2,
+            )
+            await nc.close()
+        nc = await open_connection(
+            server.url,
+            options(
+                "alice",
+                tls_ca=str(certs.ca),
+                tls_cert=str(certs.client),
+                tls_key=str(certs.client_key),
+            ),
+        )
+        try:
+            await nc.flush()
+        finally:
+            await nc.close()

@@ -1,0 +1,62 @@
+"""Past states without NATS: folding prefixes of commits, diffs, and RFC 3339 times."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from runtime import InvalidInput
+from runtime.transport.direct_get import timestamp_ns
+from runtime.wire.envelope import Commit, StoredEvent
+from runtime.write.history import diff_states, fold_until
+from tests.integration.ledger import Ledger, make_ledger
+
+
+def commit(seq: int, version: int, *amounts: int) -> Commit:
+    events = [StoredEvent("ledger.posted.v1", {"amount": a, "memo": ""}) for a in amounts]
+    return Commit("ledger", "l-1", "post", f"c{seq}", f"c{seq}", None, version, events, "", seq)
+
+
+COMMITS = [commit(3, 1, 5), commit(8, 4, 1, 2, 3), commit(9, 5, 10)]
+
+
+def test_a_version_inside_a_commit_stops_half_way_through_it() -> None:
+    """Version 2 is the first commit plus the first event of the second."""
+    past = fold_until(make_ledger(), "l-1", COMMITS, version=2)
+    assert (past.version, past.seq, past.state.balance) == (2, 8, 6)
+
+
+def test_version_zero_is_the_empty_state() -> None:
+    """Nothing folded: the initial state, no sequence."""
+    past = fold_until(make_ledger(), "l-1", COMMITS, version=0)
+    assert (past.version, past.seq, past.state) == (0, 0, Ledger())
+
+
+def test_without_a_version_every_event_is_folded() -> None:
+    """All commits: the current state and the newest commit's sequence."""
+    past = fold_until(make_ledger(), "l-1", COMMITS)
+    assert (past.version, past.seq, past.state.balance) == (5, 9, 21)
+
+
+def test_a_diff_lists_only_the_fields_that_changed() -> None:
+    """diff_states compares wire forms field by field, nested objects by their fields."""
+    before = {"status": "paid", "total": Decimal("1.0"), "address": {"city": "Bern", "zip": "1"}}
+    after = {"status": "shipped", "total": Decimal("1.0"), "address": {"city": "Genf", "zip": "1"}}
+    assert [c.to_wire() for c in diff_states(before, after)] == [
+        {"path": "address.city", "before": "Bern", "after": "Genf"},
+        {"path": "status", "before": "paid", "after": "shipped"},
+    ]
+
+
+def test_stream_timestamps_keep_their_nanoseconds_and_offsets_count() -> None:
+    """Times compare exactly to the nanosecond, whatever offset they are written in."""
+    assert timestamp_ns("1970-01-01T00:00:01.000000001Z") == 1_000_000_001
+    assert timestamp_ns("2026-11-26T12:00:00.5+02:00") == timestamp_ns("2026-11-26T10:00:00.5Z")
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-11-26", "2026-11-26T10:00:00"])
+def test_a_time_without_date_clock_and_offset_is_invalid(text: str) -> None:
+    """Anything but a full RFC 3339 time with an offset is refused."""
+    with pytest.raises(InvalidInput):
+        timestamp_ns(text)
