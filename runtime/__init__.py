@@ -1,6 +1,7 @@
 """cqrs-runtime: an async, actor-style aggregate runtime for CQRS and event sourcing on NATS
 JetStream. Everything a user of the runtime may touch is re-exported here."""
 
+from .backoff import Backoff
 from .client import Client, CommandResult, QueryResult
 from .domain.aggregate import Aggregate, CommandContext
 from .domain.projection import EventMeta, PoisonPolicy, Projection
@@ -40,6 +41,7 @@ __all__ = [
     "ActorHost",
     "Aggregate",
     "AggregateHistory",
+    "Backoff",
     "Busy",
     "Client",
     "CommandContext",

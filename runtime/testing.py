@@ -42,6 +42,20 @@ M = TypeVar("M")
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+class SpecFailed(AssertionError):
+    """Raised when a spec's expectation does not hold.
+
+    An ``AssertionError``, so test runners report it as a failed test, but raised by explicit
+    checks rather than ``assert`` statements, which ``python -O`` would strip out.
+    """
+
+
+def check(condition: object, message: str) -> None:
+    """Fail the spec with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise SpecFailed(message)
+
+
 class AggregateSpec(Generic[S]):
     """given (past events) / when (a command) / then (events, rejection or state)."""
 
@@ -93,15 +107,14 @@ class AggregateSpec(Generic[S]):
     def then(self, *events: Any) -> AggregateSpec[S]:
         """Assert the command decided exactly these events."""
         self._require_success()
-        assert self._events == list(events), f"decided {self._events}, expected {list(events)}"
+        check(self._events == list(events), f"decided {self._events}, expected {list(events)}")
         return self
 
     def then_types(self, *type_names: str) -> AggregateSpec[S]:
         """Assert the wire types of the decided events."""
         self._require_success()
-        assert self._events is not None
-        got = [self.aggregate.type_of(e) for e in self._events]
-        assert got == list(type_names), f"decided {got}, expected {list(type_names)}"
+        got = [self.aggregate.type_of(e) for e in self._events or []]
+        check(got == list(type_names), f"decided {got}, expected {list(type_names)}")
         return self
 
     def then_nothing(self) -> AggregateSpec[S]:
@@ -114,30 +127,32 @@ class AggregateSpec(Generic[S]):
         state = self.state
         for name, value in expected.items():
             got = getattr(state, name)
-            assert got == value, f"state.{name} is {got!r}, expected {value!r}"
+            check(got == value, f"state.{name} is {got!r}, expected {value!r}")
         return self
 
     def then_rejected(self, *, rule: str | None = None, code: str = "rejected") -> CqrsError:
         """Assert the command failed with ``code`` (and ``rule``); return the error."""
-        assert self._ran, "call when() first"
-        assert self._error is not None, f"expected {code}, but it decided {self._events}"
-        assert self._error.code == code, f"failed with {self._error!r}, expected {code}"
+        check(self._ran, "call when() first")
+        error = self._error
+        if error is None:
+            raise SpecFailed(f"expected {code}, but it decided {self._events}")
+        check(error.code == code, f"failed with {error!r}, expected {code}")
         if rule is not None:
-            got = self._error.details.get("rule")
-            assert got == rule, f"rejected by rule {got!r}, expected {rule!r}"
-        return self._error
+            got = error.details.get("rule")
+            check(got == rule, f"rejected by rule {got!r}, expected {rule!r}")
+        return error
 
     def then_invalid(self, field: str | None = None) -> CqrsError:
         """Assert the command was ``invalid`` (naming ``field`` when given)."""
         error = self.then_rejected(code="invalid")
         if field is not None:
             got = str(error.details.get("field", ""))
-            assert got.endswith(field), f"invalid field {got!r}, expected {field!r}"
+            check(got.endswith(field), f"invalid field {got!r}, expected {field!r}")
         return error
 
     def _require_success(self) -> None:
-        assert self._ran, "call when() first"
-        assert self._error is None, f"the command failed: {self._error!r}"
+        check(self._ran, "call when() first")
+        check(self._error is None, f"the command failed: {self._error!r}")
 
 
 class ProjectionSpec(Generic[M]):
@@ -219,9 +234,9 @@ class ProjectionSpec(Generic[M]):
         """Assert a query's answer equals ``expected`` (or that ``expected(answer)`` holds)."""
         answer = self.query(name, args)
         if callable(expected):
-            assert expected(answer), f"{name}({args}) answered {answer!r}"
+            check(expected(answer), f"{name}({args}) answered {answer!r}")
         else:
-            assert answer == expected, f"{name}({args}) answered {answer!r}, not {expected!r}"
+            check(answer == expected, f"{name}({args}) answered {answer!r}, not {expected!r}")
         return self
 
     def then_query_fails(self, name: str, args: Any = None, *, code: str) -> CqrsError:
@@ -229,6 +244,6 @@ class ProjectionSpec(Generic[M]):
         try:
             answer = self.query(name, args)
         except CqrsError as exc:
-            assert exc.code == code, f"{name}({args}) failed with {exc!r}, expected {code}"
+            check(exc.code == code, f"{name}({args}) failed with {exc!r}, expected {code}")
             return exc
-        raise AssertionError(f"{name}({args}) answered {answer!r}, expected {code}")
+        raise SpecFailed(f"{name}({args}) answered {answer!r}, expected {code}")

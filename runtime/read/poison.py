@@ -24,6 +24,7 @@ import anyio
 from nats.aio.msg import Msg
 from structlog.typing import FilteringBoundLogger
 
+from ..backoff import Backoff
 from ..domain.projection import PoisonPolicy
 from ..errors import CqrsError
 from .dead_letters import DeadLetter, DeadLetters
@@ -60,16 +61,6 @@ class EventFailed(Exception):
         self.error = error
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff: float = 0.1  # seconds before the first retry; doubles each time
-    backoff_max: float = 5.0
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.backoff * 2 ** (attempts - 1), self.backoff_max))
-
-
 Apply = Callable[[Msg, int, int], None]  # (message, seq, first event index) -> None
 
 
@@ -81,14 +72,16 @@ class PoisonHandler:
         projection: str,
         replica: str,
         policy: PoisonPolicy,
-        retry: RetryPolicy,
+        max_attempts: int,
+        backoff: Backoff,
         dead_letters: DeadLetters,
         log: FilteringBoundLogger,
     ) -> None:
         self.projection = projection
         self.replica = replica
         self.policy = policy
-        self.retry = retry
+        self.max_attempts = max_attempts
+        self.backoff = backoff
         self.dead_letters = dead_letters
         self.log = log
         self.retrying: PoisonReport | None = None
@@ -110,7 +103,7 @@ class PoisonHandler:
                 attempts=attempts,
                 at=now(),
             )
-            if attempts >= self.retry.max_attempts:
+            if attempts >= self.max_attempts:
                 self.retrying = None
                 if self.policy != "skip" or not await self._dead_letter(report, failure.data):
                     return report
@@ -120,7 +113,7 @@ class PoisonHandler:
             else:
                 self.retrying = report
                 self.log.warning("event_failed", **report.to_dict())
-                await anyio.sleep(self.retry.delay(attempts))
+                await anyio.sleep(self.backoff.delay(attempts))
                 start = max(failure.index, 0)
             try:
                 apply(msg, seq, start)

@@ -15,7 +15,11 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from ..backoff import Backoff
 from ..errors import CqrsError
+
+# How long a waiter lets nothing happen before it asks the server, longer each time it asks.
+REFRESH_BACKOFF = Backoff(first=0.005, maximum=0.5)
 
 
 class ReadPosition:
@@ -54,18 +58,18 @@ class ReadPosition:
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until the position reaches ``seq``; False on timeout, halt or stop."""
         with anyio.move_on_after(timeout):
-            delay = 0.005
+            refreshes = 0
             while self.value < seq:
                 if self.blocked or self.closing:
                     return False
                 advanced = self._advanced
-                with anyio.move_on_after(delay):
+                with anyio.move_on_after(REFRESH_BACKOFF.delay(refreshes + 1)):
                     await advanced.wait()
                     continue
                 # Nothing applied for a while: ``seq`` may belong to an aggregate this
                 # projection does not follow, which its consumer never delivers.
                 await self.refresh()
-                delay = min(delay * 2, 0.5)
+                refreshes += 1
         return self.value >= seq
 
     async def refresh(self) -> None:

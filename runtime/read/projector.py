@@ -37,13 +37,14 @@ from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from ..backoff import Backoff
 from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
 from ..wire import codec
 from ..wire.envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
 from .consumer import ReplicaConsumer, delivery_of
 from .dead_letters import DeadLetters
-from .poison import EventFailed, PoisonHandler, PoisonReport, RetryPolicy, now
+from .poison import EventFailed, PoisonHandler, PoisonReport, now
 from .position import ReadPosition
 from .settings import ProjectorSettings
 from .snapshots import (
@@ -53,6 +54,9 @@ from .snapshots import (
 )
 
 log = structlog.get_logger("runtime.read.projector")
+
+# Between fetches that failed (a server restarting, a consumer deleted): soon, then less often.
+FETCH_BACKOFF = Backoff(first=0.2, maximum=5.0, jitter=0.2)
 
 M = TypeVar("M")
 
@@ -79,11 +83,8 @@ class Projector(Generic[M]):
             projection.name,
             self.replica,
             projection.on_poison,
-            RetryPolicy(
-                self.settings.max_attempts,
-                self.settings.retry_backoff,
-                self.settings.retry_backoff_max,
-            ),
+            self.settings.max_attempts,
+            self.settings.retry_backoff,
             DeadLetters(
                 nc,
                 self.settings.dead_letter_stream,
@@ -185,7 +186,7 @@ class Projector(Generic[M]):
                 except CqrsError as exc:
                     failures += 1
                     self.log.warning("fetch_failed", code=exc.code, reason=exc.message)
-                    await anyio.sleep(min(0.1 * 2**failures, 5.0))
+                    await anyio.sleep(FETCH_BACKOFF.delay(failures))
                     await self._recover_consumer()
                     continue
                 if msgs:

@@ -8,10 +8,13 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backoff import Backoff
 from ..errors import InvalidInput
 from ..wire.naming import check_id
 from .dead_letters import DEFAULT_STREAM as DEFAULT_DEAD_LETTER_STREAM
 from .snapshots import DEFAULT_BUCKET
+
+RETRY_BACKOFF = Backoff(first=0.1, maximum=5.0)
 
 
 def default_replica() -> str:
@@ -33,8 +36,7 @@ class ProjectorSettings:
     snapshot_bucket: str = DEFAULT_BUCKET
     dead_letter_stream: str = DEFAULT_DEAD_LETTER_STREAM
     max_attempts: int = 5  # handler attempts on one event before the poison policy applies
-    retry_backoff: float = 0.1  # seconds before the first retry; doubles each time
-    retry_backoff_max: float = 5.0
+    retry_backoff: Backoff = RETRY_BACKOFF  # between those attempts
     stale_timeout: float = 5.0  # how long a query waits for its minimum sequence
     consumer_inactive: float = 7 * 24 * 3600.0  # an abandoned replica's consumer goes away
     replicas: int = 1  # JetStream replicas of the bucket and stream a replica creates

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import anyio
 
+from ..backoff import Backoff
 from ..errors import ServerError
 
 PR_SET_PDEATHSIG = 1
+READY_BACKOFF = Backoff(first=0.01, maximum=0.2)  # between attempts to connect while it starts
 
 
 def find_binary() -> str:
@@ -92,6 +94,7 @@ class EmbeddedServer:
     async def wait_ready(self, timeout: float = 15.0) -> None:
         """Wait until the server accepts connections (or has exited)."""
         deadline = time.monotonic() + timeout
+        attempts = 0
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(
@@ -103,7 +106,8 @@ class EmbeddedServer:
             except OSError:
                 if time.monotonic() > deadline:
                     raise ServerError(f"nats-server not ready on port {self.port}") from None
-                await anyio.sleep(0.02)
+                attempts += 1
+                await anyio.sleep(READY_BACKOFF.delay(attempts))
             else:
                 await stream.aclose()
                 return

@@ -16,6 +16,7 @@ from aggregates import AGGREGATES
 from aggregates.order import order
 from projections import orders, users
 from runtime import (
+    Backoff,
     Client,
     DeadLetters,
     EventStore,
@@ -51,7 +52,7 @@ SETTINGS = ProjectorSettings(
     snapshot_every=None,
     snapshot_interval=None,
     max_attempts=3,
-    retry_backoff=0.001,
+    retry_backoff=Backoff(first=0.001, maximum=0.001),
     stale_timeout=2.0,
 )
 
