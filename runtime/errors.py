@@ -99,6 +99,24 @@ class NoResponders(CqrsError):
     code = "no_responders"
 
 
+class Unavailable(CqrsError):
+    """Raised when the NATS connection is closed, draining or reconnecting: try again later."""
+
+    code = "unavailable"
+
+
+class JetStreamError(CqrsError):
+    """Raised when JetStream refuses a request; ``err_code`` is JetStream's own error code."""
+
+    code = "jetstream"
+
+    @property
+    def err_code(self) -> int | None:
+        """JetStream's error code (e.g. 10058 for a name in use), when it gave one."""
+        value = self.details.get("err_code")
+        return int(value) if value is not None else None
+
+
 class ConfigurationError(CqrsError):
     """Raised when the runtime is set up inconsistently (e.g. a stream with the wrong settings)."""
 
@@ -131,7 +149,11 @@ _BY_CODE: dict[str, type[CqrsError]] = {
         Stale,
         Internal,
         NoResponders,
+        Unavailable,
+        JetStreamError,
+        ConfigurationError,
         SchemaError,
+        ServerError,
     )
 }
 

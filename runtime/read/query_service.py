@@ -24,12 +24,10 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
-from nats.micro import add_service
-from nats.micro.request import Request
-from nats.micro.service import EndpointStats, Service
+from nats.micro.service import EndpointStats
 
 from ..errors import CqrsError, Internal, InvalidInput, Stale
-from ..transport.services import drain_service, respond
+from ..transport.micro import MicroService, Request
 from ..wire import codec
 from ..wire.envelope import H_MIN_SEQ
 from ..wire.naming import QUERY_PREFIX, SERVICE_VERSION, queue_group, service_name
@@ -66,7 +64,7 @@ class QueryService:
         self.nc = nc
         self.projector = projector
         self.projection = projector.projection
-        self.service: Service | None = None
+        self.service: MicroService | None = None
         self._tg: TaskGroup | None = None
         self.log = log.bind(projection=self.projection.name, replica=projector.replica)
 
@@ -87,26 +85,26 @@ class QueryService:
     async def start(self) -> None:
         name = self.projection.name
         queries = ",".join(self.projection.queries)
-        self.service = await add_service(
+        service = MicroService(
             self.nc,
             name=service_name("projection", name),
             version=SERVICE_VERSION,
             description=f"queries of projection {name}: {', '.join(self.projection.queries)}",
             metadata={"projection": name, "queries": queries, "replica": self.projector.replica},
             queue_group=queue_group("projection", name),
-            stats_handler=self._stats,
+            stats_data=self._stats,
         )
-        await self.service.add_endpoint(
-            name="queries",
-            subject=f"{QUERY_PREFIX}.{name}.*",
-            handler=self.handle,
-            metadata={"queries": queries},
+        service.add_endpoint(
+            "queries", f"{QUERY_PREFIX}.{name}.*", self.handle, {"queries": queries}
         )
+        await service.start()
+        self.service = service
 
     async def stop(self) -> None:
-        if self.service is not None:
-            service, self.service = self.service, None
-            await drain_service(service)
+        """Stop taking queries; every query already received is still answered."""
+        service, self.service = self.service, None
+        if service is not None:
+            await service.stop()
 
     def _stats(self, endpoint: EndpointStats) -> dict[str, Any]:
         return self.projector.status()
@@ -132,7 +130,7 @@ class QueryService:
                 self.log.info(
                     "query_refused", subject=request.subject, code=exc.code, reason=exc.message
                 )
-            await respond(request, exc)
+            await request.respond(exc)
 
     async def _answer_when_reached(
         self, request: Request, query: str, args: Any, min_seq: int
@@ -143,7 +141,7 @@ class QueryService:
                 raise self._stale(min_seq)
             await request.respond(self._answer(query, args))
         except CqrsError as exc:
-            await respond(request, exc)
+            await request.respond(exc)
 
     def _answer(self, query: str, args: Any) -> bytes:
         """The encoded reply of one query, run against the current model."""

@@ -12,13 +12,10 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.micro import add_service
-from nats.micro.request import Request
-from nats.micro.service import Service
 
 from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
-from ..transport.services import drain_service, respond
+from ..transport.micro import MicroService, Request
 from ..wire import codec
 from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
 from ..wire.naming import COMMAND_PREFIX, SERVICE_VERSION, check_id, queue_group, service_name
@@ -44,30 +41,30 @@ class CommandService:
         self.nc = nc
         self.host = host
         self.aggregate = aggregate
-        self.service: Service | None = None
+        self.service: MicroService | None = None
 
     async def start(self) -> None:
         name = self.aggregate.name
-        self.service = await add_service(
+        commands = ",".join(self.aggregate.command_names)
+        service = MicroService(
             self.nc,
             name=service_name("aggregate", name),
             version=SERVICE_VERSION,
             description=f"commands of aggregate {name}: {', '.join(self.aggregate.command_names)}",
-            metadata={"aggregate": name, "commands": ",".join(self.aggregate.command_names)},
+            metadata={"aggregate": name, "commands": commands},
             queue_group=queue_group("aggregate", name),
         )
-        await self.service.add_endpoint(
-            name="commands",
-            subject=f"{COMMAND_PREFIX}.{name}.*.*",
-            handler=self.handle,
-            metadata={"commands": ",".join(self.aggregate.command_names)},
+        service.add_endpoint(
+            "commands", f"{COMMAND_PREFIX}.{name}.*.*", self.handle, {"commands": commands}
         )
+        await service.start()
+        self.service = service
 
     async def stop(self) -> None:
         """Stop taking commands; every request already received still reaches the actor host."""
         service, self.service = self.service, None
         if service is not None:
-            await drain_service(service)
+            await service.stop()
 
     async def handle(self, request: Request) -> None:
         """Validate and enqueue; the actor answers later, so this returns at once."""
@@ -82,7 +79,7 @@ class CommandService:
                 code=exc.code,
                 reason=exc.message,
             )
-            await respond(request, exc)
+            await request.respond(exc)
 
     def parse(self, request: Request) -> tuple[CommandRequest, str]:
         _, _, aggregate_id, command = request.subject.split(".", 3)
@@ -91,9 +88,6 @@ class CommandService:
         args = self.aggregate.parse_command(command, body)
         command_id, correlation_id, causation_id = request_ids(request.headers)
 
-        async def reply(result: dict[str, Any] | CqrsError) -> None:
-            await respond(request, result)
-
         return (
             CommandRequest(
                 command=command,
@@ -101,7 +95,7 @@ class CommandService:
                 command_id=command_id,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
-                reply=reply,
+                reply=request.respond,
             ),
             aggregate_id,
         )

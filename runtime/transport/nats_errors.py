@@ -1,0 +1,73 @@
+"""nats-py's exceptions, translated into the runtime's error tree where a call into nats-py is made.
+
+Callers of the runtime never see a nats-py exception: each call into nats-py runs inside
+:func:`nats_call`, which turns what nats-py raises into the :class:`~runtime.errors.CqrsError`
+that says what a caller can do about it (retry later, fix the input, look at JetStream's code).
+A module that must tell a particular nats-py error apart (a missing key, a wrong last sequence)
+catches that one first, and lets :func:`nats_call` translate the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import nats.errors
+import nats.js.errors
+
+from ..errors import (
+    CqrsError,
+    Internal,
+    InvalidInput,
+    JetStreamError,
+    NoResponders,
+    Timeout,
+    Unavailable,
+)
+
+# Connection states in which nothing can be sent now, but may be later.
+UNAVAILABLE: dict[type[nats.errors.Error], tuple[str, str]] = {
+    nats.errors.ConnectionClosedError: ("closed", "the NATS connection is closed"),
+    nats.errors.ConnectionDrainingError: ("draining", "the NATS connection is draining"),
+    nats.errors.ConnectionReconnectingError: (
+        "reconnecting",
+        "the NATS connection is reconnecting",
+    ),
+    nats.errors.OutboundBufferLimitError: (
+        "outbound_buffer_full",
+        "the NATS connection is down and its outgoing buffer is full",
+    ),
+    nats.errors.NoServersError: ("no_servers", "no NATS server is reachable"),
+    nats.errors.StaleConnectionError: ("stale", "the NATS connection went stale"),
+    nats.js.errors.NoStreamResponseError: ("no_stream", "no JetStream stream answered"),
+}
+
+
+def translate(exc: nats.errors.Error, what: str) -> CqrsError:
+    """The runtime error for ``exc``, raised while doing ``what`` (e.g. "sending a command")."""
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return NoResponders(f"nothing answers {what}")
+    if isinstance(exc, nats.errors.TimeoutError):
+        return Timeout(f"no answer to {what} in time")
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return InvalidInput(
+            f"{what} exceeds the server's max payload", details={"field": "$", "limit": "payload"}
+        )
+    for kind, (reason, message) in UNAVAILABLE.items():
+        if isinstance(exc, kind):
+            return Unavailable(f"{message} ({what})", details={"reason": reason})
+    if isinstance(exc, nats.js.errors.APIError):
+        return JetStreamError(
+            f"JetStream refused {what}: {exc.description or exc.code}",
+            details={"err_code": exc.err_code, "status": exc.code},
+        )
+    return Internal(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def nats_call(what: str) -> Iterator[None]:
+    """Run a call into nats-py; a nats-py exception leaves as its runtime error."""
+    try:
+        yield
+    except nats.errors.Error as exc:
+        raise translate(exc, what) from None
