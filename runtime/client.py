@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client as NATS
 
-from .errors import CqrsError, InvalidInput, NoResponders, Timeout, error_from_wire
+from .errors import CqrsError, InvalidInput, NoResponders, error_from_wire
+from .transport.nats_errors import nats_call
 from .wire import codec
 from .wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID, H_MIN_SEQ
 from .wire.naming import check_id, check_name, command_subject, query_subject
@@ -47,7 +47,13 @@ class QueryResult:
 
 
 class Client:
-    """Sends commands and queries; raises the typed error a failure reply describes."""
+    """Sends commands and queries; raises the typed error a failure reply describes.
+
+    Failures on the way are errors of the same tree: :class:`NoResponders` (nothing serves the
+    subject), :class:`Timeout` (no reply in time: the outcome is unknown, retry with the same
+    command id), :class:`Unavailable` (the connection is closed, draining or reconnecting),
+    :class:`InvalidInput` (the request is over the server's max payload).
+    """
 
     def __init__(self, nc: NATS, *, timeout: float = 10.0) -> None:
         self.nc = nc
@@ -129,18 +135,15 @@ class Client:
                 details={"field": "$", "size": len(payload), "max_payload": limit},
             )
         try:
-            msg = await self.nc.request(
-                subject, payload, timeout=timeout or self.timeout, headers=headers
-            )
-        except nats.errors.NoRespondersError:
+            with nats_call(f"{what} ({subject})"):
+                msg = await self.nc.request(
+                    subject, payload, timeout=timeout or self.timeout, headers=headers
+                )
+        except NoResponders:
             raise NoResponders(
                 f"no worker serves {what} (nothing listens on {subject})",
                 details={"subject": subject},
             ) from None
-        except nats.errors.TimeoutError:
-            raise Timeout(f"no reply on {subject} in time", details={"subject": subject}) from None
-        except nats.errors.MaxPayloadError:
-            raise InvalidInput("the request exceeds the server's max payload") from None
         body = codec.loads(msg.data)
         if not isinstance(body, dict):
             raise CqrsError(f"unexpected reply on {subject}")

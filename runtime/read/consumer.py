@@ -26,7 +26,8 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from ..domain.projection import Projection
-from ..errors import ConfigurationError, Internal, ServerError, Timeout
+from ..errors import Internal
+from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit, RawMessage
 from .settings import ProjectorSettings
@@ -117,11 +118,11 @@ class ReplicaConsumer:
     async def start(self, *, after_seq: int) -> None:
         """Make sure the consumer exists and delivers next the first message after
         ``after_seq``; (re)bind the pull subscription."""
-        try:
-            await ensure_event_stream(
-                self.js, StreamSettings(name=self.stream, replicas=self.settings.replicas)
-            )
-            self.next_consumer_seq = 1  # a new, reset or recreated consumer starts over
+        await ensure_event_stream(
+            self.js, StreamSettings(name=self.stream, replicas=self.settings.replicas)
+        )
+        self.next_consumer_seq = 1  # a new, reset or recreated consumer starts over
+        with jetstream_setup(f"consumer {self.name}"):
             try:
                 info = await self.js.consumer_info(self.stream, self.name)
             except nats.js.errors.NotFoundError:
@@ -136,10 +137,6 @@ class ReplicaConsumer:
                     await self._reposition(after_seq, delivered)
                 elif info.delivered is not None:
                     self.next_consumer_seq = info.delivered.consumer_seq + 1
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer while setting up the consumer") from None
-        except nats.js.errors.APIError as exc:
-            raise ConfigurationError(f"cannot set up consumer {self.name}: {exc}") from None
         await self._rebind()
 
     async def _recreate(self, after_seq: int, reason: str) -> None:
@@ -159,7 +156,8 @@ class ReplicaConsumer:
     async def _rebind(self) -> None:
         """A fresh inbox, so nothing delivered before a reposition can still arrive."""
         await self._unsubscribe()
-        self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
+        with nats_call(f"binding consumer {self.name}"):
+            self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
 
     async def _unsubscribe(self) -> None:
         if self._sub is not None:
@@ -188,12 +186,8 @@ class ReplicaConsumer:
             # nats-py raises the plain TimeoutError when a fetch gets no heartbeat, e.g. while
             # the stream's leader fails over in a cluster: like an empty fetch, try again.
             return []
-        except nats.js.errors.APIError as exc:  # e.g. the consumer was deleted
-            raise Internal(f"fetch from {self.name} failed: {exc}") from None
-        except nats.errors.ConnectionClosedError:
-            raise ServerError("the NATS connection is closed") from None
-        except nats.errors.Error as exc:
-            raise Internal(f"fetch from {self.name} failed: {exc!r}") from None
+        except nats.errors.Error as exc:  # e.g. the consumer was deleted, or the connection closed
+            raise translate(exc, f"a fetch from consumer {self.name}") from None
         return msgs
 
     async def ack_through(self, msg: Msg) -> None:
@@ -204,12 +198,8 @@ class ReplicaConsumer:
             self.log.debug("ack_failed", error=repr(exc))
 
     async def info(self) -> api.ConsumerInfo:
-        try:
+        with nats_call(f"the info of consumer {self.name}"):
             info: api.ConsumerInfo = await self.js.consumer_info(self.stream, self.name)
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer") from None
-        except nats.js.errors.APIError as exc:
-            raise Internal(f"consumer info of {self.name} failed: {exc}") from None
         return info
 
     async def pending(self) -> tuple[int, int]:
@@ -218,10 +208,6 @@ class ReplicaConsumer:
         return int(info.num_pending or 0), int(info.delivered.stream_seq if info.delivered else 0)
 
     async def stream_last_seq(self) -> int:
-        try:
+        with nats_call(f"the info of stream {self.stream}"):
             info = await self.js.stream_info(self.stream)
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer") from None
-        except nats.js.errors.APIError as exc:
-            raise Internal(f"stream info of {self.stream} failed: {exc}") from None
         return int(info.state.last_seq)

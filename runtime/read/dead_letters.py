@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from ..errors import Internal, Timeout
 from ..transport.direct_get import DirectGetter
+from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import create_once
 from ..wire import codec
 
@@ -74,51 +73,44 @@ class DeadLetters:
 
     async def start(self) -> None:
         """Create the stream when it does not exist yet."""
-        try:
-            await self.js.stream_info(self.stream)
-            return
-        except nats.js.errors.NotFoundError:
-            pass
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer (is JetStream enabled?)") from None
-        config = api.StreamConfig(
-            name=self.stream,
-            description="cqrs-runtime: events projections skipped, with the error",
-            subjects=[f"{SUBJECT_PREFIX}.>"],
-            storage=api.StorageType.FILE,
-            retention=api.RetentionPolicy.LIMITS,
-            num_replicas=self.replicas,
-            allow_direct=True,
-            duplicate_window=600.0,
-        )
-        await create_once(
-            lambda: self.js.add_stream(config),
-            lambda: self.js.stream_info(self.stream),
-            f"stream {self.stream}",
-        )
+        what = f"the dead-letter stream {self.stream!r}"
+        with jetstream_setup(what):
+            try:
+                await self.js.stream_info(self.stream)
+                return
+            except nats.js.errors.NotFoundError:
+                pass
+            config = api.StreamConfig(
+                name=self.stream,
+                description="cqrs-runtime: events projections skipped, with the error",
+                subjects=[f"{SUBJECT_PREFIX}.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                num_replicas=self.replicas,
+                allow_direct=True,
+                duplicate_window=600.0,
+            )
+            await create_once(
+                lambda: self.js.add_stream(config), lambda: self.js.stream_info(self.stream), what
+            )
 
     async def record(self, letter: DeadLetter) -> None:
         """Store ``letter`` (once per event, whichever replica records it first)."""
-        try:
+        with nats_call(f"recording a dead letter of {letter.projection}"):
             await self.js.publish(
                 dead_letter_subject(letter.projection),
                 codec.dumps(letter.to_wire()),
                 stream=self.stream,
                 headers={"Nats-Msg-Id": letter.message_id},
             )
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not store the dead letter in time") from None
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise Internal(f"cannot record the dead letter: {exc!r}") from None
 
     async def list(self, projection: str) -> list[DeadLetter]:
         """The dead letters of ``projection``, oldest first."""
-        try:
-            await self.js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            return []  # nothing was ever skipped
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer") from None
+        with nats_call(f"reading the dead-letter stream {self.stream!r}"):
+            try:
+                await self.js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                return []  # nothing was ever skipped
         reader = DirectGetter(self.nc, self.stream, timeout=self.timeout)
         await reader.start()
         try:

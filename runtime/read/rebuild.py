@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.projection import Projection
-from ..errors import Internal
+from ..errors import Internal, NoResponders, Timeout
+from ..transport.nats_errors import nats_call
 from ..wire import codec
 from ..wire.naming import query_subject
 from .consumer import delivery_of
@@ -69,9 +69,11 @@ class RebuildResult:
 
 async def live_digest(nc: NATS, projection: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """The digest of a live replica's model (whichever replica answers), or None."""
+    subject = query_subject(projection, DIGEST_QUERY)
     try:
-        msg = await nc.request(query_subject(projection, DIGEST_QUERY), b"{}", timeout=timeout)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        with nats_call(f"the digest request on {subject}"):
+            msg = await nc.request(subject, b"{}", timeout=timeout)
+    except (NoResponders, Timeout):
         return None
     body = codec.loads(msg.data)
     result = body.get("result") if isinstance(body, dict) else None

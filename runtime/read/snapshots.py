@@ -41,7 +41,8 @@ from nats.js import api
 from nats.js.object_store import ObjectStore
 
 from ..domain.projection import Projection
-from ..errors import Internal, Timeout
+from ..errors import Internal, NotFound
+from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.streams import create_once
 
 log = structlog.get_logger("runtime.read.snapshots")
@@ -221,24 +222,24 @@ class ProjectionSnapshotStore:
 
     async def start(self, *, create: bool = True) -> None:
         """Bind to the bucket, creating it when it does not exist yet (and ``create``)."""
-        try:
-            self._obs = await self.js.object_store(self.bucket)
-            return
-        except nats.js.errors.NotFoundError:
-            if not create:
-                raise
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer (is JetStream enabled?)") from None
-        config = api.ObjectStoreConfig(
-            description="cqrs-runtime projection snapshots",
-            storage=api.StorageType.FILE,
-            replicas=self.replicas,
-        )
-        self._obs = await create_once(
-            lambda: self.js.create_object_store(self.bucket, config),
-            lambda: self.js.object_store(self.bucket),
-            f"bucket {self.bucket}",
-        )
+        what = f"the snapshot bucket {self.bucket!r}"
+        with jetstream_setup(what):
+            try:
+                self._obs = await self.js.object_store(self.bucket)
+                return
+            except nats.js.errors.NotFoundError:
+                if not create:
+                    raise NotFound(f"{what} does not exist") from None
+            config = api.ObjectStoreConfig(
+                description="cqrs-runtime projection snapshots",
+                storage=api.StorageType.FILE,
+                replicas=self.replicas,
+            )
+            self._obs = await create_once(
+                lambda: self.js.create_object_store(self.bucket, config),
+                lambda: self.js.object_store(self.bucket),
+                what,
+            )
 
     @property
     def obs(self) -> ObjectStore:
@@ -263,29 +264,27 @@ class ProjectionSnapshotStore:
             description=f"snapshot of projection {projection.name} at seq {info.seq}",
             headers=headers,
         )
-        try:
+        with nats_call(f"the upload of snapshot {info.object_name}"):
             stored = await self.obs.put(info.object_name, blob, meta=meta)
-        except nats.errors.TimeoutError:
-            raise Timeout("the snapshot upload timed out") from None
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise Internal(f"the snapshot upload failed: {exc!r}") from None
         return ProjectionSnapshot(**{**info.to_dict(), "size": int(stored.size or len(blob))})
 
     async def list(self, projection: str | None = None) -> list[ProjectionSnapshot]:
         """Every snapshot (of ``projection``), newest sequence first."""
-        try:
-            objects = await self.obs.list(ignore_deletes=True)
-        except nats.js.errors.NotFoundError:
-            return []
-        except nats.errors.TimeoutError:
-            raise Timeout("listing snapshots timed out") from None
+        with nats_call(f"listing the snapshots in {self.bucket!r}"):
+            try:
+                objects = await self.obs.list(ignore_deletes=True)
+            except nats.js.errors.NotFoundError:
+                return []
         infos = [i for o in objects if not o.deleted and (i := _info_from(o)) is not None]
         if projection is not None:
             infos = [i for i in infos if i.projection == projection]
         return sorted(infos, key=lambda i: (-i.seq, i.replica))
 
     async def delete(self, info: ProjectionSnapshot) -> None:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
+        with (
+            nats_call(f"deleting snapshot {info.object_name}"),
+            contextlib.suppress(nats.js.errors.NotFoundError),
+        ):
             await self.obs.delete(info.object_name)
 
     async def load(self, projection: Projection[M], info: ProjectionSnapshot) -> M:
@@ -297,8 +296,8 @@ class ProjectionSnapshotStore:
             raise CorruptSnapshot("the snapshot's digest does not match its bytes") from None
         except (nats.js.errors.ObjectNotFoundError, nats.js.errors.BadObjectMetaError) as exc:
             raise CorruptSnapshot(f"the snapshot is gone or unreadable: {exc!r}") from None
-        except nats.errors.TimeoutError:
-            raise Timeout("the snapshot download timed out") from None
+        except nats.errors.Error as exc:
+            raise translate(exc, f"the download of snapshot {info.object_name}") from None
         header, body = sink.finish()
         if header.get("format") != FORMAT or header.get("projection") != projection.name:
             raise CorruptSnapshot(f"the snapshot header does not fit: {header}")

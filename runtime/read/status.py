@@ -24,6 +24,8 @@ import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 
+from ..errors import CqrsError
+from ..transport.nats_errors import nats_call, translate
 from ..wire.naming import service_name
 from .snapshots import DEFAULT_BUCKET, ProjectionSnapshotStore
 
@@ -31,16 +33,20 @@ from .snapshots import DEFAULT_BUCKET, ProjectionSnapshotStore
 async def gather(nc: NATS, subject: str, *, timeout: float = 0.5) -> list[Any]:
     """Every reply to one request within ``timeout`` (scatter-gather), decoded from JSON."""
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    with nats_call(f"the request on {subject}"):
+        sub = await nc.subscribe(inbox)
     replies: list[Any] = []
     try:
-        await nc.publish(subject, b"", reply=inbox)
+        with nats_call(f"the request on {subject}"):
+            await nc.publish(subject, b"", reply=inbox)
         deadline = anyio.current_time() + timeout
         while (left := deadline - anyio.current_time()) > 0:
             try:
                 msg = await sub.next_msg(timeout=left)
             except nats.errors.TimeoutError:
                 break
+            except nats.errors.Error as exc:
+                raise translate(exc, f"the request on {subject}") from None
             if msg.headers and msg.headers.get("Status") == "503":
                 break  # no responders
             with contextlib.suppress(orjson.JSONDecodeError):
@@ -85,10 +91,11 @@ async def collect(
 ) -> dict[str, Any]:
     """The whole status report: the stream, the live replicas, and the stored snapshots."""
     js = nc.jetstream(timeout=5.0)
-    try:
-        last_seq = int((await js.stream_info(stream)).state.last_seq)
-    except nats.js.errors.NotFoundError:
-        last_seq = 0
+    with nats_call(f"the info of stream {stream}"):
+        try:
+            last_seq = int((await js.stream_info(stream)).state.last_seq)
+        except nats.js.errors.NotFoundError:
+            last_seq = 0
     replicas = await replica_statuses(nc, projections, timeout=timeout)
     now = datetime.now(UTC)
     for replica in replicas:
@@ -102,7 +109,7 @@ async def collect(
                 position = max(position, last_seq)
             replica["ack_floor"] = int(info.ack_floor.stream_seq if info.ack_floor else 0)
             replica["ack_pending"] = int(info.num_ack_pending or 0)
-        except (nats.errors.Error, nats.js.errors.Error):
+        except nats.errors.Error:  # the replica's consumer is gone or not reachable: no figures
             pass
         replica["pending"] = pending
         replica["stream_last_seq"] = last_seq
@@ -112,7 +119,7 @@ async def collect(
             taken = datetime.fromisoformat(snapshot["taken_at"])
             snapshot["age_seconds"] = round((now - taken).total_seconds(), 1)
     snapshots: list[dict[str, Any]] = []
-    with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+    with contextlib.suppress(CqrsError):
         store = ProjectionSnapshotStore(nc, bucket)
         await store.start(create=False)
         for info in await store.list():

@@ -18,8 +18,9 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import Internal, InvalidInput, Timeout
+from ..errors import Internal, InvalidInput, NoResponders, Timeout
 from ..wire.envelope import RawMessage
+from .nats_errors import nats_call
 
 RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
@@ -103,7 +104,8 @@ class DirectGetter:
         self._sub: Any = None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
+        with nats_call(f"reading stream {self._stream}"):
+            self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -163,17 +165,22 @@ class DirectGetter:
         batch = _Batch(out)
         self._waiting[token] = batch
         try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{self._stream}",
-                orjson.dumps(request),
-                reply=f"{self._prefix}.{token}",
-            )
+            with nats_call(f"a direct get on stream {self._stream}"):
+                await self._nc.publish(
+                    f"$JS.API.DIRECT.GET.{self._stream}",
+                    orjson.dumps(request),
+                    reply=f"{self._prefix}.{token}",
+                )
             try:
                 await asyncio.wait_for(batch.done, self._timeout)
             except TimeoutError:
                 raise Timeout(f"direct get on stream {self._stream} timed out") from None
         finally:
             del self._waiting[token]
+        if batch.error is not None and batch.error.startswith("503"):
+            raise NoResponders(
+                f"no stream {self._stream!r} answers direct gets", details={"stream": self._stream}
+            )
         if batch.error is not None:
             raise Internal(f"direct get failed: {batch.error}")
         return batch.pending

@@ -16,6 +16,7 @@ import nats.errors
 import nats.js.errors
 
 from ..errors import (
+    ConfigurationError,
     CqrsError,
     Internal,
     InvalidInput,
@@ -71,3 +72,22 @@ def nats_call(what: str) -> Iterator[None]:
         yield
     except nats.errors.Error as exc:
         raise translate(exc, what) from None
+
+
+@contextlib.contextmanager
+def jetstream_setup(what: str) -> Iterator[None]:
+    """Set up ``what`` (a stream, bucket or consumer): no answer means JetStream is off, a
+    refusal means the deployment does not fit; both are a :class:`ConfigurationError`."""
+    try:
+        yield
+    except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+        raise ConfigurationError(
+            f"JetStream did not answer while setting up {what}: is JetStream enabled?"
+        ) from None
+    except nats.js.errors.APIError as exc:
+        raise ConfigurationError(
+            f"cannot set up {what}: {exc.description or exc.code}",
+            details={"err_code": exc.err_code},
+        ) from None
+    except nats.errors.Error as exc:
+        raise translate(exc, f"setting up {what}") from None

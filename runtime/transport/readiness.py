@@ -16,10 +16,10 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import nats.errors
 from nats.aio.client import Client as NATS
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NoResponders, Timeout
+from .nats_errors import nats_call
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -74,9 +74,10 @@ async def ping(nc: NATS, services: Mapping[str, str], *, timeout: float = 2.0) -
     for name, instance in sorted(services.items()):
         subject = f"$SRV.PING.{name}.{instance}" if instance else f"$SRV.PING.{name}"
         try:
-            await nc.request(subject, b"", timeout=timeout)
-        except nats.errors.NoRespondersError:
+            with nats_call(f"the ping on {subject}"):
+                await nc.request(subject, b"", timeout=timeout)
+        except NoResponders:
             problems.append(f"{name} ({instance or 'any instance'}): not listening")
-        except nats.errors.TimeoutError:
+        except Timeout:
             problems.append(f"{name} ({instance or 'any instance'}): no answer in {timeout}s")
     return problems

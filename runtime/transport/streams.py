@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import nats.errors
+import nats.js
 import nats.js.errors
 from nats.js import api
 
 from ..errors import ConfigurationError
 from ..wire.naming import EVENT_PREFIX
+from .nats_errors import jetstream_setup
 
 T = TypeVar("T")
 
@@ -28,12 +29,13 @@ async def create_once(
 ) -> T:
     """Create ``what``; if another process created it first, return that one (``existing``).
     Any other refusal is a :class:`ConfigurationError` naming ``what``."""
-    try:
-        return await create()
-    except nats.js.errors.APIError as exc:
-        if exc.err_code != NAME_IN_USE:
-            raise ConfigurationError(f"cannot create {what}: {exc.description}") from None
-    return await existing()
+    with jetstream_setup(what):
+        try:
+            return await create()
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != NAME_IN_USE:
+                raise
+        return await existing()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +62,14 @@ async def ensure_event_stream(js: nats.js.JetStreamContext, settings: StreamSett
         deny_purge=True,
         max_msg_size=settings.max_msg_size,
     )
-    try:
-        info = await js.stream_info(settings.name)
-    except nats.js.errors.NotFoundError:
-        info = await create_once(
-            lambda: js.add_stream(wanted),
-            lambda: js.stream_info(settings.name),
-            f"stream {settings.name!r}",
-        )
-    except nats.errors.TimeoutError:
-        raise ConfigurationError("JetStream did not answer: is JetStream enabled?") from None
-    except nats.js.errors.ServiceUnavailableError:
-        raise ConfigurationError("JetStream is not enabled on this server") from None
+    what = f"stream {settings.name!r}"
+    with jetstream_setup(what):
+        try:
+            info = await js.stream_info(settings.name)
+        except nats.js.errors.NotFoundError:
+            info = await create_once(
+                lambda: js.add_stream(wanted), lambda: js.stream_info(settings.name), what
+            )
     cfg = info.config
     problems = []
     if f"{EVENT_PREFIX}.>" not in (cfg.subjects or []):

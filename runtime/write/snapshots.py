@@ -45,8 +45,8 @@ from ..errors import (
     Internal,
     InvalidInput,
     SchemaError,
-    Timeout,
 )
+from ..transport.nats_errors import jetstream_setup, translate
 from ..transport.streams import create_once
 from ..wire import codec
 
@@ -193,31 +193,27 @@ class SnapshotStore:
 
     async def start(self) -> None:
         """Bind the bucket, creating it when it does not exist yet."""
+        what = f"the snapshot bucket {self.bucket!r}"
         try:
-            try:
-                self._kv = await self.js.key_value(self.bucket)
-            except nats.js.errors.BucketNotFoundError:
-                config = api.KeyValueConfig(
-                    bucket=self.bucket,
-                    description=f"aggregate snapshots of stream {self.stream}",
-                    history=1,
-                    replicas=self.replicas,
-                    storage=api.StorageType.FILE,
-                    direct=True,
-                )
-                self._kv = await create_once(
-                    lambda: self.js.create_key_value(config),
-                    lambda: self.js.key_value(self.bucket),
-                    f"the snapshot bucket {self.bucket!r}",
-                )
+            with jetstream_setup(what):
+                try:
+                    self._kv = await self.js.key_value(self.bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    config = api.KeyValueConfig(
+                        bucket=self.bucket,
+                        description=f"aggregate snapshots of stream {self.stream}",
+                        history=1,
+                        replicas=self.replicas,
+                        storage=api.StorageType.FILE,
+                        direct=True,
+                    )
+                    self._kv = await create_once(
+                        lambda: self.js.create_key_value(config),
+                        lambda: self.js.key_value(self.bucket),
+                        what,
+                    )
         except nats.js.errors.InvalidBucketNameError:
             raise ConfigurationError(f"{self.bucket!r} is not a valid KV bucket name") from None
-        except nats.errors.TimeoutError:
-            raise ConfigurationError("JetStream did not answer: is JetStream enabled?") from None
-        except nats.js.errors.APIError as exc:
-            raise ConfigurationError(
-                f"cannot bind the snapshot bucket {self.bucket!r}: {exc.description}"
-            ) from None
 
     @property
     def kv(self) -> KeyValue:
@@ -261,8 +257,8 @@ class SnapshotStore:
         """Write an encoded snapshot unless the bucket already holds a newer one.
 
         Returns the revision and aggregate version of the snapshot the key holds afterwards.
-        Raises :class:`Timeout`, :class:`InvalidInput` (too large), :class:`Conflict` or
-        :class:`Internal`.
+        Raises :class:`InvalidInput` (too large), :class:`Conflict`, or what the write met on
+        the way (:class:`Timeout`, :class:`Unavailable`, :class:`JetStreamError`).
         """
         key = snapshot_key(aggregate.name, aggregate_id)
         for _attempt in range(MAX_CAS_ATTEMPTS):
@@ -275,10 +271,8 @@ class SnapshotStore:
                     f"the snapshot is {len(value)} bytes, over the server's max payload",
                     details={"size": len(value)},
                 ) from None
-            except nats.errors.TimeoutError:
-                raise Timeout("JetStream did not acknowledge the snapshot") from None
             except nats.errors.Error as exc:
-                raise Internal(f"snapshot write failed: {type(exc).__name__}: {exc}") from None
+                raise translate(exc, f"the snapshot write of {key}") from None
             # Someone else wrote the key since we read it: keep theirs if it is as new as ours.
             try:
                 current = await self.kv.get(key)
@@ -287,7 +281,7 @@ class SnapshotStore:
                 last_revision = deleted.revision if deleted is not None else 0
                 continue
             except nats.errors.Error as exc:
-                raise Internal(f"snapshot read failed: {type(exc).__name__}: {exc}") from None
+                raise translate(exc, f"the snapshot read of {key}") from None
             their_seq, their_version = _peek_position(current.value or b"")
             if their_seq >= seq:
                 return int(current.revision or 0), their_version

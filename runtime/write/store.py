@@ -12,8 +12,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 
-from ..errors import Internal, InvalidInput, Timeout
+from ..errors import InvalidInput, Timeout
 from ..transport.direct_get import DirectGetter
+from ..transport.nats_errors import translate
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
 from ..wire.naming import event_subject
@@ -50,7 +51,8 @@ class EventStore:
         """Append ``commit``; return its stream sequence and whether JetStream saw a duplicate.
 
         Raises :class:`WrongLastSequence` on a concurrency conflict, :class:`Timeout` when the
-        outcome is unknown, :class:`InvalidInput` when the commit exceeds the max payload.
+        outcome is unknown, :class:`InvalidInput` when the commit exceeds the max payload,
+        :class:`Unavailable` when nothing could be sent, :class:`JetStreamError` on a refusal.
         """
         subject = event_subject(commit.aggregate, commit.aggregate_id)
         try:
@@ -60,19 +62,17 @@ class EventStore:
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
-            raise Internal(f"append rejected by JetStream: {exc.description}") from None
+            raise translate(exc, f"the append to {subject}") from None
         except nats.errors.MaxPayloadError:
             raise InvalidInput(
                 "the command's events exceed the server's max payload",
                 details={"field": "$", "max_payload": self.nc.max_payload},
             ) from None
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            # No ack, or a stream without a leader (a cluster failing over): unknown outcome.
             raise Timeout("JetStream did not acknowledge the commit in time") from None
-        except (nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError):
-            # A stream without a leader (a cluster failing over) or a connection going away.
-            raise Timeout("JetStream is not available right now; try again") from None
-        except nats.js.errors.APIError as exc:
-            raise Internal(f"append failed: {exc.description}") from None
+        except nats.errors.Error as exc:
+            raise translate(exc, f"the append to {subject}") from None
         return ack.seq, bool(ack.duplicate)
 
     async def history(
