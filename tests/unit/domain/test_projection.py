@@ -11,7 +11,7 @@ import pytest
 from aggregates.order import Line, OrderCancelled, OrderCreated, Status, StatusUpdated, order
 from aggregates.user import EmailUpdated, Role, RoleChanged, UserCreated, user
 from projections import orders, users
-from runtime import EventMeta, Projection, SchemaError
+from runtime import EventMeta, InvalidInput, Projection, SchemaError
 from runtime.testing import FIXED_NOW, ProjectionSpec
 from runtime.wire.envelope import Commit, StoredEvent
 
@@ -265,7 +265,7 @@ def test_a_query_without_arguments_refuses_some() -> None:
 
 def test_definitions_are_checked() -> None:
     """Bad names, policies, duplicate handlers and empty follows fail when defined."""
-    with pytest.raises(Exception, match="projection"):
+    with pytest.raises(InvalidInput, match="projection must match"):
         Projection("Bad-Name", Tally, follows=[order])
     with pytest.raises(ValueError, match="on_poison"):
         Projection("p", Tally, follows=[order], on_poison="ignore")  # type: ignore[arg-type]
