@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..domain.app import DEFAULT_APP, App, load_app
 from ..errors import CqrsError
@@ -211,7 +212,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return anyio.run(fn)
     except CqrsError as exc:
-        err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        # The message is text, not markup ("$.lines[0]", "cqrs-runtime[embedded]"), on one line.
+        err_console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", soft_wrap=True)
         if exc.details:
             err_console.print(exc.details)
         raise typer.Exit(1) from None

@@ -21,11 +21,11 @@ from typing import Any
 import anyio
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.aio.client import Client as NATS
 
-from ..errors import CqrsError
+from ..errors import CqrsError, InvalidInput
 from ..transport.nats_errors import nats_call, translate
+from ..wire import codec
 from ..wire.naming import service_name
 from .snapshots import DEFAULT_BUCKET, ProjectionSnapshotStore
 
@@ -49,8 +49,8 @@ async def gather(nc: NATS, subject: str, *, timeout: float = 0.5) -> list[Any]:
                 raise translate(exc, f"the request on {subject}") from None
             if msg.headers and msg.headers.get("Status") == "503":
                 break  # no responders
-            with contextlib.suppress(orjson.JSONDecodeError):
-                replies.append(orjson.loads(msg.data))
+            with contextlib.suppress(InvalidInput):  # not a discovery answer: not ours to read
+                replies.append(codec.loads(msg.data))
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

