@@ -27,10 +27,10 @@ from nats.aio.client import Client as NATS
 from nats.micro.service import EndpointStats
 
 from ..errors import CqrsError, Internal, InvalidInput, Stale
-from ..transport.micro import MicroService, Request
+from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_MIN_SEQ
-from ..wire.naming import QUERY_PREFIX, SERVICE_VERSION, queue_group, service_name
+from ..wire.naming import QUERY_PREFIX
 
 if TYPE_CHECKING:
     from .projector import Projector
@@ -84,18 +84,16 @@ class QueryService:
 
     async def start(self) -> None:
         name = self.projection.name
-        queries = ",".join(self.projection.queries)
-        service = MicroService(
+        service = definition_service(
             self.nc,
-            name=service_name("projection", name),
-            version=SERVICE_VERSION,
-            description=f"queries of projection {name}: {', '.join(self.projection.queries)}",
-            metadata={"projection": name, "queries": queries, "replica": self.projector.replica},
-            queue_group=queue_group("projection", name),
+            "projection",
+            name,
+            serves="queries",
+            names=list(self.projection.queries),
+            subject=f"{QUERY_PREFIX}.{name}.*",
+            handler=self.handle,
+            metadata={"replica": self.projector.replica},
             stats_data=self._stats,
-        )
-        service.add_endpoint(
-            "queries", f"{QUERY_PREFIX}.{name}.*", self.handle, {"queries": queries}
         )
         await service.start()
         self.service = service

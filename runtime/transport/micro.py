@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +42,7 @@ from nats.micro.service import (
 
 from ..errors import CqrsError, Internal
 from ..wire import codec
+from ..wire.naming import SERVICE_VERSION, ServiceKind, queue_group, service_name
 from .nats_errors import nats_call
 
 log = structlog.get_logger("runtime.transport.micro")
@@ -254,3 +255,31 @@ class MicroService:
                 log.warning("discovery_reply_failed", service=self.name, reason=exc.message)
 
         return handle
+
+
+def definition_service(
+    nc: NATS,
+    kind: ServiceKind,
+    name: str,
+    *,
+    serves: str,
+    names: Sequence[str],
+    subject: str,
+    handler: Handler,
+    metadata: dict[str, str] | None = None,
+    stats_data: StatsData | None = None,
+) -> MicroService:
+    """The service of aggregate or projection ``name``: one endpoint ``serves`` ("commands" or
+    "queries") whose ``names`` arrive on ``subject``, in the queue group its replicas share."""
+    joined = ",".join(names)
+    service = MicroService(
+        nc,
+        name=service_name(kind, name),
+        version=SERVICE_VERSION,
+        queue_group=queue_group(kind, name),
+        description=f"{serves} of {kind} {name}: {', '.join(names)}",
+        metadata={kind: name, serves: joined, **(metadata or {})},
+        stats_data=stats_data,
+    )
+    service.add_endpoint(serves, subject, handler, {serves: joined})
+    return service

@@ -15,10 +15,10 @@ from nats.aio.client import Client as NATS
 
 from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
-from ..transport.micro import MicroService, Request
+from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
-from ..wire.naming import COMMAND_PREFIX, SERVICE_VERSION, check_id, queue_group, service_name
+from ..wire.naming import COMMAND_PREFIX, check_id
 from .actor import CommandRequest
 from .host import ActorHost
 
@@ -45,17 +45,14 @@ class CommandService:
 
     async def start(self) -> None:
         name = self.aggregate.name
-        commands = ",".join(self.aggregate.command_names)
-        service = MicroService(
+        service = definition_service(
             self.nc,
-            name=service_name("aggregate", name),
-            version=SERVICE_VERSION,
-            description=f"commands of aggregate {name}: {', '.join(self.aggregate.command_names)}",
-            metadata={"aggregate": name, "commands": commands},
-            queue_group=queue_group("aggregate", name),
-        )
-        service.add_endpoint(
-            "commands", f"{COMMAND_PREFIX}.{name}.*.*", self.handle, {"commands": commands}
+            "aggregate",
+            name,
+            serves="commands",
+            names=self.aggregate.command_names,
+            subject=f"{COMMAND_PREFIX}.{name}.*.*",
+            handler=self.handle,
         )
         await service.start()
         self.service = service

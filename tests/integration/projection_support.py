@@ -18,6 +18,8 @@ from runtime import Client, CommandResult, CqrsError, EventMeta, EventStore, Pro
 from runtime.read.consumer import commit_of
 from runtime.wire.envelope import Commit, StoredEvent
 
+from ..commits import make_commit
+
 NOW = datetime(2026, 11, 26, tzinfo=UTC).isoformat()
 
 
@@ -57,17 +59,8 @@ def order_paid(order_id: str) -> Commit:
 
 
 def _commit(order_id: str, command: str, version: int, event: StoredEvent) -> Commit:
-    command_id = uuid.uuid4().hex
-    return Commit(
-        aggregate="order",
-        aggregate_id=order_id,
-        command=command,
-        command_id=command_id,
-        correlation_id=command_id,
-        causation_id=None,
-        version=version,
-        events=[event],
-        recorded_at=NOW,
+    return make_commit(
+        "order", order_id, command, version, event, command_id=uuid.uuid4().hex, recorded_at=NOW
     )
 
 

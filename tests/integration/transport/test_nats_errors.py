@@ -23,6 +23,7 @@ from runtime import (
 from runtime.transport.embedded import EmbeddedServer
 from runtime.wire.envelope import Commit, StoredEvent
 
+from ...commits import make_commit
 from ..procs import wait_until
 
 USER = {"name": "Ada", "email": "ada@example.com", "role": "admin"}
@@ -30,17 +31,8 @@ USER = {"name": "Ada", "email": "ada@example.com", "role": "admin"}
 
 def commit(data: object = None) -> Commit:
     """A one-event commit of ``user/u-1``."""
-    return Commit(
-        aggregate="user",
-        aggregate_id="u-1",
-        command="create",
-        command_id="c-1",
-        correlation_id="c-1",
-        causation_id=None,
-        version=1,
-        events=[StoredEvent("user.created.v1", data if data is not None else USER)],
-        recorded_at="2026-01-01T00:00:00+00:00",
-    )
+    event = StoredEvent("user.created.v1", data if data is not None else USER)
+    return make_commit("user", "u-1", "create", 1, event)
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ from runtime import (
     run_worker,
 )
 from runtime.transport.embedded import EmbeddedServer
+from runtime.wire.envelope import StoredEvent
 
+from ...commits import make_commit
 from ..procs import wait_until
 from ..support import counter, message_count, stream_commits
 
@@ -188,17 +190,13 @@ async def test_a_landed_commit_whose_ack_was_lost_is_not_applied_twice(nc: NATS)
             actor = host.actors[("counter", "c-1")]
             landed = await other.history("counter", "c-1")
             base = landed[-1]
-            from runtime.wire.envelope import Commit, StoredEvent
-
-            commit = Commit(
-                aggregate="counter",
-                aggregate_id="c-1",
-                command="add",
+            commit = make_commit(
+                "counter",
+                "c-1",
+                "add",
+                2,
+                StoredEvent("counter.added.v1", {"amount": 7, "note": ""}),
                 command_id="k-2",
-                correlation_id="k-2",
-                causation_id=None,
-                version=2,
-                events=[StoredEvent("counter.added.v1", {"amount": 7, "note": ""})],
                 recorded_at=base.recorded_at,
             )
             seq, _ = await other.append(commit, actor.last_seq)

@@ -13,7 +13,9 @@ from aggregates.user import EmailUpdated, Role, RoleChanged, UserCreated, user
 from projections import orders, users
 from runtime import EventMeta, InvalidInput, Projection, SchemaError
 from runtime.testing import FIXED_NOW, ProjectionSpec
-from runtime.wire.envelope import Commit, StoredEvent
+from runtime.wire.envelope import StoredEvent
+
+from ...commits import make_commit
 
 
 def created(user_id: str = "u-1", price: str = "19.90", quantity: int = 2) -> OrderCreated:
@@ -232,18 +234,13 @@ def test_commits_replay_with_their_sequences() -> None:
     def booked(model: Tally, event: dict[str, Any], meta: EventMeta) -> None:
         model.seen.append(f"{event['amount']}@{meta.seq}v{meta.version}")
 
-    commit = Commit(
-        aggregate="ledger",
-        aggregate_id="l-1",
-        command="book",
-        command_id="c-1",
-        correlation_id="c-1",
-        causation_id=None,
-        version=2,
-        events=[
-            StoredEvent("ledger.booked.v1", {"amount": 1}),
-            StoredEvent("ledger.booked.v1", {"amount": 2}),
-        ],
+    commit = make_commit(
+        "ledger",
+        "l-1",
+        "book",
+        2,
+        StoredEvent("ledger.booked.v1", {"amount": 1}),
+        StoredEvent("ledger.booked.v1", {"amount": 2}),
         recorded_at=FIXED_NOW.isoformat(),
         seq=42,
     )

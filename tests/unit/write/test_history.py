@@ -10,12 +10,13 @@ from runtime import InvalidInput
 from runtime.transport.direct_get import timestamp_ns
 from runtime.wire.envelope import Commit, StoredEvent
 from runtime.write.history import diff_states, fold_until
+from tests.commits import make_commit
 from tests.integration.ledger import Ledger, make_ledger
 
 
 def commit(seq: int, version: int, *amounts: int) -> Commit:
     events = [StoredEvent("ledger.posted.v1", {"amount": a, "memo": ""}) for a in amounts]
-    return Commit("ledger", "l-1", "post", f"c{seq}", f"c{seq}", None, version, events, "", seq)
+    return make_commit("ledger", "l-1", "post", version, *events, command_id=f"c{seq}", seq=seq)
 
 
 COMMITS = [commit(3, 1, 5), commit(8, 4, 1, 2, 3), commit(9, 5, 10)]
