@@ -4,6 +4,14 @@ JetStream. Everything a user of the runtime may touch is re-exported here."""
 from .backoff import Backoff
 from .client import Client, CommandResult, QueryResult
 from .domain.aggregate import Aggregate, CommandContext
+from .domain.process_manager import (
+    CancelTimer,
+    ProcessManager,
+    Reaction,
+    Send,
+    SetTimer,
+    TimerFired,
+)
 from .domain.projection import EventMeta, PoisonPolicy, Projection
 from .errors import (
     Busy,
@@ -45,6 +53,7 @@ __all__ = [
     "AggregateHistory",
     "Backoff",
     "Busy",
+    "CancelTimer",
     "Client",
     "CommandContext",
     "CommandResult",
@@ -67,19 +76,24 @@ __all__ = [
     "NotFound",
     "PastState",
     "PoisonPolicy",
+    "ProcessManager",
     "Projection",
     "Projector",
     "ProjectorSettings",
     "QueryResult",
+    "Reaction",
     "Rejected",
     "SchemaError",
+    "Send",
     "ServerError",
+    "SetTimer",
     "SnapshotSettings",
     "SnapshotStore",
     "Stale",
     "StoredEvent",
     "StreamSettings",
     "Timeout",
+    "TimerFired",
     "Unavailable",
     "UnknownCommand",
     "UnknownQuery",

@@ -19,8 +19,14 @@ that a real request would get ``invalid`` for.
             .given("order", "ord-2", OrderCreated(...))
             .then_query("get_orders_for_user", {"user_id": "u-1"}, lambda r: ...))
 
-Events fed to a :class:`ProjectionSpec` travel through their wire form (type name and JSON data)
-and the same decoding, upcasting and handler dispatch as in a projection replica; queries
+    def test_an_unpaid_order_is_cancelled_when_its_deadline_passes():
+        (ProcessSpec(payment_deadline)
+            .given("order", "ord-1", OrderCreated(...))
+            .when_timer("payment_deadline", "ord-1")
+            .then_sends(Send("order", "ord-1", "cancel", {"reason": "payment timeout"})))
+
+Events fed to a :class:`ProjectionSpec` or a :class:`ProcessSpec` travel through their wire form
+(type name and JSON data) and the same decoding, upcasting and dispatch as in the runtime; queries
 validate their arguments and encode their answers exactly as the query service does.
 """
 
@@ -31,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from .domain.aggregate import Aggregate, CommandContext
+from .domain.process_manager import ProcessManager, Reaction, Send, TimerFired, TimerOp
 from .domain.projection import EventMeta, Projection
 from .errors import CqrsError
 from .wire import codec
@@ -247,3 +254,107 @@ class ProjectionSpec(Generic[M]):
             check(exc.code == code, f"{name}({args}) failed with {exc!r}, expected {code}")
             return exc
         raise SpecFailed(f"{name}({args}) answered {answer!r}, expected {code}")
+
+
+class ProcessSpec(Generic[S]):
+    """given (past events) / when (an event or a timer) / then (commands, timers, state), for
+    one process manager. Events travel through their wire form and the same decoding, key
+    mapping and dispatch as in the runtime; each instance keeps its own state."""
+
+    def __init__(self, manager: ProcessManager[S]) -> None:
+        self.manager = manager
+        self.states: dict[str, S] = {}
+        self.seq = 0
+        self.now = FIXED_NOW
+        self.key: str | None = None
+        self._reaction: Reaction[S] | None = None
+
+    def at(self, now: datetime) -> ProcessSpec[S]:
+        """Set the recorded time of the events that follow."""
+        self.now = now
+        return self
+
+    def state(self, key: str) -> S:
+        return self.states.get(key, self.manager.initial)
+
+    def _event(self, aggregate: str, aggregate_id: str, event: Any) -> Reaction[S] | None:
+        definition = self.manager.aggregates[aggregate]
+        self.seq += 1
+        type_name = definition.type_of(event)
+        data = codec.loads(codec.dumps(codec.to_builtins(event)))
+        meta = EventMeta(
+            aggregate=aggregate,
+            aggregate_id=aggregate_id,
+            seq=self.seq,
+            version=self.seq,
+            type=type_name,
+            recorded_at=self.now.isoformat(),
+            command_id=f"cmd-{self.seq}",
+            correlation_id=f"cmd-{self.seq}",
+        )
+        decoded = self.manager.decode(type_name, data, meta)
+        if decoded is None:
+            self.key = None
+            return None
+        self.key, typed = decoded
+        reaction = self.manager.react(self.state(self.key), typed, meta)
+        self.states[self.key] = reaction.state
+        return reaction
+
+    def given(self, aggregate: str, aggregate_id: str, *events: Any) -> ProcessSpec[S]:
+        """React to past events of one aggregate instance (what they send is not checked)."""
+        for event in events:
+            self._event(aggregate, aggregate_id, event)
+        return self
+
+    def when(self, aggregate: str, aggregate_id: str, event: Any) -> ProcessSpec[S]:
+        self._reaction = self._event(aggregate, aggregate_id, event)
+        return self
+
+    def when_timer(
+        self, name: str, key: str, *, due: datetime | None = None, data: Any = None
+    ) -> ProcessSpec[S]:
+        """The instance's timer ``name`` fires (at ``due``, default the spec's clock)."""
+        self.key = key
+        timer = TimerFired(name, key, due or self.now, data)
+        self._reaction = self.manager.react(self.state(key), timer)
+        self.states[key] = self._reaction.state
+        return self
+
+    def _ran(self) -> Reaction[S]:
+        if self._reaction is None:
+            raise SpecFailed("call when() or when_timer() with a handled trigger")
+        return self._reaction
+
+    def then_sends(self, *commands: Send) -> ProcessSpec[S]:
+        """Assert the reaction sent exactly these commands (arguments in their wire form)."""
+        got = [self._wire(c) for c in self._ran().commands]
+        check(got == [self._wire(c) for c in commands], f"sent {got}, expected {commands}")
+        return self
+
+    def then_timers(self, *ops: TimerOp) -> ProcessSpec[S]:
+        """Assert the reaction set and cancelled exactly these timers."""
+        got = list(self._ran().timers)
+        check(got == list(ops), f"changed timers {got}, expected {list(ops)}")
+        return self
+
+    def then_nothing(self) -> ProcessSpec[S]:
+        """Assert the trigger sent no command and changed no timer."""
+        if self._reaction is None:
+            return self  # an event the process manager does not react to
+        return self.then_sends().then_timers()
+
+    def then_state(self, **expected: Any) -> ProcessSpec[S]:
+        """Assert fields of the instance's state after the reaction."""
+        if self.key is None:
+            raise SpecFailed("no instance reacted")
+        state = self.state(self.key)
+        for name, value in expected.items():
+            got = getattr(state, name)
+            check(got == value, f"state.{name} is {got!r}, expected {value!r}")
+        return self
+
+    @staticmethod
+    def _wire(send: Send) -> tuple[str, str, str, Any]:
+        args = codec.loads(codec.dumps(send.args or {}))
+        return send.aggregate, send.id, send.command, args

@@ -1,8 +1,8 @@
-"""An application: the aggregates and projections one set of processes serves.
+"""An application: the aggregates, projections and process managers one set of processes serves.
 
 The CLI finds them through an app spec: comma-separated ``module:attribute`` references, each to
-an aggregate or projection definition or a sequence of them. The default names the example
-domain shipped with the runtime.
+an aggregate, projection or process manager definition or a sequence of them. The default names
+the example domain shipped with the runtime.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .aggregate import Aggregate
+from .process_manager import ProcessManager
 from .projection import Projection
 
-DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS"
+DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS,aggregates:PROCESS_MANAGERS"
 
 
 @dataclass(frozen=True)
 class App:
     aggregates: Sequence[Aggregate[Any]] = ()
     projections: Sequence[Projection[Any]] = field(default_factory=tuple)
+    process_managers: Sequence[ProcessManager[Any]] = field(default_factory=tuple)
 
     def aggregate(self, name: str) -> Aggregate[Any]:
         for aggregate in self.aggregates:
@@ -40,17 +42,32 @@ class App:
             f"no projection {name!r}; this app defines {[p.name for p in self.projections]}"
         )
 
+    def process_manager(self, name: str) -> ProcessManager[Any]:
+        for manager in self.process_managers:
+            if manager.name == name:
+                return manager
+        raise ConfigurationError(
+            f"no process manager {name!r}; this app defines "
+            f"{[m.name for m in self.process_managers]}"
+        )
+
     def select_aggregates(self, names: Iterable[str] | None) -> list[Aggregate[Any]]:
         return list(self.aggregates) if not names else [self.aggregate(n) for n in names]
 
     def select_projections(self, names: Iterable[str] | None) -> list[Projection[Any]]:
         return list(self.projections) if not names else [self.projection(n) for n in names]
 
+    def select_process_managers(self, names: Iterable[str] | None) -> list[ProcessManager[Any]]:
+        if not names:
+            return list(self.process_managers)
+        return [self.process_manager(n) for n in names]
+
 
 def load_app(spec: str = DEFAULT_APP) -> App:
     """Import the definitions an app spec names."""
     aggregates: list[Aggregate[Any]] = []
     projections: list[Projection[Any]] = []
+    managers: list[ProcessManager[Any]] = []
     for ref in filter(None, (part.strip() for part in spec.split(","))):
         module_name, _, attr = ref.partition(":")
         try:
@@ -60,12 +77,17 @@ def load_app(spec: str = DEFAULT_APP) -> App:
         if isinstance(value, App):
             aggregates += value.aggregates
             projections += value.projections
+            managers += value.process_managers
             continue
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, Aggregate):
                 aggregates.append(item)
             elif isinstance(item, Projection):
                 projections.append(item)
+            elif isinstance(item, ProcessManager):
+                managers.append(item)
             else:
-                raise ConfigurationError(f"{ref!r} holds {item!r}, not an aggregate or projection")
-    return App(tuple(aggregates), tuple(projections))
+                raise ConfigurationError(
+                    f"{ref!r} holds {item!r}, not an aggregate, projection or process manager"
+                )
+    return App(tuple(aggregates), tuple(projections), tuple(managers))

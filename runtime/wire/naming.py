@@ -22,12 +22,16 @@ COMMAND_PREFIX = "cmd"
 QUERY_PREFIX = "query"
 EVENT_PREFIX = "events"
 
-# NATS micro services: one per aggregate type (its commands) and one per projection (its
-# queries); every replica of one joins the same queue group, so each request goes to one of them.
-ServiceKind = Literal["aggregate", "projection"]
+PROCESS_PREFIX = "cqrs.process"
+
+# NATS micro services: one per aggregate type (its commands), one per projection (its queries)
+# and one per process manager (its replicas' status); every replica of one joins the same queue
+# group, so each request goes to one of them.
+ServiceKind = Literal["aggregate", "projection", "process"]
 _QUEUE_GROUP_PREFIX: dict[ServiceKind, str] = {
     "aggregate": "cqrs-",
     "projection": "cqrs-projection-",
+    "process": "cqrs-process-",
 }
 try:
     SERVICE_VERSION = importlib.metadata.version("cqrs-runtime")
@@ -76,6 +80,10 @@ def command_subject(aggregate: str, aggregate_id: str, command: str) -> str:
 
 def query_subject(projection: str, query: str) -> str:
     return f"{QUERY_PREFIX}.{projection}.{query}"
+
+
+def process_status_subject(manager: str) -> str:
+    return f"{PROCESS_PREFIX}.{manager}.status"
 
 
 def service_name(kind: ServiceKind, name: str) -> str:

@@ -1,0 +1,1 @@
+"""The runtime of process managers: their shared consumers, per-instance state and timers."""

@@ -1,0 +1,179 @@
+"""Durable timers as JetStream message schedules (ADR-51, nats-server 2.12+).
+
+A timer of instance ``<key>`` of process manager ``<pm>`` is one message on
+``timers.schedule.<pm>.<key>.<timer>`` in the stream ``CQRS_TIMERS``, carrying
+``Nats-Schedule: @at <due>`` and ``Nats-Schedule-Target: timers.fired.<pm>.<key>.<timer>``. When
+it comes due the server publishes its body and headers to the target subject in the same stream,
+and removes the schedule: no scheduler process, no database, and a server restart loses nothing
+(a schedule whose time passed while the server was down fires when it is back).
+
+- Setting a timer again replaces the earlier schedule (``Nats-Rollup: sub``), and the schedule's
+  ``Nats-Msg-Id`` is the timer's id, so setting it twice after a redelivery stores it once.
+- Cancelling purges the schedule's subject.
+- The stream has work-queue retention: a fired message is removed once its process manager
+  acknowledged it, while schedules (which no consumer reads) stay until they fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import api
+
+from ..errors import ConfigurationError, ServerError, Timeout
+from ..transport.streams import create_once
+from ..wire import codec
+from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
+
+TIMER_PREFIX = "timers"
+H_TIMER_ID = "Cqrs-Timer-Id"
+H_TIMER_DUE = "Cqrs-Timer-Due"
+
+
+def schedule_subject(manager: str, key: str, timer: str) -> str:
+    return f"{TIMER_PREFIX}.schedule.{manager}.{key}.{timer}"
+
+
+def fired_subject(manager: str, key: str = "*", timer: str = "*") -> str:
+    return f"{TIMER_PREFIX}.fired.{manager}.{key}.{timer}"
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A fired timer as delivered: whose, which, its id, due time, data and correlation."""
+
+    manager: str
+    key: str
+    name: str
+    id: str
+    due: datetime
+    data: Any
+    correlation_id: str
+
+    @classmethod
+    def parse(cls, subject: str, headers: dict[str, str], data: bytes) -> Fired:
+        _, _, manager, key, name = subject.split(".")
+        return cls(
+            manager=manager,
+            key=key,
+            name=name,
+            id=headers.get(H_TIMER_ID, ""),
+            due=datetime.fromisoformat(headers[H_TIMER_DUE]),
+            data=codec.loads(data) if data else None,
+            correlation_id=headers.get(H_CORRELATION_ID, ""),
+        )
+
+
+class TimerStore:
+    """Sets, cancels and counts the timers of process managers in the timers stream."""
+
+    def __init__(self, nc: NATS, *, stream: str = "CQRS_TIMERS", replicas: int = 1) -> None:
+        self.js = nc.jetstream(timeout=5.0)
+        self.stream = stream
+        self.replicas = replicas
+
+    async def start(self) -> None:
+        """Create the timers stream, or check that the existing one can hold schedules."""
+        wanted = api.StreamConfig(
+            name=self.stream,
+            description="cqrs process manager timers (message schedules)",
+            subjects=[f"{TIMER_PREFIX}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            num_replicas=self.replicas,
+            allow_msg_schedules=True,
+            allow_rollup_hdrs=True,
+        )
+        try:
+            try:
+                info = await self.js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                info = await create_once(
+                    lambda: self.js.add_stream(wanted),
+                    lambda: self.js.stream_info(self.stream),
+                    f"timers stream {self.stream!r}",
+                )
+        except nats.errors.TimeoutError:
+            raise ConfigurationError("JetStream did not answer: is JetStream enabled?") from None
+        cfg = info.config
+        problems = [
+            problem
+            for problem, bad in (
+                ("allow_msg_schedules is off", not cfg.allow_msg_schedules),
+                ("allow_rollup_hdrs is off", not cfg.allow_rollup_hdrs),
+                ("storage is not file", cfg.storage != api.StorageType.FILE),
+                (f"subjects {cfg.subjects} are not timers.>", cfg.subjects != wanted.subjects),
+                ("retention is not workqueue", cfg.retention != api.RetentionPolicy.WORK_QUEUE),
+            )
+            if bad
+        ]
+        if problems:
+            raise ConfigurationError(
+                f"stream {self.stream!r} exists with other settings: " + "; ".join(problems),
+                details={"stream": self.stream, "problems": problems},
+            )
+
+    async def set(
+        self,
+        manager: str,
+        key: str,
+        name: str,
+        *,
+        timer_id: str,
+        at: datetime,
+        data: Any = None,
+        correlation_id: str = "",
+    ) -> None:
+        due = rfc3339(at)
+        headers = {
+            "Nats-Schedule": f"@at {due}",
+            "Nats-Schedule-Target": fired_subject(manager, key, name),
+            "Nats-Rollup": "sub",
+            H_MSG_ID: timer_id,
+            H_TIMER_ID: timer_id,
+            H_TIMER_DUE: due,
+        }
+        if correlation_id:
+            headers[H_CORRELATION_ID] = correlation_id
+        body = b"" if data is None else codec.dumps(data)
+        await self._call(
+            self.js.publish(schedule_subject(manager, key, name), body, headers=headers)
+        )
+
+    async def cancel(self, manager: str, key: str, name: str) -> None:
+        await self._call(
+            self.js.purge_stream(self.stream, subject=schedule_subject(manager, key, name))
+        )
+
+    async def pending(self, manager: str) -> int:
+        """How many timers of ``manager`` are waiting to fire."""
+        try:
+            info = await self._call(
+                self.js.stream_info(
+                    self.stream, subjects_filter=schedule_subject(manager, "*", "*")
+                )
+            )
+        except ConfigurationError:
+            return 0
+        return sum((info.state.subjects or {}).values())
+
+    async def _call(self, call: Any) -> Any:
+        try:
+            return await call
+        except nats.errors.TimeoutError:
+            raise Timeout("JetStream did not answer a timer operation") from None
+        except nats.js.errors.NotFoundError:
+            raise ConfigurationError(f"the timers stream {self.stream!r} does not exist") from None
+        except nats.js.errors.APIError as exc:
+            raise ServerError(f"timer operation refused: {exc.description}") from None
+        except nats.errors.Error as exc:
+            raise ServerError(f"timer operation failed: {exc!r}") from None
