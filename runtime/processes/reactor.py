@@ -268,6 +268,9 @@ class Reactor:
                     )
                 elif isinstance(op, CancelTimer) and timers.pop(op.name, None) is not None:
                     ops.append({"op": "cancel", "name": op.name})
+            unchanged = reaction.state == state and not ops and not reaction.commands
+            if unchanged and trigger.timer is None:
+                return  # nothing changed: a redelivery of it would change nothing either
             commands = tuple(
                 {
                     "aggregate": c.aggregate,

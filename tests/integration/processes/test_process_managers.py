@@ -1,0 +1,134 @@
+"""Process managers against a real nats-server: the payment deadline end to end, redelivery,
+an outbox left by a crash, and timers that are cancelled or moved on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from aggregates import AGGREGATES
+from aggregates.payment_deadline import payment_deadline
+from runtime import Client, EventStore
+from runtime.domain.app import App
+from runtime.ops.run import run_app
+from runtime.processes.instances import Instance, InstanceStore, Outbox
+from runtime.processes.reactor import Reactor
+from runtime.processes.run import run_process_managers
+from runtime.processes.settings import ProcessSettings
+from runtime.processes.timers import TimerStore
+
+from ..procs import wait_until
+
+SETTINGS = ProcessSettings(ack_wait=2.0, pin_timeout=3.0, retry_backoff=0.05)
+LINES = [{"sku": "book", "quantity": 1, "unit_price": "9.90"}]
+
+
+@pytest.fixture(autouse=True)
+def short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CQRS_ORDER_PAYMENT_TIMEOUT", "1")
+
+
+@asynccontextmanager
+async def running(nc: NATS, settings: ProcessSettings = SETTINGS) -> AsyncIterator[Reactor]:
+    async with (
+        run_app(nc, App(AGGREGATES), projections=[]),
+        run_process_managers(nc, [payment_deadline], settings) as reactors,
+    ):
+        yield reactors[0]
+
+
+async def statuses(store: EventStore, order_id: str) -> list[str]:
+    return [e.type for c in await store.history("order", order_id) for e in c.events]
+
+
+async def cancels(store: EventStore, order_id: str) -> list[dict[str, object]]:
+    return [
+        e.data
+        for c in await store.history("order", order_id)
+        for e in c.events
+        if e.type == "order.cancelled.v1"
+    ]
+
+
+async def test_an_unpaid_order_is_cancelled_once_and_a_paid_one_is_untouched(
+    nc: NATS, store: EventStore
+) -> None:
+    """With a 1 s deadline the unpaid order gets one `payment timeout` cancel; the paid one none."""
+    client = Client(nc)
+    async with running(nc) as reactor:
+        await client.send("order", "unpaid", "create", {"user_id": "u-1", "lines": LINES})
+        await client.send("order", "paid", "create", {"user_id": "u-1", "lines": LINES})
+        await client.send("order", "paid", "update_status", {"status": "paid"})
+        await wait_until(lambda: cancels(store, "unpaid"), 15, "the timeout cancel")
+        timers = TimerStore(nc)
+        await wait_until(lambda: _zero(timers.pending("payment_deadline")), 10, "no pending timers")
+        assert reactor.reacted >= 4
+    assert [c["reason"] for c in await cancels(store, "unpaid")] == ["payment timeout"]
+    assert await cancels(store, "paid") == []
+    commits = await store.history("order", "unpaid")
+    cancel = commits[-1]
+    assert cancel.command_id.startswith("payment_deadline-t")
+    assert cancel.correlation_id == commits[0].correlation_id
+
+
+async def _zero(count: object) -> bool:
+    return await count == 0  # type: ignore[misc]
+
+
+async def test_redelivered_events_send_nothing_twice(nc: NATS, store: EventStore) -> None:
+    """Replaying every event through a new consumer sets no timer and sends no command again."""
+    client = Client(nc)
+    async with running(nc) as reactor:
+        await client.send("order", "o-1", "create", {"user_id": "u-1", "lines": LINES})
+        await wait_until(lambda: cancels(store, "o-1"), 15, "the timeout cancel")
+        await wait_until(lambda: reactor.last_seq >= 2, 10, "the cancel event")
+    await nc.jetstream().delete_consumer("EVENTS", "cqrs-pm-payment_deadline")
+    async with running(nc, replace(SETTINGS, start="all")) as reactor:
+        await wait_until(lambda: reactor.last_seq >= 2, 10, "the replay")
+        assert reactor.reacted == 0
+    assert len(await cancels(store, "o-1")) == 1
+    assert await TimerStore(nc).pending("payment_deadline") == 0
+
+
+async def test_an_outbox_left_by_a_crash_is_sent_again_with_the_same_command_id(
+    nc: NATS, store: EventStore
+) -> None:
+    """A reaction stored but cut short before its outbox was cleared is carried out again when
+    its event is redelivered, and the worker's dedupe of the command id leaves one cancel."""
+    client = Client(nc)
+    instances = InstanceStore(nc)
+    await instances.start()
+    command = {
+        "aggregate": "order",
+        "id": "o-2",
+        "command": "cancel",
+        "args": {"reason": "payment timeout"},
+        "command_id": "payment_deadline-tcrash-0",
+        "causation_id": "tcrash",
+        "correlation_id": "",
+    }
+    async with run_app(nc, App(AGGREGATES), projections=[]):
+        created = await client.send("order", "o-2", "create", {"user_id": "u-1", "lines": LINES})
+        # The crash came after the command reached the worker, before the outbox was cleared.
+        await client.send(
+            "order", "o-2", "cancel", command["args"], command_id=command["command_id"]
+        )
+    await instances.put(
+        "payment_deadline",
+        "o-2",
+        Instance(
+            state={"open": False, "expired": True},
+            position=(created.seq, 0),
+            outbox=Outbox((command,)),
+        ),
+        payment_deadline.state_version,
+    )
+    async with running(nc, replace(SETTINGS, start="all")) as reactor:
+        await wait_until(lambda: reactor.last_seq >= created.seq + 1, 10, "the redelivery")
+        assert reactor.reacted == 0
+    assert not (await instances.get("payment_deadline", "o-2")).outbox
+    assert len(await cancels(store, "o-2")) == 1
