@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import deploy, read, write
+from . import deploy, processes, read, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 write.register(app)
 read.register(app)
+processes.register(app)
 deploy.register(app)
 app.add_typer(bench_app)
 

@@ -23,6 +23,7 @@ from ..errors import NoResponders, UnknownQuery
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..processes.status import collect_processes
 from ..read.dead_letters import DeadLetters
 from ..read.rebuild import rebuild
 from ..read.settings import ProjectorSettings, default_replica
@@ -123,6 +124,7 @@ def projector(
                 application,
                 aggregates=[],
                 projections=selected,
+                process_managers=[],
                 settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
                 projector_settings=settings,
             ),
@@ -185,13 +187,18 @@ def status(
     *,
     ctx: Context,
 ) -> None:
-    """Every projection replica: applied seq, lag, pending, last snapshot, halted state."""
+    """Every projection replica (applied seq, lag, pending, last snapshot, halted state) and
+    every process manager (position, lag, pending timers, live replicas)."""
 
     async def main() -> dict[str, Any]:
         async with connect(ctx.connect, embedded=False) as nc:
-            return await collect(
+            report = await collect(
                 nc, stream=ctx.stream, projections=_names(projections), timeout=wait
             )
+            report["process_managers"] = await collect_processes(
+                nc, stream=ctx.stream, timeout=wait
+            )
+            return report
 
     report = run(main)
     if as_json:
@@ -233,6 +240,25 @@ def print_status(report: dict[str, Any]) -> None:
         snaps = [s for s in report["snapshots"] if s["projection"] == name]
         snapshot = f"seq {snaps[0]['seq']}, {snaps[0]['age_seconds']:.0f}s ago" if snaps else "-"
         table.add_row(name, "-", "-", "-", "-", "-", snapshot, "[dim]no replica running[/dim]")
+    console.print(table)
+    if report.get("process_managers"):
+        print_process_status(report["process_managers"])
+
+
+def print_process_status(managers: list[dict[str, Any]]) -> None:
+    table = Table(title="process managers")
+    columns = ("process manager", "position", "lag", "pending", "pending timers", "replicas")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "process manager" else "right")
+    for m in managers:
+        table.add_row(
+            m["process_manager"],
+            str(m["position"]),
+            str(m["lag"]),
+            str(m["pending"]),
+            str(m["pending_timers"]),
+            str(m["replicas"]) if m["replicas"] else "[dim]none running[/dim]",
+        )
     console.print(table)
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import structlog
 import typer
 from rich.table import Table
 
 from ..client import Client
+from ..domain.app import DEFAULT_APP
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
@@ -110,7 +114,14 @@ def register(app: typer.Typer) -> None:
             async with (
                 graceful_shutdown(drain_budget) as shutdown,
                 connect(options, publish_url=options.resolved_url() is None) as nc,
-                run_app(nc, application, aggregates=selected, projections=[], settings=settings),
+                run_app(
+                    nc,
+                    application,
+                    aggregates=selected,
+                    projections=[],
+                    process_managers=[],
+                    settings=settings,
+                ),
             ):
                 await shutdown.wait()
                 log.info("worker_stopping")
@@ -202,12 +213,16 @@ def register(app: typer.Typer) -> None:
     @with_context(
         "cqrs-demo",
         nats=False,
-        app="aggregates:AGGREGATES,projections:PROJECTIONS",
+        app=DEFAULT_APP,
         auth=False,
         log_level="warning",
     )
     def demo(ctx: Context) -> None:
-        """Start everything on the embedded server, run the seed scenario, print it, exit."""
+        """Start everything on the embedded server, run the seed scenario, print it, exit.
+
+        The payment deadline is 3 seconds here unless CQRS_ORDER_PAYMENT_TIMEOUT says otherwise.
+        """
+        os.environ.setdefault("CQRS_ORDER_PAYMENT_TIMEOUT", "3")
 
         async def main() -> None:
             from aggregates.scenario import run_scenario
@@ -231,12 +246,31 @@ def register(app: typer.Typer) -> None:
                         ):
                             console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
                             print_history(await store.history(agg, ids[key]), as_json=False)
+                        await run_queries(client, ids, console.print)
+                        await show_payment_deadline(client, store, ids["user"])
                     finally:
                         await store.stop()
-                    await run_queries(client, ids, console.print)
             console.print("[green]demo finished[/green]")
 
         run(main)
+
+
+async def show_payment_deadline(client: Client, store: EventStore, user_id: str) -> None:
+    """Create an order nobody pays and show the payment deadline cancelling it."""
+    order_id = f"ord-{uuid.uuid4().hex[:6]}-unpaid"
+    timeout = os.environ["CQRS_ORDER_PAYMENT_TIMEOUT"]
+    console.print(f"[bold]9. Nobody pays {order_id}[/bold] (payment deadline: {timeout}s)")
+    lines = [{"sku": "mug-3", "quantity": 1, "unit_price": "7.50"}]
+    await client.send("order", order_id, "create", {"user_id": user_id, "lines": lines})
+    with anyio.move_on_after(float(timeout) + 30):
+        while True:
+            commits = await store.history("order", order_id)
+            if any(e.type == "order.cancelled.v1" for c in commits for e in c.events):
+                console.print("  the payment deadline passed and the order was cancelled:")
+                print_history(commits, as_json=False)
+                return
+            await anyio.sleep(0.2)  # polling the history; bounded by the scope above
+    console.print("  [red]the order was not cancelled in time[/red]")
 
 
 def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type-arg]
