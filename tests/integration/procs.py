@@ -189,7 +189,8 @@ def running(nodes: Sequence[NatsNode]) -> Iterator[Sequence[NatsNode]]:
 
 @dataclass
 class WorkerProcess:
-    """A ``cqrs worker`` (or ``cqrs projector``) subprocess with its own ready file."""
+    """A ``cqrs worker`` (or ``cqrs projector``, ``cqrs processes``) subprocess with its own
+    ready file."""
 
     directory: Path
     url: str
@@ -197,6 +198,7 @@ class WorkerProcess:
     command: str = "worker"
     app: str = TEST_APP
     extra: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
     shutdown_timeout: float = 20.0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -220,6 +222,7 @@ class WorkerProcess:
             "CQRS_SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
             "CQRS_LOG_FORMAT": "json",
             "CQRS_STATE_DIR": str(self.directory / "state"),
+            **self.env,
         }
         if self.user:
             env["NATS_USER"] = self.user

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from runtime import Aggregate, Rejected
+from runtime import Aggregate, EventMeta, ProcessManager, Reaction, Rejected, Send
 from runtime.wire.envelope import H_COMMAND_ID, H_VERSION
 
 
@@ -42,6 +42,25 @@ def boom(state: int) -> None:
 @counter.event("counter.added.v1")
 def added(state: int, event: Added) -> int:
     return state + event.amount
+
+
+@dataclass(frozen=True, slots=True)
+class Echoes:
+    sent: int = 0
+
+
+# A process manager that answers every addition to counter <id> with the same addition to
+# counter <id>-echo: one command per event, so duplicates would show as extra echo events.
+echo: ProcessManager[Echoes] = ProcessManager("echo", Echoes(), follows=[counter])
+
+
+@echo.on("counter.added.v1")
+def echo_added(state: Echoes, event: Added, meta: EventMeta) -> Reaction[Echoes] | None:
+    if meta.aggregate_id.endswith("-echo"):
+        return None
+    target = f"{meta.aggregate_id}-echo"
+    add = Send("counter", target, "add", {"amount": event.amount, "note": f"echo of {meta.seq}"})
+    return Reaction(Echoes(state.sent + 1), commands=[add])
 
 
 @dataclass(frozen=True)
