@@ -53,6 +53,11 @@ def nats_config(
     projector: list[str] | None = typer.Option(
         None, "--projector", help="A projector user, as NAME or NAME=p1,p2 (default: projector)."
     ),
+    processes: list[str] | None = typer.Option(
+        None,
+        "--processes",
+        help="A processes user, as NAME or NAME=pm1,pm2 (default: processes).",
+    ),
     admin: list[str] | None = typer.Option(None, "--admin", help="An admin user."),
     mtls: bool = typer.Option(False, "--mtls", help="Clients must present certificates."),
     tls_dir: str = typer.Option(DeployOptions("").tls_dir, "--tls-dir"),
@@ -78,6 +83,7 @@ def nats_config(
             clients=tuple(client or ("client",)),
             workers=_served(worker, "worker"),
             projectors=_served(projector, "projector"),
+            processes=_served(processes, "processes"),
             admins=tuple(admin or ("admin",)),
         ),
         mutual_tls=mtls,

@@ -50,6 +50,8 @@ class DeployOptions:
             parts += [f"--worker {_served(n, s)}" for n, s in self.plan.workers.items()]
         if self.plan.projectors != default.projectors:
             parts += [f"--projector {_served(n, s)}" for n, s in self.plan.projectors.items()]
+        if self.plan.processes != default.processes:
+            parts += [f"--processes {_served(n, s)}" for n, s in self.plan.processes.items()]
         if self.plan.admins != default.admins:
             parts += [f"--admin {a}" for a in self.plan.admins]
         if self.mutual_tls:

@@ -1,13 +1,16 @@
 """Least-privilege NATS users for an application, derived from its definitions.
 
-Four roles, each a function of the aggregates and projections the app defines, so adding an
-aggregate type changes the generated permissions and nobody edits subject lists by hand:
+Five roles, each a function of the aggregates, projections and process managers the app
+defines, so adding an aggregate type changes the generated permissions and nobody edits subject
+lists by hand:
 
 - ``client``: sends commands and queries; reads only replies on its own inbox prefix.
 - ``worker``: serves its aggregates' command subjects, appends to their event subjects, reads the
   event stream by direct get and keeps aggregate snapshots.
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
   projection snapshots.
+- ``processes``: reads events through its process managers' shared consumers, sends commands,
+  keeps its instances' state and schedules, cancels and consumes its timers.
 - ``admin``: everything, including creating, changing, deleting and purging streams.
 
 Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STREAM.DELETE`` or
@@ -30,10 +33,17 @@ from typing import Any, Literal
 from ..domain.app import App
 from ..errors import ConfigurationError
 from ..read.dead_letters import dead_letter_subject
-from ..wire.naming import COMMAND_PREFIX, EVENT_PREFIX, QUERY_PREFIX, queue_group, service_name
+from ..wire.naming import (
+    COMMAND_PREFIX,
+    EVENT_PREFIX,
+    QUERY_PREFIX,
+    process_status_subject,
+    queue_group,
+    service_name,
+)
 from .natsconf import Block, Comment, Value, Var, header, render_block
 
-Role = Literal["client", "worker", "projector", "admin"]
+Role = Literal["client", "worker", "projector", "processes", "admin"]
 ACCOUNT = "CQRS"
 SYSTEM_ACCOUNT = "SYS"
 USER_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -58,6 +68,8 @@ class Resources:
     aggregate_snapshot_bucket: str | None = None  # a KV bucket
     projection_snapshot_bucket: str | None = None  # an Object Store bucket
     dead_letter_stream: str | None = None  # where projections record skipped events
+    timers_stream: str | None = None  # process managers' timers (message schedules)
+    process_bucket: str | None = None  # a KV bucket of process manager instances
 
     @classmethod
     def of_runtime(
@@ -68,6 +80,7 @@ class Resources:
         projection_snapshot_bucket: str | None = None,
     ) -> Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
+        from ..processes.settings import ProcessSettings
         from ..read.dead_letters import DEFAULT_STREAM
         from ..read.snapshots import DEFAULT_BUCKET
 
@@ -76,6 +89,8 @@ class Resources:
             aggregate_snapshot_bucket=_aggregate_bucket(stream, aggregate_snapshot_bucket),
             projection_snapshot_bucket=projection_snapshot_bucket or DEFAULT_BUCKET,
             dead_letter_stream=DEFAULT_STREAM,
+            timers_stream=ProcessSettings().timers_stream,
+            process_bucket=ProcessSettings().bucket,
         )
 
 
@@ -210,6 +225,52 @@ def projector_grant(user: str, projections: Sequence[Any], resources: Resources)
     return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
 
 
+def _consumer_api(stream: str, consumer: str) -> list[str]:
+    """Create, inspect and pull from one named consumer, and acknowledge its deliveries."""
+    return [
+        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    ]
+
+
+def processes_grant(user: str, managers: Sequence[str], app: App, resources: Resources) -> Grant:
+    from ..processes.reactor import consumer_name
+    from ..processes.timers import schedule_subject
+
+    stream = resources.stream
+    # Commands may go to any of the app's aggregates: what a reaction sends is data.
+    publish = [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates]
+    subscribe: list[str] = []
+    for name in managers:
+        publish += _consumer_api(stream, consumer_name(name))
+        subscribe.append(f"{process_status_subject(name)} {queue_group('process', name)}")
+    timers = resources.timers_stream
+    if timers is not None:
+        # Cancelling a timer purges its schedule's subject; the grant cannot narrow a purge to
+        # subjects, so it covers the timers stream (never the event stream).
+        publish += [_stream_api(v, timers) for v in ("INFO", "CREATE", "PURGE")]
+        for name in managers:
+            publish.append(schedule_subject(name, "*", "*"))
+            publish += _consumer_api(timers, consumer_name(name, "timers"))
+    bucket = resources.process_bucket
+    if bucket is not None:
+        kv_stream = f"KV_{bucket}"
+        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
+        for name in managers:  # instance keys are <process manager>.<key>
+            publish += [
+                f"$KV.{bucket}.{name}.*",
+                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{bucket}.{name}.*",
+            ]
+    for name in managers:
+        pings, discovery = _micro(service_name("process", name), user)
+        publish += pings
+        subscribe += [s for s in discovery if s not in subscribe]
+    subscribe.append(f"{inbox_prefix(user)}.>")
+    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+
+
 @dataclass(frozen=True)
 class UserPlan:
     """Which users to generate: names per role and, for workers and projectors, what each serves.
@@ -220,6 +281,7 @@ class UserPlan:
     clients: tuple[str, ...] = ("client",)
     workers: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"worker": ()})
     projectors: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"projector": ()})
+    processes: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"processes": ()})
     admins: tuple[str, ...] = ("admin",)
 
 
@@ -256,6 +318,17 @@ def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
                 names,
                 projector_grant(name, projections, resources),
                 description="serves the queries of: " + (", ".join(names) or "(none yet)"),
+            )
+        )
+    for name, serves in plan.processes.items():
+        managers = tuple(m.name for m in app.select_process_managers(serves or None))
+        users.append(
+            User(
+                name,
+                "processes",
+                managers,
+                processes_grant(name, managers, app, resources),
+                description="runs the process managers: " + (", ".join(managers) or "(none yet)"),
             )
         )
     for name in plan.admins:

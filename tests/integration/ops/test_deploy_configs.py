@@ -217,7 +217,7 @@ def test_the_compose_file_matches_the_configs_and_the_cli() -> None:
                 assert (DEPLOY / source).is_file(), source
         assert "/var/run/nats" in nats["tmpfs"]
     assert aliases == route_hosts()
-    for command in ("worker", "projector"):
+    for command in ("worker", "projector", "processes"):
         service = services[command]
         assert service["image"] == CQRS_IMAGE
         assert service["command"] == [command]
@@ -269,7 +269,7 @@ def test_the_kubernetes_manifests_match_the_configs_and_the_cli() -> None:
     assert set(secrets["stringData"]) == password_vars()
 
     deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
-    for command in ("worker", "projector"):
+    for command in ("worker", "projector", "processes"):
         pod = deployments[f"cqrs-{command}"]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["image"] == CQRS_IMAGE
@@ -293,7 +293,7 @@ def test_the_systemd_units_match_the_cli() -> None:
         for line in (DEPLOY / "systemd/cqrs.env.example").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    for command in ("worker", "projector"):
+    for command in ("worker", "projector", "processes"):
         unit = configparser.ConfigParser(interpolation=None, strict=False)
         unit.optionxform = str  # type: ignore[assignment,method-assign]
         unit.read(DEPLOY / f"systemd/cqrs-{command}@.service")

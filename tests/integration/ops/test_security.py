@@ -13,11 +13,14 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from aggregates import AGGREGATES
+from aggregates.payment_deadline import payment_deadline
 from aggregates.scenario import run_scenario
 from projections import PROJECTIONS
-from runtime import Client, ConnectOptions, StreamSettings, run_worker
+from runtime import Client, ConnectOptions, EventStore, StreamSettings, run_worker
 from runtime.domain.app import load_app
 from runtime.ops.permissions import UserPlan
+from runtime.processes.run import run_process_managers
+from runtime.processes.settings import ProcessSettings
 from runtime.read.replicas import run_projections
 from runtime.read.settings import ProjectorSettings
 from runtime.transport.connection import open_connection
@@ -132,6 +135,42 @@ async def test_the_demo_scenario_runs_with_least_privilege_users(node: NatsNode)
     async with session(node, "admin") as admin:
         info = await admin.nc.jetstream().stream_info("EVENTS")
         assert info.state.messages == 10
+    assert "Violation" not in node.log_tail(100_000)
+
+
+async def test_the_payment_deadline_runs_with_the_processes_user(
+    node: NatsNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``processes`` user consumes, keeps instances, schedules, cancels and fires timers and
+    sends the cancel, without a single permissions violation."""
+    monkeypatch.setenv("CQRS_ORDER_PAYMENT_TIMEOUT", "1")
+    await with_event_stream(node)
+    worker_nc = await open_connection(node.url, options("worker"))
+    processes_nc = await open_connection(node.url, options("processes"))
+    client_nc = await open_connection(node.url, options("alice"))
+    lines = [{"sku": "a", "quantity": 1, "unit_price": "1.00"}]
+    try:
+        async with (
+            run_worker(worker_nc, AGGREGATES),
+            run_process_managers(processes_nc, [payment_deadline], ProcessSettings()) as reactors,
+        ):
+            client = Client(client_nc, timeout=5)
+            await client.send("order", "unpaid", "create", {"user_id": "u-1", "lines": lines})
+            await client.send("order", "paid", "create", {"user_id": "u-1", "lines": lines})
+            await client.send("order", "paid", "update_status", {"status": "paid"})
+
+            await wait_until(lambda: reactors[0].last_seq >= 4, 20, "the deadline's cancel")
+    finally:
+        await client_nc.close()
+        await processes_nc.close()
+        await worker_nc.close()
+    async with session(node, "admin") as admin:
+        store = EventStore(admin.nc)
+        await store.start()
+        unpaid = [e.type for c in await store.history("order", "unpaid") for e in c.events]
+        paid = [e.type for c in await store.history("order", "paid") for e in c.events]
+    assert unpaid == ["order.created.v2", "order.cancelled.v1"]
+    assert "order.cancelled.v1" not in paid
     assert "Violation" not in node.log_tail(100_000)
 
 
