@@ -116,3 +116,40 @@ def projections(
         print(codec.dumps(result).decode())
     else:
         print_result(result, console)
+
+
+@bench_app.command("processes")
+def processes(
+    events: int = typer.Option(20_000, "--events", help="Commits in the prefilled stream."),
+    rounds: int = typer.Option(2, "--rounds", help="Alternating rounds per side."),
+    timers: int = typer.Option(100, "--timers", help="Timers whose delay is measured."),
+    nats_url: str | None = NatsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Events/s of a process manager reacting vs a projection catching up; timer delays."""
+    from ..bench.processes import ProcessBenchConfig, bench_processes
+
+    make_context(nats_url, "", log_format="console", log_level="warning")
+    config = ProcessBenchConfig(events, rounds, timers, nats_url)
+    try:
+        config.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = run(lambda: bench_processes(config, say))
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    table = Table(title=f"cqrs bench processes: {result['events']:,} commits")
+    for column in ("measure", "value"):
+        table.add_column(column, justify="right")
+    table.add_row("projection catch-up events/s", f"{result['projection_events_per_second']:,.0f}")
+    table.add_row("process manager events/s", f"{result['process_manager_events_per_second']:,.0f}")
+    table.add_row("process manager / projection", f"{result['reacting_ratio']:.2f}")
+    for side in ("published", "reacted"):
+        d = result["timers"][side]
+        table.add_row(
+            f"timer delay when {side} (p50 / p99 / max ms, n={d['count']})",
+            f"{d['p50_ms']} / {d['p99_ms']} / {d['max_ms']}",
+        )
+    console.print(table)

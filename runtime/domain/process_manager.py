@@ -75,12 +75,14 @@ TimerOp = SetTimer | CancelTimer
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A timer that came due: its name, the instance key, its due time and the data it got."""
+    """A timer that came due: its name, the instance key, its due time, the data it got and when
+    the server fired it (None in tests that do not say)."""
 
     name: str
     key: str
     due: datetime
     data: Any = None
+    fired_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

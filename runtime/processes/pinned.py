@@ -111,13 +111,21 @@ class PinnedConsumer:
             )
 
     async def fetch(self, batch: int, expires: float) -> list[Msg]:
-        """Up to ``batch`` messages, waiting up to ``expires`` seconds; none while another
-        replica holds the pin."""
-        request: dict[str, Any] = {
-            "batch": batch,
-            "expires": int(expires * NANOS),
-            "group": GROUP,
-        }
+        """Up to ``batch`` messages, waiting up to ``expires`` seconds for the first; none while
+        another replica holds the pin.
+
+        As nats-py's ``fetch`` does, it first takes what is there without waiting, and only
+        when nothing is waits for one message: a request for a whole batch would otherwise be
+        held by the server until the batch fills or expires, delaying a lone event (or timer)
+        by up to ``expires``.
+        """
+        msgs = await self._pull({"batch": batch, "no_wait": True}, batch, self.timeout)
+        if msgs:
+            return msgs
+        return await self._pull({"batch": 1, "expires": int(expires * NANOS)}, 1, expires)
+
+    async def _pull(self, request: dict[str, Any], batch: int, expires: float) -> list[Msg]:
+        request["group"] = GROUP
         if self.pin:
             request["id"] = self.pin
         send, receive = anyio.create_memory_object_stream[Msg](batch + 8)

@@ -124,6 +124,7 @@ class Reactor:
         )
         self.reacted = 0  # triggers reacted to (not skipped), for benchmarks and tests
         self.last_seq = 0  # the last event sequence acknowledged
+        self._advanced = anyio.Event()
 
     async def start(self) -> None:
         await self.events.start()
@@ -151,7 +152,7 @@ class Reactor:
                 continue
             backoff = self.settings.retry_backoff
             if msgs:
-                await self._handle_batch(msgs, triggers)
+                await self._handle_batch(consumer, msgs, triggers)
 
     def _event_triggers(self, msg: Msg) -> list[Trigger]:
         commit = commit_of(msg)
@@ -177,11 +178,15 @@ class Reactor:
         return found
 
     def _timer_triggers(self, msg: Msg) -> list[Trigger]:
-        fired = Fired.parse(msg.subject, msg.headers or {}, msg.data)
+        fired_at = msg.metadata.timestamp  # when the server stored (fired) it
+        fired = Fired.parse(msg.subject, msg.headers or {}, msg.data, fired_at)
         return [Trigger(fired.key, fired.id, fired.correlation_id, timer=fired)]
 
     async def _handle_batch(
-        self, msgs: list[Msg], triggers: Callable[[Msg], list[Trigger]]
+        self,
+        consumer: PinnedConsumer,
+        msgs: list[Msg],
+        triggers: Callable[[Msg], list[Trigger]],
     ) -> None:
         by_key: dict[str, list[Trigger]] = {}
         for msg in msgs:
@@ -203,8 +208,15 @@ class Reactor:
                 await msg.ack()
             except Exception as exc:  # the connection is gone: the redelivery changes nothing
                 self.log.debug("ack_failed", error=repr(exc))
-        if msgs[-1].subject.startswith("events."):
+        if consumer is self.events:
             self.last_seq = max(self.last_seq, msgs[-1].metadata.sequence.stream)
+            self._advanced.set()
+            self._advanced = anyio.Event()
+
+    async def wait_for(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is acknowledged."""
+        while self.last_seq < seq:
+            await self._advanced.wait()
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg]) -> Any:
         backoff = self.settings.retry_backoff
@@ -245,7 +257,7 @@ class Reactor:
             )
             if trigger.timer is not None:
                 fired = trigger.timer
-                what: Any = TimerFired(fired.name, fired.key, fired.due, fired.data)
+                what = TimerFired(fired.name, fired.key, fired.due, fired.data, fired.fired_at)
                 reaction = self.manager.react(state, what)
             else:
                 reaction = self.manager.react(state, trigger.event, trigger.meta)

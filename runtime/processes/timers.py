@@ -58,9 +58,16 @@ class Fired:
     due: datetime
     data: Any
     correlation_id: str
+    fired_at: datetime | None = None
 
     @classmethod
-    def parse(cls, subject: str, headers: dict[str, str], data: bytes) -> Fired:
+    def parse(
+        cls,
+        subject: str,
+        headers: dict[str, str],
+        data: bytes,
+        fired_at: datetime | None = None,
+    ) -> Fired:
         _, _, manager, key, name = subject.split(".")
         return cls(
             manager=manager,
@@ -70,6 +77,7 @@ class Fired:
             due=datetime.fromisoformat(headers[H_TIMER_DUE]),
             data=codec.loads(data) if data else None,
             correlation_id=headers.get(H_CORRELATION_ID, ""),
+            fired_at=fired_at,
         )
 
 
