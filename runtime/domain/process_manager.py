@@ -28,7 +28,6 @@ timers in JetStream.
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,7 @@ from ..errors import CqrsError, InvalidInput
 from ..wire import codec
 from ..wire.naming import EVENT_PREFIX, check_id, check_name, split_event_type
 from .aggregate import Aggregate
-from .projection import EventMeta, _EventHandler, decode_for_projection
+from .projection import EventMeta, _EventHandler, decode_for_projection, event_handler
 
 S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,14 +135,7 @@ class ProcessManager(Generic[S]):
         def register(fn: F) -> F:
             if type_name in self._handlers:
                 raise ValueError(f"{self.name}: event {type_name!r} has two reactions")
-            params = list(inspect.signature(fn).parameters.values())
-            if len(params) not in (2, 3):
-                raise TypeError(f"{fn.__qualname__}: expected (state, event[, meta])")
-            hint = typing.get_type_hints(fn).get(params[1].name)
-            event_class = hint if isinstance(hint, type) and hint is not dict else None
-            self._handlers[type_name] = _EventHandler(
-                type_name, fn, event_class, wants_meta=len(params) == 3
-            )
+            self._handlers[type_name] = event_handler(fn, type_name, "state")
             return fn
 
         return register

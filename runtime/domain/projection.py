@@ -84,6 +84,17 @@ class _QueryHandler:
     args_type: Any  # None: the query takes no arguments
 
 
+def event_handler(fn: Callable[..., Any], type_name: str, first: str) -> _EventHandler:
+    """The handler of ``type_name`` that ``fn`` makes: ``(first, event[, meta])``, the event
+    decoded into the class its second parameter is annotated with (if any)."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) not in (2, 3):
+        raise TypeError(f"{fn.__qualname__}: expected ({first}, event[, meta])")
+    hint = typing.get_type_hints(fn).get(params[1].name)
+    event_class = hint if isinstance(hint, type) and hint is not dict else None
+    return _EventHandler(type_name, fn, event_class, wants_meta=len(params) == 3)
+
+
 def decode_for_projection(
     aggregate: Aggregate[Any] | None,
     type_name: str,
@@ -167,14 +178,7 @@ class Projection(Generic[M]):
         def register(fn: F) -> F:
             if type_name in self._handlers:
                 raise ValueError(f"{self.name}: event {type_name!r} has two handlers")
-            params = list(inspect.signature(fn).parameters.values())
-            if len(params) not in (2, 3):
-                raise TypeError(f"{fn.__qualname__}: expected (model, event[, meta])")
-            hint = typing.get_type_hints(fn).get(params[1].name)
-            event_class = hint if isinstance(hint, type) and hint is not dict else None
-            self._handlers[type_name] = _EventHandler(
-                type_name, fn, event_class, wants_meta=len(params) == 3
-            )
+            self._handlers[type_name] = event_handler(fn, type_name, "model")
             return fn
 
         return register

@@ -21,8 +21,8 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import ConfigurationError, Internal, ServerError, Timeout
-from ..transport.streams import create_once
+from ..errors import Internal, ServerError, Timeout
+from ..transport.streams import bind_key_value
 from ..wire import codec
 
 
@@ -95,21 +95,7 @@ class InstanceStore:
             storage=api.StorageType.FILE,
             direct=True,
         )
-        try:
-            try:
-                self._kv = await self.js.key_value(self.bucket)
-            except nats.js.errors.BucketNotFoundError:
-                self._kv = await create_once(
-                    lambda: self.js.create_key_value(config),
-                    lambda: self.js.key_value(self.bucket),
-                    f"the process bucket {self.bucket!r}",
-                )
-        except nats.errors.TimeoutError:
-            raise ConfigurationError("JetStream did not answer: is JetStream enabled?") from None
-        except nats.js.errors.APIError as exc:
-            raise ConfigurationError(
-                f"cannot bind the process bucket {self.bucket!r}: {exc.description}"
-            ) from None
+        self._kv = await bind_key_value(self.js, config, f"the process bucket {self.bucket!r}")
 
     @property
     def kv(self) -> KeyValue:

@@ -14,6 +14,7 @@ from typing import TypeVar
 import nats.js
 import nats.js.errors
 from nats.js import api
+from nats.js.kv import KeyValue
 
 from ..errors import ConfigurationError
 from ..wire.naming import EVENT_PREFIX
@@ -36,6 +37,24 @@ async def create_once(
             if exc.err_code != NAME_IN_USE:
                 raise
         return await existing()
+
+
+async def bind_key_value(
+    js: nats.js.JetStreamContext, config: api.KeyValueConfig, what: str
+) -> KeyValue:
+    """Bind the KV bucket ``config`` names, creating it (once, see :func:`create_once`) when it
+    does not exist yet; any refusal is a :class:`ConfigurationError` naming ``what``."""
+    bucket = config.bucket
+    try:
+        with jetstream_setup(what):
+            try:
+                return await js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                return await create_once(
+                    lambda: js.create_key_value(config), lambda: js.key_value(bucket), what
+                )
+    except nats.js.errors.InvalidBucketNameError:
+        raise ConfigurationError(f"{bucket!r} is not a valid KV bucket name") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,15 +39,14 @@ from nats.js.kv import KeyValue
 
 from ..domain.aggregate import Aggregate
 from ..errors import (
-    ConfigurationError,
     Conflict,
     CqrsError,
     Internal,
     InvalidInput,
     SchemaError,
 )
-from ..transport.nats_errors import jetstream_setup, translate
-from ..transport.streams import create_once
+from ..transport.nats_errors import translate
+from ..transport.streams import bind_key_value
 from ..wire import codec
 
 
@@ -193,27 +192,15 @@ class SnapshotStore:
 
     async def start(self) -> None:
         """Bind the bucket, creating it when it does not exist yet."""
-        what = f"the snapshot bucket {self.bucket!r}"
-        try:
-            with jetstream_setup(what):
-                try:
-                    self._kv = await self.js.key_value(self.bucket)
-                except nats.js.errors.BucketNotFoundError:
-                    config = api.KeyValueConfig(
-                        bucket=self.bucket,
-                        description=f"aggregate snapshots of stream {self.stream}",
-                        history=1,
-                        replicas=self.replicas,
-                        storage=api.StorageType.FILE,
-                        direct=True,
-                    )
-                    self._kv = await create_once(
-                        lambda: self.js.create_key_value(config),
-                        lambda: self.js.key_value(self.bucket),
-                        what,
-                    )
-        except nats.js.errors.InvalidBucketNameError:
-            raise ConfigurationError(f"{self.bucket!r} is not a valid KV bucket name") from None
+        config = api.KeyValueConfig(
+            bucket=self.bucket,
+            description=f"aggregate snapshots of stream {self.stream}",
+            history=1,
+            replicas=self.replicas,
+            storage=api.StorageType.FILE,
+            direct=True,
+        )
+        self._kv = await bind_key_value(self.js, config, f"the snapshot bucket {self.bucket!r}")
 
     @property
     def kv(self) -> KeyValue:
