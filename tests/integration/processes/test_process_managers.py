@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -20,8 +21,10 @@ from runtime.processes.reactor import Reactor
 from runtime.processes.run import run_process_managers
 from runtime.processes.settings import ProcessSettings
 from runtime.processes.timers import TimerStore
+from runtime.transport.embedded import EmbeddedServer
 
 from ..procs import wait_until
+from ..support import counter, echo
 
 SETTINGS = ProcessSettings(ack_wait=2.0, pin_timeout=3.0, retry_backoff=0.05)
 LINES = [{"sku": "book", "quantity": 1, "unit_price": "9.90"}]
@@ -132,3 +135,30 @@ async def test_an_outbox_left_by_a_crash_is_sent_again_with_the_same_command_id(
         assert reactor.reacted == 0
     assert not (await instances.get("payment_deadline", "o-2")).outbox
     assert len(await cancels(store, "o-2")) == 1
+
+
+async def test_replicas_share_the_consumer_and_each_event_is_handled_once(
+    nats_server: EmbeddedServer, nc: NATS, store: EventStore
+) -> None:
+    """Two replicas of one process manager: every event is reacted to by exactly one of them,
+    so every counter gets exactly one echo."""
+    client = Client(nc)
+    other = await nats.connect(nats_server.url)
+    ids = [f"r-{i}" for i in range(40)]
+    try:
+        async with (
+            run_app(nc, App((counter,)), projections=[]),
+            run_process_managers(nc, [echo], SETTINGS) as (first,),
+            run_process_managers(other, [echo], SETTINGS) as (second,),
+        ):
+            for counter_id in ids:
+                last = await client.send("counter", counter_id, "add", {"amount": 1})
+            await wait_until(
+                lambda: first.reacted + second.reacted >= len(ids), 30, "every reaction"
+            )
+            await wait_until(lambda: max(first.last_seq, second.last_seq) > last.seq, 30, "acks")
+    finally:
+        await other.close()
+    assert first.reacted + second.reacted == len(ids)
+    for counter_id in ids:
+        assert len(await store.history("counter", f"{counter_id}-echo")) == 1
