@@ -20,6 +20,7 @@ from runtime.processes.instances import Instance, InstanceStore, Outbox
 from runtime.processes.reactor import Reactor
 from runtime.processes.run import run_process_managers
 from runtime.processes.settings import ProcessSettings
+from runtime.processes.status import collect_processes
 from runtime.processes.timers import TimerStore
 from runtime.transport.embedded import EmbeddedServer
 
@@ -162,3 +163,22 @@ async def test_replicas_share_the_consumer_and_each_event_is_handled_once(
     assert first.reacted + second.reacted == len(ids)
     for counter_id in ids:
         assert len(await store.history("counter", f"{counter_id}-echo")) == 1
+
+
+async def test_status_shows_position_lag_and_pending_timers(
+    nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cqrs status` data: the deadline's position reaches the stream's end, one timer pending
+    while an order is unpaid, none once it is paid, and one live replica."""
+    monkeypatch.setenv("CQRS_ORDER_PAYMENT_TIMEOUT", "600")
+    client = Client(nc)
+    async with running(nc, replace(SETTINGS, start="all")) as reactor:
+        await client.send("order", "s-1", "create", {"user_id": "u-1", "lines": LINES})
+        await wait_until(lambda: reactor.last_seq >= 1, 10, "the created event")
+        (status,) = await collect_processes(nc)
+        assert status["pending_timers"] == 1 and status["replicas"] == 1
+        assert status["position"] == status["stream_last_seq"] == 1 and status["lag"] == 0
+        paid = await client.send("order", "s-1", "update_status", {"status": "paid"})
+        await wait_until(lambda: reactor.last_seq >= paid.seq, 10, "the paid event")
+        (status,) = await collect_processes(nc)
+        assert status["pending_timers"] == 0 and status["position"] == paid.seq
