@@ -242,6 +242,7 @@ def processes_grant(user: str, managers: Sequence[str], app: App, resources: Res
     stream = resources.stream
     # Commands may go to any of the app's aggregates: what a reaction sends is data.
     publish = [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates]
+    publish += [_stream_api("INFO", stream), _stream_api("CREATE", stream)]
     subscribe: list[str] = []
     for name in managers:
         publish += _consumer_api(stream, consumer_name(name))

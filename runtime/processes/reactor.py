@@ -43,6 +43,7 @@ from ..domain.process_manager import CancelTimer, ProcessManager, SetTimer, Time
 from ..domain.projection import EventMeta
 from ..errors import Conflict, CqrsError, InvalidInput, Rejected, UnknownCommand
 from ..read.consumer import commit_of
+from ..transport.streams import StreamSettings, ensure_event_stream
 from .instances import CasConflict, Instance, InstanceStore, Outbox
 from .pinned import PinnedConsumer
 from .settings import ProcessSettings
@@ -127,6 +128,11 @@ class Reactor:
         self._advanced = anyio.Event()
 
     async def start(self) -> None:
+        # A fresh deployment may start its process managers first: the stream they follow is
+        # created (or checked) as every other reader of it does.
+        js = self.nc.jetstream(timeout=self.settings.timeout)
+        stream = StreamSettings(name=self.settings.stream, replicas=self.settings.replicas)
+        await ensure_event_stream(js, stream)
         await self.events.start()
         await self.fired.start()
 

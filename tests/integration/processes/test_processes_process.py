@@ -3,9 +3,11 @@ timers pending. Each case checks that every command went out exactly once."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
+import anyio
 from nats.aio.client import Client as NATS
 
 from aggregates import AGGREGATES
@@ -16,7 +18,7 @@ from runtime.processes.instances import InstanceStore
 from runtime.processes.timers import TimerStore
 from runtime.transport.embedded import EmbeddedServer
 
-from ..procs import TEST_APP, WorkerProcess, wait_until, workers
+from ..procs import CQRS, TEST_APP, WorkerProcess, wait_until, workers
 from ..support import counter
 
 APP = f"{TEST_APP},tests.integration.support:echo,aggregates:PROCESS_MANAGERS"
@@ -200,3 +202,23 @@ async def _equals(count: object, expected: int) -> bool:
 
 async def _cancelled(store: EventStore, order_id: str) -> bool:
     return "order.cancelled.v1" in await types(store, "order", order_id)
+
+
+async def test_a_processes_replica_is_healthy_and_stops_gracefully(
+    tmp_path: Path, nats_server: EmbeddedServer, nc: NATS
+) -> None:
+    """`cqrs health` passes against a running `cqrs processes`; SIGTERM withdraws it from its
+    ready file and it exits 0."""
+    replica = processes(tmp_path, nats_server.url, "p1", "payment_deadline")
+    with workers(replica):
+        await replica.wait_ready()
+        with anyio.fail_after(30):
+            health = await anyio.run_process(
+                [CQRS, "health", "--ready-file", str(replica.ready_file)],
+                env={**os.environ, "NATS_URL": nats_server.url},
+                check=False,
+            )
+        assert health.returncode == 0, health.stderr
+        replica.signal(signal.SIGTERM)
+        assert await replica.wait_exit(30) == 0
+    assert not replica.ready_file.exists()
