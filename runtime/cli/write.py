@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @with_context("cqrs-dev", auth=False, stream=True, log_level="info")
     def dev(ctx: Context) -> None:
-        """Embedded NATS server + workers (and projections) for every definition, until Ctrl-C."""
+        """Embedded NATS server + workers, projections and process managers, until Ctrl-C."""
 
         async def main() -> None:
             application = ctx.app()
@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
                     queries=[
                         f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
                     ],
+                    process_managers=[m.name for m in application.process_managers],
                     try_it="cqrs send user u-1 create "
                     '\'{"name": "Ada", "email": "ada@example.com"}\'',
                 )
