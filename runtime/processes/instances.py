@@ -21,9 +21,12 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import Internal, ServerError, Timeout
+from ..errors import Internal
+from ..transport.nats_errors import nats_call
 from ..transport.streams import bind_key_value
 from ..wire import codec
+
+WRONG_LAST_SEQUENCE = 10071
 
 
 class CasConflict(Exception):
@@ -104,14 +107,11 @@ class InstanceStore:
         return self._kv
 
     async def get(self, manager: str, key: str) -> Instance:
-        try:
-            entry = await self.kv.get(f"{manager}.{key}")
-        except nats.js.errors.KeyNotFoundError:
-            return Instance(state=None)
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer reading an instance") from None
-        except nats.errors.Error as exc:
-            raise ServerError(f"reading instance {manager}.{key} failed: {exc!r}") from None
+        with nats_call(f"reading instance {manager}.{key}"):
+            try:
+                entry = await self.kv.get(f"{manager}.{key}")
+            except nats.js.errors.KeyNotFoundError:
+                return Instance(state=None)
         if entry.value is None:
             return Instance(state=None)
         return Instance.from_wire(entry.value, entry.revision or 0)
@@ -121,19 +121,16 @@ class InstanceStore:
         new revision. Raises :class:`CasConflict` when the entry changed since."""
         value = instance.to_wire(state_version)
         name = f"{manager}.{key}"
-        try:
-            if instance.revision:
-                revision = await self.kv.update(name, value, last=instance.revision)
-            else:
-                revision = await self.kv.create(name, value)
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise CasConflict(name) from None
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == 10071:  # wrong last sequence, as a plain API error
+        with nats_call(f"storing instance {name}"):
+            try:
+                if instance.revision:
+                    revision = await self.kv.update(name, value, last=instance.revision)
+                else:
+                    revision = await self.kv.create(name, value)
+            except nats.js.errors.KeyWrongLastSequenceError:
                 raise CasConflict(name) from None
-            raise ServerError(f"storing instance {name} failed: {exc.description}") from None
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer storing an instance") from None
-        except nats.errors.Error as exc:
-            raise ServerError(f"storing instance {name} failed: {exc!r}") from None
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:  # the same, as a plain API error
+                    raise CasConflict(name) from None
+                raise
         return replace(instance, revision=revision)

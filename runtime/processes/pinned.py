@@ -16,12 +16,12 @@ import contextlib
 from typing import Any
 
 import anyio
-import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import ConfigurationError, ServerError, Timeout
+from ..errors import ConfigurationError
+from ..transport.nats_errors import jetstream_setup, nats_call
 from ..wire import codec
 
 log = structlog.get_logger("runtime.processes.pinned")
@@ -62,12 +62,8 @@ class PinnedConsumer:
         self.log = log.bind(consumer=name, stream=stream)
 
     async def _api(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with jetstream_setup(f"consumer {self.name}"):
             msg = await self.nc.request(subject, codec.dumps(body), timeout=self.timeout)
-        except nats.errors.TimeoutError:
-            raise Timeout(f"JetStream did not answer {subject}") from None
-        except nats.errors.NoRespondersError:
-            raise ConfigurationError("JetStream is not enabled on this server") from None
         reply: dict[str, Any] = codec.loads(msg.data)
         return reply
 
@@ -135,15 +131,13 @@ class PinnedConsumer:
                 send.send_nowait(msg)
 
         inbox = self.nc.new_inbox()
-        try:
+        with nats_call(f"pulling from consumer {self.name}"):
             sub = await self.nc.subscribe(inbox, cb=deliver)
             await self.nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}",
                 codec.dumps(request),
                 reply=inbox,
             )
-        except nats.errors.ConnectionClosedError:
-            raise ServerError("the NATS connection is closed") from None
         msgs: list[Msg] = []
         try:
             with anyio.move_on_after(expires + self.timeout):

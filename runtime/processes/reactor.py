@@ -147,16 +147,16 @@ class Reactor:
     async def _consume(
         self, consumer: PinnedConsumer, triggers: Callable[[Msg], list[Trigger]]
     ) -> None:
-        backoff = self.settings.retry_backoff
+        failures = 0
         while True:
             try:
                 msgs = await consumer.fetch(self.settings.batch, self.settings.fetch_timeout)
             except CqrsError as exc:
+                failures += 1
                 self.log.warning("fetch_failed", consumer=consumer.name, error=exc.message)
-                await anyio.sleep(backoff)  # back-off before asking the server again
-                backoff = min(backoff * 2, self.settings.max_backoff)
+                await anyio.sleep(self.settings.retry.delay(failures))
                 continue
-            backoff = self.settings.retry_backoff
+            failures = 0
             if msgs:
                 await self._handle_batch(consumer, msgs, triggers)
 
@@ -225,7 +225,6 @@ class Reactor:
             await self._advanced.wait()
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg]) -> Any:
-        backoff = self.settings.retry_backoff
         attempts = 0
         while True:
             attempts += 1
@@ -242,8 +241,7 @@ class Reactor:
                     await msg.in_progress()
                 except Exception as exc:
                     self.log.debug("in_progress_failed", error=repr(exc))
-            await anyio.sleep(backoff)  # back-off between attempts
-            backoff = min(backoff * 2, self.settings.max_backoff)
+            await anyio.sleep(self.settings.retry.delay(attempts))
 
     # -- reacting ------------------------------------------------------------------------------
 

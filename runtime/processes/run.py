@@ -15,12 +15,10 @@ from typing import Any
 import anyio
 import structlog
 from nats.aio.client import Client as NATS
-from nats.micro import add_service
-from nats.micro.request import Request
 
 from ..domain.process_manager import ProcessManager
+from ..transport.micro import MicroService, Request
 from ..transport.readiness import mark_not_ready, mark_ready
-from ..transport.services import drain_service, respond
 from ..wire.naming import SERVICE_VERSION, process_status_subject, queue_group, service_name
 from .instances import InstanceStore
 from .reactor import Reactor
@@ -57,7 +55,7 @@ async def run_process_managers(
     await instances.start()
     await timers.start()
     reactors = [Reactor(nc, m, settings, instances, timers) for m in managers]
-    services: dict[str, Any] = {}
+    services: dict[str, MicroService] = {}
     async with anyio.create_task_group() as tg:
         try:
             for reactor in reactors:
@@ -73,28 +71,24 @@ async def run_process_managers(
                 mark_not_ready(settings.ready_file, ready)
         finally:
             for service in services.values():
-                await drain_service(service)
+                await service.stop()
             tg.cancel_scope.cancel()
 
 
-async def _status_service(nc: NATS, reactor: Reactor) -> Any:
+async def _status_service(nc: NATS, reactor: Reactor) -> MicroService:
     name = reactor.manager.name
 
     async def status(request: Request) -> None:
-        await respond(request, replica_status(reactor))
+        await request.respond(replica_status(reactor))
 
-    service = await add_service(
+    service = MicroService(
         nc,
         name=service_name("process", name),
         version=SERVICE_VERSION,
+        queue_group=queue_group("process", name),
         description=f"process manager {name}",
         metadata={"process_manager": name},
-        queue_group=queue_group("process", name),
     )
-    await service.add_endpoint(
-        name="status",
-        subject=process_status_subject(name),
-        handler=status,
-        metadata={"process_manager": name},
-    )
+    service.add_endpoint("status", process_status_subject(name), status)
+    await service.start()
     return service

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..backoff import Backoff
+
 StartAt = Literal["new", "all"]
+
+RETRY_BACKOFF = Backoff(first=0.1, maximum=5.0, jitter=0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +32,7 @@ class ProcessSettings:
     pin_timeout: float = 15.0
     fetch_timeout: float = 1.0
     command_timeout: float = 10.0
-    retry_backoff: float = 0.1
-    max_backoff: float = 5.0
+    retry: Backoff = RETRY_BACKOFF  # before retrying a failed reaction or fetch
     timeout: float = 5.0  # JetStream API calls
     ready_file: Path | None = None
 

@@ -9,7 +9,6 @@ replicas.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import nats.errors
@@ -17,6 +16,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 
 from ..read.status import gather
+from ..transport.nats_errors import nats_call
 from ..wire.naming import service_name
 from .reactor import consumer_name
 from .timers import TimerStore
@@ -29,11 +29,12 @@ async def collect_processes(
 ) -> list[dict[str, Any]]:
     """One entry per process manager that has a consumer on ``stream``."""
     js = nc.jetstream(timeout=5.0)
-    try:
-        last_seq = int((await js.stream_info(stream)).state.last_seq)
-        consumers = await js.consumers_info(stream)
-    except nats.js.errors.NotFoundError:
-        return []
+    with nats_call(f"reading the consumers of {stream}"):
+        try:
+            last_seq = int((await js.stream_info(stream)).state.last_seq)
+            consumers = await js.consumers_info(stream)
+        except nats.js.errors.NotFoundError:
+            return []
     timers = TimerStore(nc, stream=timers_stream)
     out: list[dict[str, Any]] = []
     for info in consumers:
@@ -46,11 +47,7 @@ async def collect_processes(
         position = int(info.ack_floor.stream_seq if info.ack_floor else 0)
         if pending == 0 and ack_pending == 0:
             position = last_seq  # nothing left for it: the newest events concern other things
-        replicas = 0
-        with contextlib.suppress(nats.errors.Error):
-            replicas = len(
-                await gather(nc, f"$SRV.PING.{service_name('process', manager)}", timeout=timeout)
-            )
+        pings = await gather(nc, f"$SRV.PING.{service_name('process', manager)}", timeout=timeout)
         out.append(
             {
                 "process_manager": manager,
@@ -61,7 +58,7 @@ async def collect_processes(
                 "pending": pending,
                 "ack_pending": ack_pending,
                 "pending_timers": await timers.pending(manager),
-                "replicas": replicas,
+                "replicas": len(pings),
             }
         )
     return sorted(out, key=lambda p: str(p["process_manager"]))

@@ -25,7 +25,8 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from ..errors import ConfigurationError, ServerError, Timeout
+from ..errors import ConfigurationError, JetStreamError
+from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import create_once
 from ..wire import codec
 from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
@@ -33,6 +34,7 @@ from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
 TIMER_PREFIX = "timers"
 H_TIMER_ID = "Cqrs-Timer-Id"
 H_TIMER_DUE = "Cqrs-Timer-Due"
+STREAM_NOT_FOUND = 10059  # JetStream's code for a stream that does not exist
 
 
 def schedule_subject(manager: str, key: str, timer: str) -> str:
@@ -101,17 +103,16 @@ class TimerStore:
             allow_msg_schedules=True,
             allow_rollup_hdrs=True,
         )
-        try:
+        what = f"the timers stream {self.stream!r}"
+        with jetstream_setup(what):
             try:
                 info = await self.js.stream_info(self.stream)
             except nats.js.errors.NotFoundError:
                 info = await create_once(
                     lambda: self.js.add_stream(wanted),
                     lambda: self.js.stream_info(self.stream),
-                    f"timers stream {self.stream!r}",
+                    what,
                 )
-        except nats.errors.TimeoutError:
-            raise ConfigurationError("JetStream did not answer: is JetStream enabled?") from None
         cfg = info.config
         problems = [
             problem
@@ -153,35 +154,21 @@ class TimerStore:
         if correlation_id:
             headers[H_CORRELATION_ID] = correlation_id
         body = b"" if data is None else codec.dumps(data)
-        await self._call(
-            self.js.publish(schedule_subject(manager, key, name), body, headers=headers)
-        )
+        with nats_call(f"setting timer {name} of {manager}.{key}"):
+            await self.js.publish(schedule_subject(manager, key, name), body, headers=headers)
 
     async def cancel(self, manager: str, key: str, name: str) -> None:
-        await self._call(
-            self.js.purge_stream(self.stream, subject=schedule_subject(manager, key, name))
-        )
+        with nats_call(f"cancelling timer {name} of {manager}.{key}"):
+            await self.js.purge_stream(self.stream, subject=schedule_subject(manager, key, name))
 
     async def pending(self, manager: str) -> int:
-        """How many timers of ``manager`` are waiting to fire."""
+        """How many timers of ``manager`` are waiting to fire (0 without a timers stream)."""
+        subjects = schedule_subject(manager, "*", "*")
         try:
-            info = await self._call(
-                self.js.stream_info(
-                    self.stream, subjects_filter=schedule_subject(manager, "*", "*")
-                )
-            )
-        except ConfigurationError:
-            return 0
+            with nats_call(f"counting the timers of {manager}"):
+                info = await self.js.stream_info(self.stream, subjects_filter=subjects)
+        except JetStreamError as exc:
+            if exc.details.get("err_code") == STREAM_NOT_FOUND:
+                return 0
+            raise
         return sum((info.state.subjects or {}).values())
-
-    async def _call(self, call: Any) -> Any:
-        try:
-            return await call
-        except nats.errors.TimeoutError:
-            raise Timeout("JetStream did not answer a timer operation") from None
-        except nats.js.errors.NotFoundError:
-            raise ConfigurationError(f"the timers stream {self.stream!r} does not exist") from None
-        except nats.js.errors.APIError as exc:
-            raise ServerError(f"timer operation refused: {exc.description}") from None
-        except nats.errors.Error as exc:
-            raise ServerError(f"timer operation failed: {exc!r}") from None

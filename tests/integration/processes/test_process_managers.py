@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from aggregates import AGGREGATES
 from aggregates.payment_deadline import payment_deadline
-from runtime import Client, EventStore
+from runtime import Backoff, Client, EventStore
 from runtime.domain.app import App
 from runtime.ops.run import run_app
 from runtime.processes.instances import Instance, InstanceStore, Outbox
@@ -27,7 +27,7 @@ from runtime.transport.embedded import EmbeddedServer
 from ..procs import wait_until
 from ..support import counter, echo
 
-SETTINGS = ProcessSettings(ack_wait=2.0, pin_timeout=3.0, retry_backoff=0.05)
+SETTINGS = ProcessSettings(ack_wait=2.0, pin_timeout=3.0, retry=Backoff(first=0.05, maximum=0.5))
 LINES = [{"sku": "book", "quantity": 1, "unit_price": "9.90"}]
 
 
