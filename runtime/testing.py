@@ -202,16 +202,7 @@ class ProjectionSpec(Generic[M]):
         """Apply commits as read from a stream (their sequences and versions kept), in order."""
         for commit in commits:
             for offset, stored in enumerate(commit.events):
-                meta = EventMeta(
-                    aggregate=commit.aggregate,
-                    aggregate_id=commit.aggregate_id,
-                    seq=commit.seq,
-                    version=commit.first_version + offset,
-                    type=stored.type,
-                    recorded_at=commit.recorded_at,
-                    command_id=commit.command_id,
-                    correlation_id=commit.correlation_id,
-                )
+                meta = EventMeta.of(commit, offset)
                 self.handled += self.projection.apply(self.model, stored.type, stored.data, meta)
             self.seq = max(self.seq, commit.seq)
         return self

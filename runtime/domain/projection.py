@@ -41,6 +41,7 @@ import msgspec
 
 from ..errors import CqrsError, InvalidInput, SchemaError, UnknownQuery
 from ..wire import codec
+from ..wire.envelope import Commit
 from ..wire.naming import EVENT_PREFIX, check_name, split_event_type
 from .aggregate import Aggregate
 
@@ -67,6 +68,20 @@ class EventMeta(msgspec.Struct, frozen=True):
     recorded_at: str
     command_id: str = ""
     correlation_id: str = ""
+
+    @classmethod
+    def of(cls, commit: Commit, offset: int) -> EventMeta:
+        """The meta of the event at ``offset`` in a stored ``commit``."""
+        return cls(
+            aggregate=commit.aggregate,
+            aggregate_id=commit.aggregate_id,
+            seq=commit.seq,
+            version=commit.first_version + offset,
+            type=commit.events[offset].type,
+            recorded_at=commit.recorded_at,
+            command_id=commit.command_id,
+            correlation_id=commit.correlation_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)

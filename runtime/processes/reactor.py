@@ -166,16 +166,7 @@ class Reactor:
         for index, stored in enumerate(commit.events):
             if not self.manager.handles(stored.type, commit.aggregate):
                 continue
-            meta = EventMeta(
-                aggregate=commit.aggregate,
-                aggregate_id=commit.aggregate_id,
-                seq=commit.seq,
-                version=commit.first_version + index,
-                type=stored.type,
-                recorded_at=commit.recorded_at,
-                command_id=commit.command_id,
-                correlation_id=commit.correlation_id,
-            )
+            meta = EventMeta.of(commit, index)
             decoded = self.manager.decode(stored.type, stored.data, meta)
             if decoded is not None:
                 key, event = decoded
