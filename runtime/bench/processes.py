@@ -127,7 +127,7 @@ async def timer_delays(url: str, count: int, run: str) -> dict[str, Any]:
                 await all_reacted.wait()
     finally:
         await nc.close()
-    return {"published": _delays(published), "reacted": _delays(reacted)}
+    return {"fired": _delays(published), "reacted": _delays(reacted)}
 
 
 async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any]:

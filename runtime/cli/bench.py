@@ -146,7 +146,7 @@ def processes(
     table.add_row("projection catch-up events/s", f"{result['projection_events_per_second']:,.0f}")
     table.add_row("process manager events/s", f"{result['process_manager_events_per_second']:,.0f}")
     table.add_row("process manager / projection", f"{result['reacting_ratio']:.2f}")
-    for side in ("published", "reacted"):
+    for side in ("fired", "reacted"):
         d = result["timers"][side]
         table.add_row(
             f"timer delay when {side} (p50 / p99 / max ms, n={d['count']})",
