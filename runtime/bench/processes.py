@@ -99,14 +99,14 @@ async def timer_delays(url: str, count: int, run: str) -> dict[str, Any]:
 
     reacted: list[tuple[datetime, datetime]] = []
     all_reacted = anyio.Event()
-    published: list[tuple[datetime, datetime]] = []
+    fired: list[tuple[datetime, datetime]] = []
     name = f"bench_timers_{run}"
     manager: ProcessManager[int] = ProcessManager(name, 0, follows=[order])
 
     @manager.timer("due")
     def due(state: int, timer: TimerFired) -> None:
         reacted.append((timer.due, datetime.now(UTC)))  # a bench probe, not a pure reaction
-        published.append((timer.due, timer.fired_at or timer.due))
+        fired.append((timer.due, timer.fired_at or timer.due))
         if len(reacted) >= count:
             all_reacted.set()
 
@@ -127,7 +127,7 @@ async def timer_delays(url: str, count: int, run: str) -> dict[str, Any]:
                 await all_reacted.wait()
     finally:
         await nc.close()
-    return {"fired": _delays(published), "reacted": _delays(reacted)}
+    return {"fired": _delays(fired), "reacted": _delays(reacted)}
 
 
 async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any]:
