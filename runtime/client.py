@@ -8,7 +8,8 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from .errors import CqrsError, InvalidInput, NoResponders, error_from_wire
+from .errors import CqrsError, NoResponders, error_from_wire
+from .transport.limits import check_fits
 from .transport.nats_errors import nats_call
 from .wire import codec
 from .wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID, H_MIN_SEQ
@@ -128,12 +129,8 @@ class Client:
         what: str,
     ) -> dict[str, Any]:
         payload = args if isinstance(args, bytes) else codec.dumps(args)
-        limit = self.nc.max_payload
-        if len(payload) + 1024 > limit:
-            raise InvalidInput(
-                f"the request is {len(payload)} bytes; the server accepts at most {limit}",
-                details={"field": "$", "size": len(payload), "max_payload": limit},
-            )
+        # Over max_payload (headers included) the server would close this connection.
+        check_fits(self.nc, "the request", payload, headers)
         try:
             with nats_call(f"{what} ({subject})"):
                 msg = await self.nc.request(

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+EXCERPT = 64  # characters of client input an error message may quote
+
+
+def excerpt(value: object, limit: int = EXCERPT) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never echo large input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class CqrsError(Exception):
     """Raised when anything in the runtime fails; the root of every error it raises."""

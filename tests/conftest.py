@@ -7,10 +7,20 @@ from pathlib import Path
 
 import nats
 import pytest
+import structlog
 from nats.aio.client import Client as NATS
 
 from runtime import EventStore
 from runtime.transport.embedded import EmbeddedServer
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults: a CLI run configures a logger bound
+    to its own (then closed) stderr, and a later test's log line would fail on it."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

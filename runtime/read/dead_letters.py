@@ -11,7 +11,7 @@ the message id ``<projection>:<seq>:<index>`` lets JetStream keep one record per
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import nats.js.errors
@@ -19,12 +19,14 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 
 from ..transport.direct_get import DirectGetter
+from ..transport.limits import message_size
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import create_once
 from ..wire import codec
 
 DEFAULT_STREAM = "CQRS_DEADLETTERS"
 SUBJECT_PREFIX = "cqrs.deadletter"
+MAX_ERROR = 2000  # characters of the error kept with a dead letter
 
 
 def dead_letter_subject(projection: str) -> str:
@@ -95,13 +97,20 @@ class DeadLetters:
             )
 
     async def record(self, letter: DeadLetter) -> None:
-        """Store ``letter`` (once per event, whichever replica records it first)."""
+        """Store ``letter`` (once per event, whichever replica records it first).
+
+        A letter too large for one message keeps everything but the event's data, which stays
+        readable in the event stream at the letter's sequence.
+        """
+        headers = {"Nats-Msg-Id": letter.message_id}
+        letter = replace(letter, error=letter.error[:MAX_ERROR])
+        body = codec.dumps(letter.to_wire())
+        if message_size(body, headers) > self.nc.max_payload:
+            letter = replace(letter, data=None, error=f"{letter.error} (data omitted: too large)")
+            body = codec.dumps(letter.to_wire())
         with nats_call(f"recording a dead letter of {letter.projection}"):
             await self.js.publish(
-                dead_letter_subject(letter.projection),
-                codec.dumps(letter.to_wire()),
-                stream=self.stream,
-                headers={"Nats-Msg-Id": letter.message_id},
+                dead_letter_subject(letter.projection), body, stream=self.stream, headers=headers
             )
 
     async def list(self, projection: str) -> list[DeadLetter]:

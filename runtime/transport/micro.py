@@ -9,6 +9,12 @@ public ``nats.micro`` response types. Owning it lets the runtime do what ``nats.
   rather than by raising (a command is answered later, by its actor), so a reply with an error
   counts in ``num_errors`` and sets ``last_error``, and the processing time runs from receipt
   to reply.
+- **Replies go only to inboxes, and always fit.** A request whose reply subject is not an
+  inbox (:mod:`.replies`) is refused before its handler runs: no reply, a ``reply_refused``
+  warning, and it counts as an error (``refused`` on the endpoint). The same holds for the
+  discovery subjects. A reply over the server's ``max_payload``, headers included, would make
+  the server close the connection; it becomes a short ``invalid`` error with
+  ``details.reason = "too_large"`` instead (:mod:`.limits`).
 - **Stopping loses no request.** :meth:`MicroService.stop` first *drains* each endpoint
   subscription: the server is told to stop delivering (UNSUB), a round trip makes sure nothing
   is still on the wire, and the handler runs for every request already here. Only then do the
@@ -40,10 +46,12 @@ from nats.micro.service import (
     ServiceStats,
 )
 
-from ..errors import CqrsError, Internal
+from ..errors import CqrsError, Internal, excerpt
 from ..wire import codec
 from ..wire.naming import SERVICE_VERSION, ServiceKind, queue_group, service_name
+from .limits import message_size, too_large
 from .nats_errors import nats_call
+from .replies import ReplyPolicy
 
 log = structlog.get_logger("runtime.transport.micro")
 
@@ -80,13 +88,12 @@ class Request:
     async def respond(self, result: dict[str, Any] | bytes | CqrsError) -> None:
         """Answer with ``result``: a body (a dict or encoded JSON), or an error, whose code
         also goes into the micro error headers. A reply that cannot be sent is logged."""
-        headers: dict[str, str] | None = None
-        if isinstance(result, CqrsError):
-            message = result.message[:MAX_ERROR_HEADER].replace("\r", " ").replace("\n", " ")
-            headers = {ERROR_HEADER: message, ERROR_CODE_HEADER: result.code}
-            data = codec.dumps(result.to_wire())
-        else:
-            data = result if isinstance(result, bytes) else codec.dumps(result)
+        data, headers = _encoded(result)
+        size, limit = message_size(data, headers), self._endpoint.nc.max_payload
+        if size > limit:
+            log.warning("reply_too_large", subject=self.subject, size=size, max_payload=limit)
+            result = too_large("the reply", size, limit)
+            data, headers = _encoded(result)
         if not self._answered:
             self._answered = True
             error = f"{result.code}: {result.message}" if isinstance(result, CqrsError) else None
@@ -100,6 +107,24 @@ class Request:
             log.warning("reply_failed", subject=self.subject, code=exc.code, reason=exc.message)
 
 
+def _encoded(result: dict[str, Any] | bytes | CqrsError) -> tuple[bytes, dict[str, str] | None]:
+    """A reply's body, and for an error the micro error headers (code, message on one line)."""
+    if isinstance(result, CqrsError):
+        message = result.message[:MAX_ERROR_HEADER].replace("\r", " ").replace("\n", " ")
+        return codec.dumps(result.to_wire()), {
+            ERROR_HEADER: message,
+            ERROR_CODE_HEADER: result.code,
+        }
+    return (result if isinstance(result, bytes) else codec.dumps(result)), None
+
+
+def refused(service: str, msg: Msg) -> None:
+    """Log a request refused for its reply subject (see :mod:`.replies`)."""
+    log.warning(
+        "reply_refused", service=service, subject=excerpt(msg.subject), reply=excerpt(msg.reply)
+    )
+
+
 @dataclass(eq=False)
 class Endpoint:
     """One subject a service serves, in the service's queue group, with its statistics."""
@@ -110,11 +135,14 @@ class Endpoint:
     queue_group: str
     handler: Handler
     metadata: dict[str, str] = field(default_factory=dict)
+    service: str = ""
+    replies: ReplyPolicy = field(default_factory=ReplyPolicy)
     num_requests: int = 0
     num_errors: int = 0
     processing_time: int = 0  # nanoseconds, from receipt to reply
     answered: int = 0
     last_error: str | None = None
+    refused: int = 0  # requests refused for their reply subject
     subscription: Subscription | None = None
 
     def record(self, elapsed_ns: int, error: str | None) -> None:
@@ -127,6 +155,11 @@ class Endpoint:
 
     async def on_message(self, msg: Msg) -> None:
         self.num_requests += 1
+        if msg.reply and not self.replies.allows(msg.reply):
+            self.refused += 1
+            self.record(0, "reply_refused: the reply subject is not an inbox")
+            refused(self.service, msg)
+            return
         request = Request(msg, self)
         try:
             await self.handler(request)
@@ -163,8 +196,11 @@ class MicroService:
         description: str = "",
         metadata: dict[str, str] | None = None,
         stats_data: StatsData | None = None,
+        replies: ReplyPolicy | None = None,
     ) -> None:
         self.nc = nc
+        self.replies = replies or ReplyPolicy.from_env()
+        self.discovery_refused = 0  # discovery requests refused for their reply subject
         self.id = uuid.uuid4().hex
         self.name = name
         self.version = version
@@ -181,7 +217,16 @@ class MicroService:
     ) -> None:
         """Serve ``subject`` with ``handler`` once the service starts."""
         self.endpoints.append(
-            Endpoint(self.nc, name, subject, self.queue_group, handler, dict(metadata or {}))
+            Endpoint(
+                self.nc,
+                name,
+                subject,
+                self.queue_group,
+                handler,
+                dict(metadata or {}),
+                service=self.name,
+                replies=self.replies,
+            )
         )
 
     async def start(self) -> None:
@@ -247,6 +292,10 @@ class MicroService:
     ) -> Callable[[Msg], Awaitable[None]]:
         async def handle(msg: Msg) -> None:
             if not msg.reply:
+                return
+            if not self.replies.allows(msg.reply):
+                self.discovery_refused += 1
+                refused(self.name, msg)
                 return
             try:
                 with nats_call(f"the discovery reply of service {self.name}"):

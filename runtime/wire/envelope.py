@@ -21,6 +21,8 @@ H_RECORDED_AT = "Cqrs-Recorded-At"
 H_MIN_SEQ = "Cqrs-Min-Seq"
 H_MSG_ID = "Nats-Msg-Id"
 H_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+# The keys and numbers of a command reply around its events (two 20-digit integers included).
+REPLY_ENVELOPE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ class Commit:
 
     def body(self) -> bytes:
         return codec.dumps([e.to_wire() for e in self.events])
+
+    def reply_size_bound(self, body: bytes) -> int:
+        """At most the bytes of :meth:`reply` when :meth:`body` is ``body`` (it repeats it)."""
+        ids = len(self.aggregate) + len(self.aggregate_id) + len(self.command_id)
+        return len(body) + ids + REPLY_ENVELOPE
 
     def reply(self) -> dict[str, Any]:
         """The success reply of the command that made this commit."""

@@ -45,9 +45,11 @@ from ..errors import (
     InvalidInput,
     SchemaError,
 )
+from ..transport.limits import check_fits
 from ..transport.nats_errors import translate
 from ..transport.streams import bind_key_value
 from ..wire import codec
+from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
 
 
 class Snapshotted(Protocol):
@@ -187,6 +189,7 @@ class SnapshotStore:
         self.stream = stream
         self.bucket = self.settings.bucket_for(stream)
         self.replicas = self.settings.replicas or stream_replicas
+        self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self._kv: KeyValue | None = None
 
@@ -248,6 +251,8 @@ class SnapshotStore:
         the way (:class:`Timeout`, :class:`Unavailable`, :class:`JetStreamError`).
         """
         key = snapshot_key(aggregate.name, aggregate_id)
+        # Over max_payload the server would close the connection: refuse before sending.
+        check_fits(self.nc, "the snapshot", value, {H_EXPECTED_LAST_SUBJECT_SEQ: str(2**64)})
         for _attempt in range(MAX_CAS_ATTEMPTS):
             try:
                 return await self.kv.update(key, value, last=last_revision), version

@@ -12,8 +12,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 
-from ..errors import InvalidInput, Timeout
+from ..errors import Timeout
 from ..transport.direct_get import DirectGetter
+from ..transport.limits import check_fits, too_large
 from ..transport.nats_errors import translate
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
@@ -51,23 +52,26 @@ class EventStore:
         """Append ``commit``; return its stream sequence and whether JetStream saw a duplicate.
 
         Raises :class:`WrongLastSequence` on a concurrency conflict, :class:`Timeout` when the
-        outcome is unknown, :class:`InvalidInput` when the commit exceeds the max payload,
-        :class:`Unavailable` when nothing could be sent, :class:`JetStreamError` on a refusal.
+        outcome is unknown, :class:`InvalidInput` (``too_large``) when the commit or its reply
+        would exceed the server's max payload (nothing is stored), :class:`Unavailable` when
+        nothing could be sent, :class:`JetStreamError` on a refusal.
         """
         subject = event_subject(commit.aggregate, commit.aggregate_id)
+        body, headers = commit.body(), commit.headers(expected_last_seq)
+        # The server closes the connection over a message too large: refuse it here instead,
+        # and also a commit whose success reply (which repeats the events) could not be sent.
+        check_fits(self.nc, "the command's commit", body, headers)
+        reply_size = commit.reply_size_bound(body)
+        if reply_size > self.nc.max_payload:
+            raise too_large("the command's reply", reply_size, self.nc.max_payload)
         try:
-            ack = await self.js.publish(
-                subject, commit.body(), headers=commit.headers(expected_last_seq)
-            )
+            ack = await self.js.publish(subject, body, headers=headers)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
             raise translate(exc, f"the append to {subject}") from None
         except nats.errors.MaxPayloadError:
-            raise InvalidInput(
-                "the command's events exceed the server's max payload",
-                details={"field": "$", "max_payload": self.nc.max_payload},
-            ) from None
+            raise too_large("the command's commit", len(body), self.nc.max_payload) from None
         except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
             # No ack, or a stream without a leader (a cluster failing over): unknown outcome.
             raise Timeout("JetStream did not acknowledge the commit in time") from None

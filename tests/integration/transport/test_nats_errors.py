@@ -147,8 +147,9 @@ async def test_store_with_a_responder_that_never_answers_times_out(silent: NATS)
 
 async def test_store_refuses_a_commit_over_the_max_payload(store: EventStore, nc: NATS) -> None:
     """A commit over the server's max payload is InvalidInput, and the connection stays up."""
-    with pytest.raises(InvalidInput, match="max payload"):
+    with pytest.raises(InvalidInput, match="accepts at most") as caught:
         await store.append(commit({"blob": "x" * nc.max_payload}), 0)
+    assert caught.value.details["reason"] == "too_large"
     assert nc.is_connected
 
 
