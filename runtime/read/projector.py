@@ -40,6 +40,7 @@ from nats.aio.msg import Msg
 from ..backoff import Backoff
 from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
+from ..transport.cleanup import cleanup_scope
 from ..wire import codec
 from ..wire.envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
 from .consumer import ReplicaConsumer, delivery_of
@@ -155,11 +156,11 @@ class Projector(Generic[M]):
                 finally:
                     self.read_position.release()
                     self._consume_scope.cancel()
-                    with anyio.CancelScope(shield=True):
+                    with cleanup_scope(self.settings.timeout):
                         await self._final_snapshot()
                     self._tg = None
         finally:
-            with anyio.CancelScope(shield=True):
+            with cleanup_scope(self.settings.timeout):
                 await self.consumer.stop()
 
     async def _final_snapshot(self) -> None:

@@ -27,6 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.micro.service import EndpointStats
 
 from ..errors import CqrsError, Internal, InvalidInput, Stale
+from ..transport.cleanup import cleanup_scope
 from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_MIN_SEQ
@@ -77,7 +78,7 @@ class QueryService:
                 await self.start()
                 yield self
             finally:
-                with anyio.CancelScope(shield=True):
+                with cleanup_scope(self.projector.settings.timeout):
                     await self.stop()
                 self.projector.release_waiters()
                 self._tg = None

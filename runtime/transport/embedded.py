@@ -30,8 +30,10 @@ import anyio
 
 from ..backoff import Backoff
 from ..errors import ServerError
+from .cleanup import cleanup_budget
 
 PR_SET_PDEATHSIG = 1
+STOP_TIMEOUT = 10.0  # seconds the server may take to exit on SIGTERM before it is killed
 READY_BACKOFF = Backoff(first=0.01, maximum=0.2)  # between attempts to connect while it starts
 
 
@@ -119,7 +121,7 @@ class EmbeddedServer:
                 await stream.aclose()
                 return
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         process = self.process
         if process is None or process.poll() is not None:
             return
@@ -147,5 +149,6 @@ async def embedded_server(
         await server.wait_ready()
         yield server
     finally:
+        # server.stop waits for the server to exit, then kills it: bounded either way.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(server.stop)
+            await anyio.to_thread.run_sync(server.stop, cleanup_budget(STOP_TIMEOUT))
