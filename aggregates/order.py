@@ -18,7 +18,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from runtime import Aggregate, CommandContext, InvalidInput, Rejected, check_id
+from runtime import (
+    Aggregate,
+    AggregateId,
+    CommandContext,
+    InvalidInput,
+    Money,
+    Quantity,
+    Rejected,
+)
 
 
 class Status(enum.StrEnum):
@@ -36,6 +44,7 @@ NEXT_STATUS = {
 }
 CANCELLABLE = frozenset({Status.CREATED, Status.PAID})
 MAX_LINES = 500
+MAX_SKU = 64
 CURRENCY = re.compile(r"[A-Z]{3}")  # an ISO 4217 code
 DEFAULT_CURRENCY = "EUR"  # the currency of every order created before orders had one
 
@@ -43,8 +52,8 @@ DEFAULT_CURRENCY = "EUR"  # the currency of every order created before orders ha
 @dataclass(frozen=True, slots=True)
 class Line:
     sku: str
-    quantity: int
-    unit_price: Decimal
+    quantity: Quantity
+    unit_price: Money
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -52,7 +61,7 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Create:
-    user_id: str
+    user_id: AggregateId
     lines: list[Line]
     currency: str = DEFAULT_CURRENCY
 
@@ -121,7 +130,6 @@ def _existing(state: OrderState) -> OrderState:
 def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
     if state.exists:
         raise Rejected("the order already exists", rule="create_once")
-    check_id(cmd.user_id, field="user_id")
     if not cmd.lines:
         raise InvalidInput("an order needs at least one line", details={"field": "lines"})
     if CURRENCY.fullmatch(cmd.currency) is None:
@@ -132,8 +140,10 @@ def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
     if len(cmd.lines) > MAX_LINES:
         raise InvalidInput(f"an order has at most {MAX_LINES} lines", details={"field": "lines"})
     for i, line in enumerate(cmd.lines):
-        if not line.sku.strip():
-            raise InvalidInput("sku must not be empty", details={"field": f"lines[{i}].sku"})
+        if not line.sku.strip() or len(line.sku) > MAX_SKU:
+            raise InvalidInput(
+                f"sku must be 1 to {MAX_SKU} characters", details={"field": f"lines[{i}].sku"}
+            )
         if line.quantity <= 0:
             raise InvalidInput(
                 "quantity must be positive", details={"field": f"lines[{i}].quantity"}

@@ -76,7 +76,7 @@ user = Aggregate("user", UserState())
 def _valid_email(email: str) -> str:
     normalized = email.strip().lower()
     if len(normalized) > 254 or EMAIL.fullmatch(normalized) is None:
-        raise InvalidInput(f"email {email!r} is not a valid address", details={"field": "email"})
+        raise InvalidInput("email is not a valid address", details={"field": "email"})
     return normalized
 
 

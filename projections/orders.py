@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregates.order import OrderCancelled, OrderCreated, Status, StatusUpdated, order
-from runtime import EventMeta, InvalidInput, NotFound, Projection
+from runtime import AggregateId, EventMeta, InvalidInput, NotFound, Projection
 
 MAX_PAGE = 500
 
@@ -89,12 +89,12 @@ def cancelled(model: OrdersModel, event: OrderCancelled, meta: EventMeta) -> Non
 
 @dataclass(frozen=True, slots=True)
 class GetOrderById:
-    order_id: str
+    order_id: AggregateId
 
 
 @dataclass(frozen=True, slots=True)
 class GetOrdersForUser:
-    user_id: str
+    user_id: AggregateId
     status: Status | None = None
     limit: int = 50
     offset: int = 0

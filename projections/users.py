@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aggregates.user import EmailUpdated, RoleChanged, UserCreated, user
-from runtime import EventMeta, NotFound, Projection
+from runtime import AggregateId, EventMeta, NotFound, Projection
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ def role_changed(model: UsersModel, event: RoleChanged, meta: EventMeta) -> None
 
 @dataclass(frozen=True, slots=True)
 class GetUserById:
-    user_id: str
+    user_id: AggregateId
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,5 +97,5 @@ def find_user_by_email(model: UsersModel, args: FindUserByEmail) -> UserView:
     email = args.email.strip().lower()
     holders = model.by_email.get(email)
     if not holders:
-        raise NotFound(f"no user with email {email!r}", details={"email": email})
+        raise NotFound("no user with that email", details={"field": "email"})
     return model.users[holders[0]]

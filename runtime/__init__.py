@@ -13,6 +13,7 @@ from .domain.process_manager import (
     TimerFired,
 )
 from .domain.projection import EventMeta, PoisonPolicy, Projection
+from .domain.types import AggregateId, Money, Quantity
 from .errors import (
     Busy,
     ConfigurationError,
@@ -51,6 +52,7 @@ __all__ = [
     "ActorHost",
     "Aggregate",
     "AggregateHistory",
+    "AggregateId",
     "Backoff",
     "Busy",
     "CancelTimer",
@@ -72,6 +74,7 @@ __all__ = [
     "Internal",
     "InvalidInput",
     "JetStreamError",
+    "Money",
     "NoResponders",
     "NotFound",
     "PastState",
@@ -80,6 +83,7 @@ __all__ = [
     "Projection",
     "Projector",
     "ProjectorSettings",
+    "Quantity",
     "QueryResult",
     "Reaction",
     "Rejected",

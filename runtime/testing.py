@@ -150,11 +150,12 @@ class AggregateSpec(Generic[S]):
         return error
 
     def then_invalid(self, field: str | None = None) -> CqrsError:
-        """Assert the command was ``invalid`` (naming ``field`` when given)."""
+        """Assert the command was ``invalid`` (naming ``field`` when given, as a dotted path such
+        as ``lines[0].quantity``, exactly as the wire reply names it)."""
         error = self.then_rejected(code="invalid")
         if field is not None:
             got = str(error.details.get("field", ""))
-            check(got.endswith(field), f"invalid field {got!r}, expected {field!r}")
+            check(got == field, f"invalid field {got!r}, expected {field!r}")
         return error
 
     def _require_success(self) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from ..errors import CqrsError, InvalidInput, SchemaError, UnknownCommand
+from ..errors import CqrsError, InvalidInput, SchemaError, UnknownCommand, excerpt
 from ..wire import codec
 from ..wire.naming import check_name, split_event_type
 from .schema import EventSchema, Upcaster
@@ -189,16 +189,22 @@ class Aggregate(Generic[S]):
         handler = self._commands.get(command)
         if handler is None:
             raise UnknownCommand(
-                f"aggregate {self.name!r} has no command {command!r}",
-                details={"aggregate": self.name, "command": command, "known": self.command_names},
+                f"aggregate {self.name!r} has no command {excerpt(command)}",
+                details={
+                    "aggregate": self.name,
+                    "command": command[:64],
+                    "known": self.command_names,
+                },
             )
         if handler.args_type is None:
             if body not in (None, {}):
-                raise InvalidInput(f"command {command!r} takes no arguments")
+                raise InvalidInput(
+                    f"command {command!r} takes no arguments", details={"field": "$"}
+                )
             return None
         if body is None:
             body = {}
-        return codec.convert(body, handler.args_type, forbid_unknown=True)
+        return codec.convert(body, handler.args_type, strict=True)
 
     def decide(self, state: S, command: str, args: Any, ctx: CommandContext) -> list[Any]:
         """Run a command handler on already validated arguments; returns the decided events.

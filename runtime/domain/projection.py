@@ -39,7 +39,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from ..errors import CqrsError, InvalidInput, SchemaError, UnknownQuery
+from ..errors import CqrsError, InvalidInput, SchemaError, UnknownQuery, excerpt
 from ..wire import codec
 from ..wire.envelope import Commit
 from ..wire.naming import EVENT_PREFIX, check_name, split_event_type
@@ -265,14 +265,14 @@ class Projection(Generic[M]):
         handler = self._queries.get(query)
         if handler is None:
             raise UnknownQuery(
-                f"projection {self.name!r} has no query {query!r}",
-                details={"projection": self.name, "query": query, "known": self.queries},
+                f"projection {self.name!r} has no query {excerpt(query)}",
+                details={"projection": self.name, "query": query[:64], "known": self.queries},
             )
         if handler.args_type is None:
             if body not in (None, {}):
                 raise InvalidInput(f"query {query!r} takes no arguments", details={"field": "$"})
             return None
-        return codec.convert({} if body is None else body, handler.args_type, forbid_unknown=True)
+        return codec.convert({} if body is None else body, handler.args_type, strict=True)
 
     def ask(self, model: M, query: str, args: Any) -> Any:
         """Run a query handler on already validated arguments."""

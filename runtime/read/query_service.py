@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.micro.service import EndpointStats
 
-from ..errors import CqrsError, Internal, InvalidInput, Stale
+from ..errors import CqrsError, Internal, InvalidInput, Stale, excerpt
 from ..transport.cleanup import cleanup_scope
 from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
@@ -38,21 +38,20 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("runtime.read.query_service")
 
+MAX_SEQ = 2**64 - 1  # stream sequences are unsigned 64-bit integers
+MAX_SEQ_DIGITS = len(str(MAX_SEQ))
 DIGEST_QUERY = "_digest"  # internal: no query name can start with "_" (see naming.check_name)
 
 
 def min_seq_of(headers: dict[str, str] | None) -> int:
-    """The ``Cqrs-Min-Seq`` of a request (0 when absent); ``invalid`` when it is no sequence."""
+    """The ``Cqrs-Min-Seq`` of a request (0 when absent); ``invalid`` unless 0..2^64-1."""
     raw = (headers or {}).get(H_MIN_SEQ)
     if raw is None or raw == "":
         return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= MAX_SEQ_DIGITS else -1
+    if not 0 <= value <= MAX_SEQ:
         raise InvalidInput(
-            f"{H_MIN_SEQ} must be a stream sequence (an integer >= 0), got {raw!r}"[:300],
+            f"{H_MIN_SEQ} must be a stream sequence (an integer 0 to 2^64-1), got {excerpt(raw)}",
             details={"field": H_MIN_SEQ},
         )
     return value
@@ -114,7 +113,7 @@ class QueryService:
             query = request.subject.rsplit(".", 1)[1]
             if query == DIGEST_QUERY:
                 digest = self.projector.digest()
-                await request.respond(codec.dumps({"result": digest, "seq": digest["applied_seq"]}))
+                await request.respond({"result": digest, "seq": digest["applied_seq"]})
                 return
             args = self.projection.parse_query(query, codec.loads_object(request.data))
             min_seq = min_seq_of(request.headers)

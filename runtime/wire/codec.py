@@ -8,9 +8,7 @@ decoded JSON by msgspec, which validates as it converts, so a wrong type or a mi
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import functools
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -18,6 +16,7 @@ import msgspec
 import orjson
 
 from ..errors import InvalidInput
+from .strict import check
 
 T = TypeVar("T")
 
@@ -64,29 +63,30 @@ def to_builtins(value: Any) -> Any:
     return msgspec.to_builtins(value, builtin_types=None, enc_hook=_default)
 
 
-def convert(data: Any, type_: type[T], *, forbid_unknown: bool = False) -> T:
-    """Build a ``type_`` from decoded JSON; raise :class:`InvalidInput` naming the bad field."""
-    if forbid_unknown and isinstance(data, dict) and dataclasses.is_dataclass(type_):
-        unknown = sorted(data.keys() - _field_names(type_))
-        if unknown:
-            raise InvalidInput(
-                f"unknown field `{unknown[0]}`", details={"field": unknown[0], "unknown": unknown}
-            )
+def convert(data: Any, type_: type[T], *, strict: bool = False) -> T:
+    """Build a ``type_`` from decoded JSON; raise :class:`InvalidInput` naming the bad field.
+
+    ``strict`` (client input: command and query arguments) also refuses unknown fields at every
+    level, integers beyond 64 bits and unbounded or non-string decimals (:mod:`.strict`).
+    """
+    if strict:
+        check(data, type_)
     try:
         return msgspec.convert(data, type_)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc), details={"field": _field_of(str(exc))}) from None
+        message, field = _described(str(exc))
+        raise InvalidInput(message, details={"field": field}) from None
 
 
-@functools.cache
-def _field_names(type_: Any) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(type_))
-
-
-def _field_of(message: str) -> str:
-    """The ``$.path`` msgspec names in a validation message, or the missing field's name."""
+def _described(message: str) -> tuple[str, str]:
+    """msgspec's message without echoed values, and the field it names (``a.b[0].c``)."""
+    field = "$"
     if " - at `" in message:
-        return message.rsplit(" - at `", 1)[1].rstrip("`")
-    if "missing required field `" in message:
-        return "$." + message.rsplit("missing required field `", 1)[1].rstrip("`")
-    return "$"
+        message, _, at = message.rpartition(" - at `")
+        field = at.rstrip("`").removeprefix("$.")
+    elif "missing required field `" in message:
+        field = message.rsplit("missing required field `", 1)[1].rstrip("`")
+    if message.startswith("Invalid enum value "):
+        message = "Invalid enum value"  # msgspec quotes the whole value, however large
+    message = message if len(message) <= 200 else message[:197] + "..."
+    return (message if field == "$" else f"{message} - at `{field}`"), field

@@ -10,10 +10,12 @@ import importlib.metadata
 import re
 from typing import Literal
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, excerpt
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Correlation and causation ids: any visible ASCII (trace ids, URNs, ...), bounded.
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
 EVENT_TYPE_PATTERN = re.compile(
     r"(?P<name>[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)\.v(?P<version>[1-9][0-9]*)"
 )
@@ -43,7 +45,7 @@ def check_id(value: object, *, field: str = "id") -> str:
     """Return ``value`` if it is a valid aggregate id, else raise :class:`InvalidInput`."""
     if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
         raise InvalidInput(
-            f"{field} must match [A-Za-z0-9_-]{{1,128}}, got {value!r}"[:300],
+            f"{field} must match [A-Za-z0-9_-]{{1,128}}, got {excerpt(value)}",
             details={"field": field},
         )
     return value
@@ -53,7 +55,17 @@ def check_name(value: object, *, field: str) -> str:
     """Return ``value`` if it is a valid aggregate, projection, command or query name."""
     if not isinstance(value, str) or NAME_PATTERN.fullmatch(value) is None:
         raise InvalidInput(
-            f"{field} must match [a-z][a-z0-9_]{{0,63}}, got {value!r}"[:300],
+            f"{field} must match [a-z][a-z0-9_]{{0,63}}, got {excerpt(value)}",
+            details={"field": field},
+        )
+    return value
+
+
+def check_token(value: object, *, field: str) -> str:
+    """Return ``value`` if it is a valid correlation or causation id (visible ASCII, <= 256)."""
+    if not isinstance(value, str) or TOKEN_PATTERN.fullmatch(value) is None:
+        raise InvalidInput(
+            f"{field} must be 1 to 256 visible ASCII characters, got {excerpt(value)}",
             details={"field": field},
         )
     return value

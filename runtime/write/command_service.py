@@ -18,7 +18,7 @@ from ..errors import CqrsError
 from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
-from ..wire.naming import COMMAND_PREFIX, check_id
+from ..wire.naming import COMMAND_PREFIX, check_id, check_token
 from .actor import CommandRequest
 from .host import ActorHost
 
@@ -31,7 +31,11 @@ def request_ids(headers: dict[str, str] | None) -> tuple[str, str, str | None]:
     command_id = headers.get(H_COMMAND_ID) or uuid.uuid4().hex
     check_id(command_id, field=H_COMMAND_ID)
     correlation_id = headers.get(H_CORRELATION_ID) or command_id
-    return command_id, correlation_id[:256], headers.get(H_CAUSATION_ID)
+    check_token(correlation_id, field=H_CORRELATION_ID)
+    causation_id = headers.get(H_CAUSATION_ID) or None
+    if causation_id is not None:
+        check_token(causation_id, field=H_CAUSATION_ID)
+    return command_id, correlation_id, causation_id
 
 
 class CommandService:

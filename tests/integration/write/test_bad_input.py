@@ -27,10 +27,10 @@ ORDER = {"user_id": "u-1", "lines": [{"sku": "a", "quantity": 1, "unit_price": "
             "cmd.order.o-1.create",
             b'{"user_id": "u-1", "lines": [{"sku": "a", "quantity": "1", "unit_price": "1"}]}',
             "invalid",
-            "$.lines[0].quantity",
+            "lines[0].quantity",
         ),
-        ("cmd.order.o-1.create", b'{"user_id": 5, "lines": []}', "invalid", "$.user_id"),
-        ("cmd.order.o-1.create", b'{"lines": []}', "invalid", "$.user_id"),
+        ("cmd.order.o-1.create", b'{"user_id": 5, "lines": []}', "invalid", "user_id"),
+        ("cmd.order.o-1.create", b'{"lines": []}', "invalid", "user_id"),
         (
             "cmd.order.o-1.create",
             b'{"user_id": "u-1", "lines": [], "extra": 1}',
@@ -45,7 +45,7 @@ ORDER = {"user_id": "u-1", "lines": [{"sku": "a", "quantity": 1, "unit_price": "
             "cmd.user.u-1.create",
             b'{"name": "A", "email": "a@b.io", "role": "root"}',
             "invalid",
-            "$.role",
+            "role",
         ),
         ("cmd.order.o-1.cancel", b"{}", "rejected", None),
         ("cmd.user.u-1.change_role", b'{"role": "admin"}', "rejected", None),
@@ -115,7 +115,8 @@ async def test_events_over_the_max_payload_are_invalid_and_store_nothing(nc: NAT
     async with run_worker(nc, DEFINITIONS):
         client = Client(nc)
         note = "x" * (nc.max_payload // 3)
-        with pytest.raises(InvalidInput, match="max payload"):
+        with pytest.raises(InvalidInput, match="accepts at most") as info:
             await client.send("counter", "c-1", "add", {"note": note, "copies": 4})
+        assert info.value.details["reason"] == "too_large"
         assert (await client.send("counter", "c-1", "add", {})).version == 1
     assert await message_count(nc) == 1

@@ -52,18 +52,18 @@ def test_wrong_type_names_the_field() -> None:
     """A validation error says which field is wrong."""
     with pytest.raises(InvalidInput) as info:
         codec.convert({"amount": "1", "at": "x", "key": str(uuid.uuid4()), "colour": "red"}, Sample)
-    assert info.value.details["field"] == "$.at"
+    assert info.value.details["field"] == "at"
 
 
 def test_missing_field_is_named() -> None:
     """A missing required field is named in the error details."""
     with pytest.raises(InvalidInput) as info:
         codec.convert({"amount": "1"}, Sample)
-    assert info.value.details["field"].startswith("$.")
+    assert info.value.details["field"] == "at"
 
 
 def test_unknown_fields_can_be_refused() -> None:
-    """With forbid_unknown, an unexpected field is invalid and named."""
+    """With strict, an unexpected field is invalid and named."""
     body = {
         "amount": "1",
         "at": datetime.now(UTC).isoformat(),
@@ -72,7 +72,7 @@ def test_unknown_fields_can_be_refused() -> None:
         "colour2": "x",
     }
     with pytest.raises(InvalidInput) as info:
-        codec.convert(body, Sample, forbid_unknown=True)
+        codec.convert(body, Sample, strict=True)
     assert info.value.details["field"] == "colour2"
 
 
