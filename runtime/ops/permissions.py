@@ -18,9 +18,12 @@ Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STRE
 ``deny_delete`` and ``deny_purge``. Workers may *create* the event stream (so a fresh cluster
 provisions itself with the settings the code requires) but never update it.
 
-Every user gets an inbox prefix of its own (``_INBOX_<user>``) and may subscribe only there; the
-responders (workers, projectors) answer requests through ``allow_responses``, which lets them
-publish to the reply subject of a request they received, and nowhere else in another inbox.
+Every user gets an inbox prefix of its own (``_INBOX_<user>``) and may subscribe only there.
+The responders (workers, projectors) may publish to the inboxes of the app's users, and to no
+other reply subject: ``allow_responses`` would let them publish to *any* reply subject a request
+names, so a client could direct a worker's reply into ``events.>`` or a projector's into
+``$O.>``. The runtime refuses such requests itself (:mod:`runtime.transport.replies`); these
+grants make the server refuse them too, for every subject a responder may not write anyway.
 """
 
 from __future__ import annotations
@@ -106,16 +109,12 @@ class Grant:
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    allow_responses: bool = False
 
     def block(self) -> dict[str, Value | Comment]:
-        out: dict[str, Value | Comment] = {
+        return {
             "publish": {"allow": list(self.publish)},
             "subscribe": {"allow": list(self.subscribe)},
         }
-        if self.allow_responses:
-            out["allow_responses"] = True
-        return out
 
 
 @dataclass(frozen=True)
@@ -147,14 +146,25 @@ def client_grant(user: str, app: App) -> Grant:
     return Grant(tuple(publish), (f"{inbox_prefix(user)}.>",))
 
 
-def worker_grant(user: str, aggregates: Sequence[str], resources: Resources) -> Grant:
+def reply_inboxes(users: Sequence[str]) -> tuple[str, ...]:
+    """Where a responder may publish its replies: the inboxes of these users, nothing else."""
+    return tuple(f"{inbox_prefix(u)}.>" for u in users)
+
+
+def worker_grant(
+    user: str, aggregates: Sequence[str], resources: Resources, replies: Sequence[str] = ()
+) -> Grant:
     stream = resources.stream
     publish = [f"{EVENT_PREFIX}.{name}.*" for name in aggregates]
     publish += [
         _stream_api("INFO", stream),
         _stream_api("CREATE", stream),
+        # Batched history reads: the server reads the subject from the request body, so this
+        # grant cannot be scoped to the worker's aggregates.
         f"$JS.API.DIRECT.GET.{stream}",
     ]
+    # An aggregate's newest commit, on the subject-suffixed form: scoped to its aggregates.
+    publish += [f"$JS.API.DIRECT.GET.{stream}.{EVENT_PREFIX}.{name}.*" for name in aggregates]
     subscribe = [
         f"{COMMAND_PREFIX}.{name}.*.* {queue_group('aggregate', name)}" for name in aggregates
     ]
@@ -173,10 +183,12 @@ def worker_grant(user: str, aggregates: Sequence[str], resources: Resources) -> 
         publish += pings
         subscribe += [s for s in discovery if s not in subscribe]
     subscribe.append(f"{inbox_prefix(user)}.>")
-    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+    return Grant((*publish, *replies), tuple(subscribe))
 
 
-def projector_grant(user: str, projections: Sequence[Any], resources: Resources) -> Grant:
+def projector_grant(
+    user: str, projections: Sequence[Any], resources: Resources, replies: Sequence[str] = ()
+) -> Grant:
     stream = resources.stream
     # A replica's durable consumer is named cqrs-proj-<projection>-<replica>: subject tokens
     # cannot be matched by prefix, so the consumer API is granted per stream, not per consumer.
@@ -222,7 +234,7 @@ def projector_grant(user: str, projections: Sequence[Any], resources: Resources)
         publish += pings
         subscribe += [s for s in discovery if s not in subscribe]
     subscribe.append(f"{inbox_prefix(user)}.>")
-    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+    return Grant((*publish, *replies), tuple(subscribe))
 
 
 def _consumer_api(stream: str, consumer: str) -> list[str]:
@@ -235,7 +247,13 @@ def _consumer_api(stream: str, consumer: str) -> list[str]:
     ]
 
 
-def processes_grant(user: str, managers: Sequence[str], app: App, resources: Resources) -> Grant:
+def processes_grant(
+    user: str,
+    managers: Sequence[str],
+    app: App,
+    resources: Resources,
+    replies: Sequence[str] = (),
+) -> Grant:
     from ..processes.reactor import consumer_name
     from ..processes.timers import schedule_subject
 
@@ -269,7 +287,7 @@ def processes_grant(user: str, managers: Sequence[str], app: App, resources: Res
         publish += pings
         subscribe += [s for s in discovery if s not in subscribe]
     subscribe.append(f"{inbox_prefix(user)}.>")
-    return Grant(tuple(publish), tuple(subscribe), allow_responses=True)
+    return Grant((*publish, *replies), tuple(subscribe))
 
 
 @dataclass(frozen=True)
@@ -289,6 +307,8 @@ class UserPlan:
 def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
     """The users of ``plan``, each with the grant its role and its aggregates/projections give."""
     users: list[User] = []
+    everyone = [*plan.clients, *plan.workers, *plan.projectors, *plan.processes, *plan.admins]
+    replies = reply_inboxes(everyone)
     for name in plan.clients:
         users.append(
             User(
@@ -305,7 +325,7 @@ def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
                 name,
                 "worker",
                 tuple(aggregates),
-                worker_grant(name, aggregates, resources),
+                worker_grant(name, aggregates, resources, replies),
                 description="serves the commands of: " + ", ".join(aggregates),
             )
         )
@@ -317,7 +337,7 @@ def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
                 name,
                 "projector",
                 names,
-                projector_grant(name, projections, resources),
+                projector_grant(name, projections, resources, replies),
                 description="serves the queries of: " + (", ".join(names) or "(none yet)"),
             )
         )
@@ -328,7 +348,7 @@ def plan_users(app: App, plan: UserPlan, resources: Resources) -> list[User]:
                 name,
                 "processes",
                 managers,
-                processes_grant(name, managers, app, resources),
+                processes_grant(name, managers, app, resources, replies),
                 description="runs the process managers: " + (", ".join(managers) or "(none yet)"),
             )
         )

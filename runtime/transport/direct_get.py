@@ -17,7 +17,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import Internal, InvalidInput, NoResponders, Timeout
+from ..errors import Internal, InvalidInput, NoResponders, Timeout, excerpt
 from ..wire import codec
 from ..wire.envelope import RawMessage
 from .nats_errors import nats_call
@@ -37,7 +37,7 @@ def timestamp_ns(text: str) -> int:
     match = RFC3339.fullmatch(text.strip())
     if match is None:
         raise InvalidInput(
-            f"{text!r} is not an RFC 3339 time such as 2026-11-26T10:00:00Z",
+            f"{excerpt(text)} is not an RFC 3339 time such as 2026-11-26T10:00:00Z",
             details={"field": "time"},
         )
     offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
@@ -45,7 +45,7 @@ def timestamp_ns(text: str) -> int:
         moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
     except ValueError as exc:
         raise InvalidInput(
-            f"{text!r} is not a valid time: {exc}", details={"field": "time"}
+            f"{excerpt(text)} is not a valid time: {exc}", details={"field": "time"}
         ) from None
     seconds = (moment - EPOCH) // timedelta(seconds=1)
     return seconds * 1_000_000_000 + int((match["frac"] or "0")[:9].ljust(9, "0"))
@@ -155,20 +155,33 @@ class DirectGetter:
         return out[0] if out and out[0].seq == seq else None
 
     async def last_for_subject(self, subject: str) -> RawMessage | None:
+        """The newest message on ``subject`` (a literal subject), or None when there is none.
+
+        Asked on the subject-suffixed form ``$JS.API.DIRECT.GET.<stream>.<subject>``, which a
+        NATS permission can scope to some subjects. (nats-server 2.15 answers that form only
+        for the last message: any request body there is a ``408``, so history reads cannot be
+        scoped this way.)
+        """
         out: list[RawMessage] = []
-        await self._batch_request({"multi_last": [subject], "batch": 1}, out)
+        await self._batch_request(None, out, subject=subject)
         return out[0] if out else None
 
-    async def _batch_request(self, request: dict[str, Any], out: list[RawMessage]) -> int:
-        """Send one batch request, append its messages to ``out``; return what is pending."""
+    async def _batch_request(
+        self, request: dict[str, Any] | None, out: list[RawMessage], *, subject: str = ""
+    ) -> int:
+        """Send one batch request, append its messages to ``out``; return what is pending.
+
+        With ``subject`` and no request, ask for ``subject``'s last message on the suffixed form.
+        """
         token = str(next(self._ids))
         batch = _Batch(out)
         self._waiting[token] = batch
+        api = f"$JS.API.DIRECT.GET.{self._stream}"
         try:
             with nats_call(f"a direct get on stream {self._stream}"):
                 await self._nc.publish(
-                    f"$JS.API.DIRECT.GET.{self._stream}",
-                    codec.dumps(request),
+                    f"{api}.{subject}" if subject else api,
+                    codec.dumps(request) if request is not None else b"",
                     reply=f"{self._prefix}.{token}",
                 )
             try:

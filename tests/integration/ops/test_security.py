@@ -4,91 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 import nats.errors
 import pytest
-from nats.aio.client import Client as NATS
 
 from aggregates import AGGREGATES
 from aggregates.payment_deadline import payment_deadline
 from aggregates.scenario import run_scenario
 from projections import PROJECTIONS
-from runtime import Client, ConnectOptions, EventStore, StreamSettings, run_worker
-from runtime.domain.app import load_app
-from runtime.ops.permissions import UserPlan
+from runtime import Client, EventStore, StreamSettings, run_worker
+from runtime.errors import Timeout
 from runtime.processes.run import run_process_managers
 from runtime.processes.settings import ProcessSettings
 from runtime.read.replicas import run_projections
 from runtime.read.settings import ProjectorSettings
 from runtime.transport.connection import open_connection
+from runtime.transport.direct_get import DirectGetter
 from runtime.transport.streams import ensure_event_stream
 
 from ..certs import CertFiles, make_certs
 from ..procs import NatsNode, password, single_node, wait_until
-
-APP = load_app()
-PLAN = UserPlan(
-    clients=("alice", "bob"),
-    workers={"worker": (), "user-worker": ("user",)},
-)
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[NatsNode]:
-    """A nats-server running the generated single-node config with the generated accounts."""
-    server = single_node(tmp_path / "nats", APP, PLAN)
-    server.start()
-    try:
-        await server.wait_listening()
-        yield server
-    finally:
-        server.kill()
-
-
-class Session:
-    """One user's connection and the asynchronous errors the server sent it."""
-
-    def __init__(self, nc: NATS, errors: list[Exception]) -> None:
-        self.nc = nc
-        self.errors = errors
-
-    async def denied(self, what: str) -> None:
-        def violation() -> bool:
-            return any(
-                "permissions violation" in str(e).lower() and what.lower() in str(e).lower()
-                for e in self.errors
-            )
-
-        await self.nc.flush()
-        await wait_until(violation, 5, f"a permissions violation for {what}")
-
-
-@contextlib.asynccontextmanager
-async def session(node: NatsNode, user: str) -> AsyncIterator[Session]:
-    errors: list[Exception] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
-
-    nc = await nats.connect(
-        node.url,
-        user=user,
-        password=password(user),
-        inbox_prefix=f"_INBOX_{user}",
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
-    try:
-        yield Session(nc, errors)
-    finally:
-        await nc.close()
-
-
-def options(user: str, **tls: str) -> ConnectOptions:
-    return ConnectOptions(user=user, password=password(user), **tls)
+from .accounts import APP, PLAN, options, session
 
 
 async def with_event_stream(node: NatsNode) -> None:
@@ -315,3 +254,24 @@ async def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, certs: C
             await nc.flush()
         finally:
             await nc.close()
+
+
+async def test_a_worker_reads_the_newest_commit_of_its_aggregates_only(node: NatsNode) -> None:
+    """The newest-commit read goes through the subject-scoped direct get: a worker generated for
+    ``user`` reads a user's commit that way and is denied an order's."""
+    await with_event_stream(node)
+    async with session(node, "admin") as admin:
+        js = admin.nc.jetstream()
+        await js.publish("events.user.u-1", b"[]")
+        await js.publish("events.order.o-1", b"[]")
+    async with session(node, "user-worker") as worker:
+        reader = DirectGetter(worker.nc, "EVENTS", timeout=2)
+        await reader.start()
+        try:
+            newest = await reader.last_for_subject("events.user.u-1")
+            assert newest is not None and newest.seq == 1
+            with pytest.raises(Timeout):  # denied: no answer comes
+                await reader.last_for_subject("events.order.o-1")
+        finally:
+            await reader.stop()
+        await worker.denied('publish to "$JS.API.DIRECT.GET.EVENTS.events.order.o-1"')
