@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats.errors
+from nats.aio.client import Client as NATS
 
+from ..errors import Timeout
 from ..transport.embedded import embedded_server
 
 
@@ -45,6 +48,26 @@ class Measurement:
             "p99_ms": round(self.percentile(0.99), 3),
             "errors": self.errors,
         }
+
+
+async def wait_for_responders(
+    nc: NATS, subject: str, body: bytes, timeout: float = 60.0, period: float = 0.05
+) -> None:
+    """Return once something answers on ``subject``, as seen from ``nc``.
+
+    A service subscribed on another connection is not visible to ``nc`` at once (more so
+    with the machine busy): a first request can get "no responders". Timed runs start after.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    await nc.request(subject, body, timeout=timeout)
+                    return
+                except nats.errors.NoRespondersError:
+                    await anyio.sleep(period)
+    except TimeoutError:
+        raise Timeout(f"nothing answered on {subject} within {timeout}s") from None
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,7 @@ from ..wire.envelope import (
     H_RECORDED_AT,
     H_VERSION,
 )
-from .common import Measurement, bench_server, drive, merge
+from .common import Measurement, bench_server, drive, merge, wait_for_responders
 
 Say = Callable[[str], None]
 NOW = "2026-11-26T12:00:00.000000+00:00"
@@ -271,6 +271,8 @@ async def query_bench(
                 "baseline": _asker(caller, "bench.orders.get_order_by_id", ids),
                 "runtime": _asker(caller, "query.orders.get_order_by_id", ids),
             }
+            for subject in ("bench.orders.get_order_by_id", "query.orders.get_order_by_id"):
+                await wait_for_responders(caller, subject, orjson.dumps({"order_id": ids[0]}))
             for name, ask in sides.items():  # warm both
                 await drive(name, 2_000, config.in_flight, ask)
             results: dict[str, list[Measurement]] = {name: [] for name in sides}
