@@ -143,6 +143,37 @@ class ServerError(CqrsError):
     code = "server"
 
 
+class Unreachable(ServerError):
+    """Raised when no NATS server of the configured URL answers within the connect timeout."""
+
+    code = "unreachable"
+
+
+class ConnectionClosed(ServerError):
+    """Raised when an established NATS connection closes for good (reconnects exhausted, or the
+    server closed it), so a long-running process exits and its supervisor restarts it."""
+
+    code = "connection_closed"
+
+
+class NoServer(ServerError):
+    """Raised when a command needs a running server but none is configured or running."""
+
+    code = "no_server"
+
+
+class StoreInUse(ServerError):
+    """Raised when another process runs the embedded server on the same state directory."""
+
+    code = "store_in_use"
+
+
+class ReplicaInUse(ConfigurationError):
+    """Raised when a projection replica starts under an id another live replica holds."""
+
+    code = "replica_in_use"
+
+
 _BY_CODE: dict[str, type[CqrsError]] = {
     cls.code: cls
     for cls in (

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..wire import codec
-from .common import JsonOption, NatsOption, console, make_context, run
+from .common import Json, NatsUrl, console, quiet_logging, run
 
 bench_app = typer.Typer(
     name="bench", help="Measure the runtime against nats-py baselines.", no_args_is_help=True
@@ -43,15 +43,15 @@ def commands(
     count: int = typer.Option(20_000, "--commands", help="Timed commands per side."),
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent requests."),
     aggregates: int = typer.Option(10_000, "--aggregates", help="Distinct aggregate ids."),
-    nats_url: str | None = NatsOption,
-    as_json: bool = JsonOption,
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Commands/s and latency of a worker vs a hand-written nats-py responder (same I/O)."""
     from ..bench.commands import CommandBenchConfig, bench_commands
 
-    make_context(nats_url, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = CommandBenchConfig(count, in_flight, aggregates, nats_url)
-    result = run(lambda: bench_commands(config))
+    result = run(lambda: bench_commands(config), as_json=as_json)
     print_comparison(result, "throughput_ratio", as_json=as_json)
 
 
@@ -64,7 +64,7 @@ def load(
     loads: int = typer.Option(50, "--loads", help="Timed cold loads from the snapshot."),
     full_loads: int = typer.Option(10, "--full-loads", help="Timed cold loads by full replay."),
     live: int = typer.Option(100_000, "--live", help="Idle orders for the memory part (0: skip)."),
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Cold load of an old, busy aggregate with and without a snapshot; memory per idle one.
 
@@ -72,14 +72,14 @@ def load(
     """
     from ..bench.load import LoadBenchConfig, bench_load
 
-    make_context(None, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = LoadBenchConfig(messages, aggregates, events, tail, loads, full_loads, live)
     try:
         config.check()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    result = run(lambda: bench_load(config, say))
+    result = run(lambda: bench_load(config, say), as_json=as_json)
     if as_json:
         print(codec.dumps(result).decode())
         return
@@ -98,20 +98,20 @@ def projections(
     rows: int = typer.Option(1_000_000, "--rows", help="Rows of the snapshotted read model."),
     queries: int = typer.Option(20_000, "--queries", help="Timed queries per side."),
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent queries."),
-    nats_url: str | None = NatsOption,
-    as_json: bool = JsonOption,
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Catch-up rate, snapshot write/restore and queries/s of a projection vs nats-py baselines."""
     from ..bench.projections import ProjectionBenchConfig, bench_projections, print_result
 
-    make_context(nats_url, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = ProjectionBenchConfig(events, rounds, rows, queries, in_flight, nats_url)
     try:
         config.check()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    result = run(lambda: bench_projections(config, say))
+    result = run(lambda: bench_projections(config, say), as_json=as_json)
     if as_json:
         print(codec.dumps(result).decode())
     else:
@@ -123,20 +123,20 @@ def processes(
     events: int = typer.Option(20_000, "--events", help="Commits in the prefilled stream."),
     rounds: int = typer.Option(2, "--rounds", help="Alternating rounds per side."),
     timers: int = typer.Option(100, "--timers", help="Timers whose delay is measured."),
-    nats_url: str | None = NatsOption,
-    as_json: bool = JsonOption,
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Events/s of a process manager reacting vs a projection catching up; timer delays."""
     from ..bench.processes import ProcessBenchConfig, bench_processes
 
-    make_context(nats_url, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = ProcessBenchConfig(events, rounds, timers, nats_url)
     try:
         config.check()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    result = run(lambda: bench_processes(config, say))
+    result = run(lambda: bench_processes(config, say), as_json=as_json)
     if as_json:
         print(codec.dumps(result).decode())
         return

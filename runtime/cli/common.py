@@ -1,229 +1,203 @@
-"""What every CLI command shares: connection and app options, running async code, errors."""
+"""What every CLI command shares: its options as ``Annotated`` types, the context they make,
+running async code and reporting its errors.
+
+A command declares the shared options it takes like any typer option, with the aliases below
+(``nats_url: NatsUrl = None``), and a ``typer.Context`` parameter; :func:`Context.of` reads the
+shared values back from typer's context, so each command lists its options once and passes none
+of them by hand.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from ..domain.app import DEFAULT_APP, App, load_app
 from ..errors import CqrsError
 from ..ops.logs import LogFormat, configure_logging
-from ..transport.connection import ConnectOptions
+from ..transport.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RECONNECTS,
+    STATE_DIR,
+    ConnectOptions,
+)
+from . import exits
 
 T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
 
-NatsOption = typer.Option(
-    None, "--nats", envvar="NATS_URL", help="NATS URL; without it the embedded server is used."
-)
-AppOption = typer.Option(
-    DEFAULT_APP, "--app", envvar="CQRS_APP", help="module:attribute list of definitions."
-)
-CredsOption = typer.Option(None, "--creds", envvar="NATS_CREDS", help="NATS credentials file.")
-UserOption = typer.Option(None, "--user", envvar="NATS_USER", help="NATS user name.")
-PasswordOption = typer.Option(None, "--password", envvar="NATS_PASSWORD", help="NATS password.")
-TlsCaOption = typer.Option(None, "--tls-ca", envvar="NATS_TLS_CA", help="CA file for TLS.")
-TlsCertOption = typer.Option(
-    None, "--tls-cert", envvar="NATS_TLS_CERT", help="Client certificate (mutual TLS)."
-)
-TlsKeyOption = typer.Option(None, "--tls-key", envvar="NATS_TLS_KEY", help="Client key file.")
-StreamOption = typer.Option("EVENTS", "--stream", envvar="CQRS_STREAM", help="Event stream name.")
-StateDirOption = typer.Option(
-    Path(".cqrs"), "--state-dir", envvar="CQRS_STATE_DIR", help="Embedded server's directory."
-)
-LogFormatOption = typer.Option(
-    "auto", "--log-format", envvar="CQRS_LOG_FORMAT", help="auto, console or json."
-)
-JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
-ShutdownTimeoutOption = typer.Option(
-    30.0,
-    "--shutdown-timeout",
-    envvar="CQRS_SHUTDOWN_TIMEOUT",
-    help="Seconds to drain after SIGTERM/Ctrl-C (finish in-flight work, close) before giving up.",
-)
-ReadyFileOption = typer.Option(
-    None,
-    "--ready-file",
-    envvar="CQRS_READY_FILE",
-    help="File listing this process's services while they serve (read by `cqrs health`).",
-)
+NatsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--nats",
+        envvar="NATS_URL",
+        help="NATS URL (comma-separated for a cluster); without it the development server.",
+    ),
+]
+AppSpec = Annotated[
+    str, typer.Option("--app", envvar="CQRS_APP", help="module:attribute list of definitions.")
+]
+Creds = Annotated[
+    str | None, typer.Option("--creds", envvar="NATS_CREDS", help="NATS credentials file.")
+]
+User = Annotated[str | None, typer.Option("--user", envvar="NATS_USER", help="NATS user name.")]
+Password = Annotated[
+    str | None, typer.Option("--password", envvar="NATS_PASSWORD", help="NATS password.")
+]
+TlsCa = Annotated[
+    str | None, typer.Option("--tls-ca", envvar="NATS_TLS_CA", help="CA file for TLS.")
+]
+TlsCert = Annotated[
+    str | None,
+    typer.Option("--tls-cert", envvar="NATS_TLS_CERT", help="Client certificate (mutual TLS)."),
+]
+TlsKey = Annotated[
+    str | None, typer.Option("--tls-key", envvar="NATS_TLS_KEY", help="Client key file.")
+]
+ConnectTimeout = Annotated[
+    float,
+    typer.Option(
+        "--connect-timeout",
+        envvar="CQRS_CONNECT_TIMEOUT",
+        min=0.1,
+        help="Seconds the first connection may take before the command gives up.",
+    ),
+]
+MaxReconnects = Annotated[
+    int,
+    typer.Option(
+        "--max-reconnects",
+        envvar="CQRS_MAX_RECONNECTS",
+        min=-1,
+        help="Reconnect attempts per server once connected (-1: forever); then exit non-zero.",
+    ),
+]
+Stream = Annotated[str, typer.Option("--stream", envvar="CQRS_STREAM", help="Event stream name.")]
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir", envvar="CQRS_STATE_DIR", help="The development server's directory."
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="CQRS_LOG_FORMAT",
+        help="Log lines for a terminal (console) or for collectors (json); auto: console on a "
+        "terminal.",
+    ),
+]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"],
+    typer.Option(
+        "--log-level",
+        envvar="CQRS_LOG_LEVEL",
+        case_sensitive=False,
+        help="The lowest level logged.",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help='Print JSON (errors too, as {"error": ...}).')]
+ShutdownTimeout = Annotated[
+    float,
+    typer.Option(
+        "--shutdown-timeout",
+        envvar="CQRS_SHUTDOWN_TIMEOUT",
+        help="Seconds to drain after SIGTERM/Ctrl-C (finish in-flight work, close) before "
+        "giving up.",
+    ),
+]
+ReadyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--ready-file",
+        envvar="CQRS_READY_FILE",
+        help="File listing this process's services while they serve (read by `cqrs health`).",
+    ),
+]
 
 
 @dataclass(frozen=True)
 class Context:
-    """The options of one CLI invocation, resolved."""
+    """The shared options of one CLI invocation, resolved."""
 
     connect: ConnectOptions
     app_spec: str
     stream: str
+    as_json: bool
 
     def app(self) -> App:
         return load_app(self.app_spec)
 
-
-def make_context(
-    nats_url: str | None,
-    app: str,
-    *,
-    creds: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-    tls_ca: str | None = None,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    stream: str = "EVENTS",
-    state_dir: Path = Path(".cqrs"),
-    log_format: str = "auto",
-    log_level: str = "info",
-    name: str = "cqrs",
-) -> Context:
-    if log_format not in ("auto", "console", "json"):
-        raise typer.BadParameter("--log-format must be auto, console or json")
-    fmt: LogFormat = log_format  # type: ignore[assignment]
-    configure_logging(fmt, log_level)
-    return Context(
-        ConnectOptions(
-            url=nats_url,
-            creds=creds,
-            user=user,
-            password=password,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            name=name,
-            state_dir=state_dir,
-        ),
-        app,
-        stream,
-    )
-
-
-# The shared options of the commands: (parameter name, type, typer option), in the order --help
-# lists them. The first groups take the place of a command's ``ctx`` parameter; the state
-# directory and logging options come after all of the command's own.
-_NATS: list[tuple[str, Any, Any]] = [("nats_url", str | None, NatsOption)]
-_APP: list[tuple[str, Any, Any]] = [("app_spec", str, AppOption)]
-_AUTH: list[tuple[str, Any, Any]] = [
-    ("creds", str | None, CredsOption),
-    ("user", str | None, UserOption),
-    ("password", str | None, PasswordOption),
-    ("tls_ca", str | None, TlsCaOption),
-]
-_CLIENT_CERT: list[tuple[str, Any, Any]] = [
-    ("tls_cert", str | None, TlsCertOption),
-    ("tls_key", str | None, TlsKeyOption),
-]
-_STREAM: list[tuple[str, Any, Any]] = [("stream", str, StreamOption)]
-_STATE_DIR: list[tuple[str, Any, Any]] = [("state_dir", Path, StateDirOption)]
-
-
-def with_context(
-    name: str,
-    *,
-    nats: bool = True,
-    app: bool | str = True,
-    auth: bool = True,
-    client_cert: bool = False,
-    stream: bool = False,
-    state_dir: bool = True,
-    log_level: str | None = None,
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Give a command the shared options it takes, and pass it the :class:`Context` they make.
-
-    The command declares a ``ctx: Context`` parameter (keyword-only if own options follow it,
-    since the shared ones are keyword-only); in its place typer sees the connection
-    options chosen here (``--nats``, ``--app`` or a fixed app spec, ``--creds`` ... ``--tls-ca``,
-    ``--tls-cert``/``--tls-key``, ``--stream``), and after the command's own options
-    ``--state-dir`` and, when ``log_level`` gives the default level, ``--log-format`` and
-    ``--log-level``. Without them the command logs warnings to the console.
-    """
-    head = [
-        *(_NATS if nats else []),
-        *(_APP if app is True else []),
-        *(_AUTH if auth else []),
-        *(_CLIENT_CERT if client_cert else []),
-        *(_STREAM if stream else []),
-    ]
-    tail = _STATE_DIR if state_dir else []
-    if log_level is not None:
-        tail = [
-            *tail,
-            ("log_format", str, LogFormatOption),
-            ("log_level", str, typer.Option(log_level, "--log-level", envvar="CQRS_LOG_LEVEL")),
-        ]
-    shared = [*head, *tail]
-
-    def decorate(command: Callable[..., T]) -> Callable[..., T]:
-        signature = inspect.signature(command)
-        own = list(signature.parameters.values())
-        at = [p.name for p in own].index("ctx")
-
-        def option(param: str, kind: Any, default: Any) -> inspect.Parameter:
-            return inspect.Parameter(
-                param, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
-            )
-
-        parameters = [
-            *own[:at],
-            *(option(*o) for o in head),
-            *own[at + 1 :],
-            *(option(*o) for o in tail),
-        ]
-
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            values = {param: kwargs.pop(param) for param, _, _ in shared}
-            ctx = make_context(
-                values.pop("nats_url", None),
-                app if isinstance(app, str) else values.pop("app_spec", ""),
-                log_format=values.pop("log_format", "console"),
-                log_level=values.pop("log_level", "warning"),
+    @classmethod
+    def of(cls, typer_ctx: typer.Context, name: str, *, app_spec: str | None = None) -> Context:
+        """The context a command's shared options make (read from typer's context); also sets
+        up logging (``--log-format``/``--log-level``, or warnings on the console)."""
+        params = typer_ctx.params
+        fmt = cast(LogFormat, params.get("log_format", "console"))
+        configure_logging(fmt, str(params.get("log_level", "warning")))
+        return cls(
+            ConnectOptions(
+                url=params.get("nats_url"),
+                creds=params.get("creds"),
+                user=params.get("user"),
+                password=params.get("password"),
+                tls_ca=params.get("tls_ca"),
+                tls_cert=params.get("tls_cert"),
+                tls_key=params.get("tls_key"),
                 name=name,
-                **values,
-            )
-            return command(*args, ctx=ctx, **kwargs)
-
-        # typer reads the parameters from the signature and their types from the annotations.
-        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {
-            **{k: v for k, v in command.__annotations__.items() if k != "ctx"},
-            **{param: kind for param, kind, _ in shared},
-        }
-        return wrapper
-
-    return decorate
+                state_dir=params.get("state_dir", STATE_DIR),
+                connect_timeout=params.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+                max_reconnects=params.get("max_reconnects", DEFAULT_MAX_RECONNECTS),
+            ),
+            app_spec if app_spec is not None else params.get("app_spec", DEFAULT_APP),
+            params.get("stream", "EVENTS"),
+            bool(params.get("as_json", False)),
+        )
 
 
-def run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command; a :class:`CqrsError` becomes a message and exit code 1."""
+def quiet_logging() -> None:
+    """Warnings on the console: for commands without logging options."""
+    configure_logging("console", "warning")
+
+
+def run(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    as_json: bool = False,
+    hint: Callable[[CqrsError], str | None] | None = None,
+) -> T:
+    """Run an async command. A failure becomes one line on stderr (and ``{"error": ...}`` on
+    stdout with ``as_json``) and the exit code of its class (see :mod:`runtime.cli.exits`)."""
     try:
         return anyio.run(fn)
-    except CqrsError as exc:
-        # The message is text, not markup ("$.lines[0]", "cqrs-runtime[embedded]"), on one line.
-        err_console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", soft_wrap=True)
-        if exc.details:
-            err_console.print(exc.details)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(exits.INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        bare = [e for e in exits.leaves(exc) if isinstance(e, typer.Exit)]
+        if bare:
+            raise bare[0] from None
+        error = exits.as_cqrs_error(exc)
+        raise typer.Exit(
+            exits.report(error, as_json=as_json, hint=hint(error) if hint else None)
+        ) from None
 
 
 async def wait_for_shutdown() -> int:
-    """Block until SIGINT or SIGTERM; return the signal number."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """Block until SIGINT, SIGTERM or SIGHUP (a closed terminal); return the signal number."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             return int(signum)
     return 0
@@ -235,3 +209,8 @@ def parse_json_arg(text: str) -> Any:
     if text == "-":
         text = sys.stdin.read()
     return codec.loads_object(text.encode())
+
+
+def names(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from ..domain.app import load_app
-from ..errors import ConfigurationError
+from ..domain.app import DEFAULT_APP, load_app
+from ..errors import ConfigurationError, NoResponders
 from ..ops.deployment import DeployOptions, render
 from ..ops.permissions import UserPlan
-from ..transport.connection import connect
+from ..transport.connection import DEFAULT_CONNECT_TIMEOUT, connect
 from ..transport.readiness import ping, ready_services
 from .common import (
-    AppOption,
+    AppSpec,
+    ConnectTimeout,
     Context,
-    ReadyFileOption,
-    StreamOption,
+    Creds,
+    Json,
+    NatsUrl,
+    Password,
+    ReadyFile,
+    Stream,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    User,
     console,
     err_console,
-    make_context,
+    quiet_logging,
     run,
-    with_context,
 )
 
 deploy_app = typer.Typer(
@@ -42,8 +51,8 @@ def _served(values: list[str] | None, default: str) -> dict[str, tuple[str, ...]
 @deploy_app.command("nats-config")
 def nats_config(
     out: Path = typer.Option(Path("deploy"), "--out", help="Directory to write into."),
-    app_spec: str = AppOption,
-    stream: str = StreamOption,
+    app_spec: AppSpec = DEFAULT_APP,
+    stream: Stream = "EVENTS",
     client: list[str] | None = typer.Option(
         None, "--client", help="A client user (repeat for several; default: client)."
     ),
@@ -76,6 +85,7 @@ def nats_config(
 ) -> None:
     """Write the nats-server configs (accounts and per-role permissions from the app's
     aggregates and projections, single node, 3-node cluster, Kubernetes ConfigMap)."""
+    quiet_logging()
     options = DeployOptions(
         app_spec=app_spec,
         stream=stream,
@@ -140,7 +150,7 @@ def bench_cluster(
     from ..bench.commands import CommandBenchConfig
     from .bench import print_comparison
 
-    make_context(None, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = CommandBenchConfig(count, in_flight, aggregates)
     say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
     result = run(lambda: run_bench(config, say))
@@ -158,36 +168,50 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy_app)
     bench_app.command("cluster")(bench_cluster)
 
-    @app.command()
-    @with_context("cqrs-health", app=False, client_cert=True, state_dir=False)
-    def health(
-        ready_file: Path | None = ReadyFileOption,
-        service: list[str] | None = typer.Option(
-            None, "--service", help="Also ping any instance of this micro service (repeatable)."
+    app.command()(health)
+
+
+def health(
+    typer_ctx: typer.Context,
+    ready_file: ReadyFile = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service", help="Also ping any instance of this micro service (repeatable)."
         ),
-        timeout: float = typer.Option(2.0, "--timeout"),
-        *,
-        ctx: Context,
-    ) -> None:
-        """Readiness check: ping this process's services (from its ready file) over NATS.
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout")] = 2.0,
+    as_json: Json = False,
+    nats_url: NatsUrl = None,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+) -> None:
+    """Readiness check: ping this process's services (from its ready file) over NATS.
 
-        Exit 0 when every service answers, 1 otherwise. Use the same environment as the
-        process it checks (NATS_URL, NATS_USER, ... and CQRS_READY_FILE).
-        """
+    Exit 0 when every service answers, 69 otherwise (78 when there is nothing to check). Use
+    the same environment as the process it checks (NATS_URL, NATS_USER, ... and
+    CQRS_READY_FILE).
+    """
+    ctx = Context.of(typer_ctx, "cqrs-health")
 
-        async def main() -> None:
-            services: dict[str, str] = {}
-            if ready_file is not None:
-                services = ready_services(ready_file)
-                if not services:
-                    raise ConfigurationError(f"not ready: {ready_file} lists no serving service")
-            services.update({name: "" for name in service or []})
+    async def main() -> None:
+        services: dict[str, str] = {}
+        if ready_file is not None:
+            services = ready_services(ready_file)
             if not services:
-                raise ConfigurationError("nothing to check: pass --ready-file or --service")
-            async with connect(ctx.connect, embedded=False) as nc:
-                problems = await ping(nc, services, timeout=timeout)
-            if problems:
-                raise ConfigurationError("not ready: " + "; ".join(problems))
-            console.print("ready: " + ", ".join(sorted(services)))
+                raise NoResponders(f"not ready: {ready_file} lists no serving service")
+        services.update({name: "" for name in service or []})
+        if not services:
+            raise ConfigurationError("nothing to check: pass --ready-file or --service")
+        async with connect(ctx.connect, embedded=False) as nc:
+            problems = await ping(nc, services, timeout=timeout)
+        if problems:
+            raise NoResponders("not ready: " + "; ".join(problems))
+        console.print("ready: " + ", ".join(sorted(services)))
 
-        run(main)
+    run(main, as_json=as_json)

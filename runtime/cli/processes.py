@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
+from typing import Annotated, Literal
 
 import structlog
 import typer
 
+from ..domain.app import DEFAULT_APP
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
 from ..processes.settings import ProcessSettings
-from ..transport.connection import connect
+from ..transport.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RECONNECTS,
+    STATE_DIR,
+    connect,
+)
 from ..transport.streams import StreamSettings
 from ..write.worker import WorkerSettings
-from .common import Context, ReadyFileOption, ShutdownTimeoutOption, run, with_context
+from .common import (
+    AppSpec,
+    ConnectTimeout,
+    Context,
+    Creds,
+    LogFormatOption,
+    LogLevel,
+    MaxReconnects,
+    NatsUrl,
+    Password,
+    ReadyFile,
+    ShutdownTimeout,
+    StateDir,
+    Stream,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    User,
+    names,
+    run,
+)
 
 log = structlog.get_logger("runtime.cli")
 
@@ -24,47 +50,68 @@ def register(app: typer.Typer) -> None:
     app.command()(processes)
 
 
-@with_context("cqrs-processes", client_cert=True, stream=True, log_level="info")
 def processes(
-    names: str | None = typer.Option(
-        None,
-        "--process-managers",
-        envvar="CQRS_PROCESS_MANAGERS",
-        help="Comma-separated; default all.",
-    ),
-    start: str = typer.Option(
-        "new",
-        "--start",
-        envvar="CQRS_PROCESS_START",
-        help="Where a process manager's new consumer starts: `new` events or `all`.",
-    ),
-    ack_wait: float = typer.Option(
-        10.0, "--ack-wait", envvar="CQRS_ACK_WAIT", help="Seconds before a delivery is retried."
-    ),
-    pin_timeout: float = typer.Option(
-        15.0,
-        "--pin-timeout",
-        envvar="CQRS_PIN_TIMEOUT",
-        help="Seconds without pulling before another replica takes over (> --ack-wait).",
-    ),
-    *,
-    ctx: Context,
-    replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
-    shutdown_timeout: float = ShutdownTimeoutOption,
-    ready_file: Path | None = ReadyFileOption,
+    typer_ctx: typer.Context,
+    process_managers: Annotated[
+        str | None,
+        typer.Option(
+            "--process-managers",
+            envvar="CQRS_PROCESS_MANAGERS",
+            help="Comma-separated; default all.",
+        ),
+    ] = None,
+    start: Annotated[
+        Literal["new", "all"],
+        typer.Option(
+            "--start",
+            envvar="CQRS_PROCESS_START",
+            help="Where a process manager's new consumer starts: `new` events or `all`.",
+        ),
+    ] = "new",
+    ack_wait: Annotated[
+        float,
+        typer.Option(
+            "--ack-wait", envvar="CQRS_ACK_WAIT", help="Seconds before a delivery is retried."
+        ),
+    ] = 10.0,
+    pin_timeout: Annotated[
+        float,
+        typer.Option(
+            "--pin-timeout",
+            envvar="CQRS_PIN_TIMEOUT",
+            help="Seconds without pulling before another replica takes over (> --ack-wait).",
+        ),
+    ] = 15.0,
+    replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
+    shutdown_timeout: ShutdownTimeout = 30.0,
+    ready_file: ReadyFile = None,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    max_reconnects: MaxReconnects = DEFAULT_MAX_RECONNECTS,
+    state_dir: StateDir = STATE_DIR,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevel = "info",
 ) -> None:
     """A process manager replica for each process manager: reacts to events and timers.
 
     Replicas of one process manager share its consumer: each event is handled by one of them.
-    SIGTERM or Ctrl-C stops it between batches and exits 0 within --shutdown-timeout.
+    SIGTERM or Ctrl-C stops it between batches and exits 0 within --shutdown-timeout; when its
+    connection closes for good it exits 69.
     """
-    if start not in ("new", "all"):
-        raise typer.BadParameter("--start must be new or all")
+    ctx = Context.of(typer_ctx, "cqrs-processes")
     try:
         settings = ProcessSettings(
             stream=ctx.stream,
             replicas=replicas,
-            start="all" if start == "all" else "new",
+            start=start,
             ack_wait=ack_wait,
             pin_timeout=pin_timeout,
             ready_file=ready_file,
@@ -76,11 +123,10 @@ def processes(
 
     async def main() -> None:
         application = ctx.app()
-        wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
-        selected = application.select_process_managers(wanted)
+        selected = application.select_process_managers(names(process_managers))
         async with (
             graceful_shutdown(drain_budget) as shutdown,
-            connect(options, publish_url=options.resolved_url() is None) as nc,
+            connect(options) as nc,
             run_app(
                 nc,
                 application,
@@ -91,7 +137,7 @@ def processes(
                 process_settings=settings,
             ),
         ):
-            await shutdown.wait()
+            await shutdown.wait(nc)
             log.info("processes_stopping")
         if shutdown.forced:
             raise typer.Exit(1)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -19,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ..client import Client
+from ..domain.app import DEFAULT_APP
 from ..errors import NoResponders, UnknownQuery
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
@@ -28,20 +28,40 @@ from ..read.dead_letters import DeadLetters
 from ..read.rebuild import rebuild
 from ..read.settings import ProjectorSettings, default_replica
 from ..read.status import collect
-from ..transport.connection import connect
+from ..transport.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RECONNECTS,
+    STATE_DIR,
+    connect,
+)
 from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
+from . import exits
 from .common import (
+    AppSpec,
+    ConnectTimeout,
     Context,
-    JsonOption,
-    ReadyFileOption,
-    ShutdownTimeoutOption,
+    Creds,
+    Json,
+    LogFormatOption,
+    LogLevel,
+    MaxReconnects,
+    NatsUrl,
+    Password,
+    ReadyFile,
+    ShutdownTimeout,
+    StateDir,
+    Stream,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    User,
     console,
+    names,
     parse_json_arg,
     run,
-    with_context,
 )
 
 log = structlog.get_logger("runtime.cli")
@@ -51,10 +71,6 @@ projections_app = typer.Typer(
 )
 
 
-def _names(value: str | None) -> list[str] | None:
-    return [n.strip() for n in value.split(",") if n.strip()] if value else None
-
-
 def register(app: typer.Typer) -> None:
     app.command()(projector)
     app.command()(query)
@@ -62,44 +78,73 @@ def register(app: typer.Typer) -> None:
     app.add_typer(projections_app)
 
 
-@with_context("cqrs-projector", client_cert=True, stream=True, log_level="info")
 def projector(
-    projections: str | None = typer.Option(
-        None, "--projections", envvar="CQRS_PROJECTIONS", help="Comma-separated; default all."
-    ),
-    replica: str | None = typer.Option(
-        None,
-        "--replica",
-        envvar="CQRS_REPLICA",
-        help="Replica id (its consumer's name); stable across restarts. Default: the host name.",
-    ),
-    snapshot_every: int = typer.Option(
-        20_000, "--snapshot-every", envvar="CQRS_SNAPSHOT_EVERY", help="Commits between snapshots."
-    ),
-    snapshot_interval: float = typer.Option(
-        30.0,
-        "--snapshot-interval",
-        envvar="CQRS_SNAPSHOT_INTERVAL",
-        help="Seconds between snapshots while events arrive.",
-    ),
-    stale_timeout: float = typer.Option(
-        5.0,
-        "--stale-timeout",
-        envvar="CQRS_STALE_TIMEOUT",
-        help="How long a query waits for its minimum sequence before answering `stale`.",
-    ),
-    batch: int = typer.Option(500, "--batch", envvar="CQRS_BATCH", help="Fetch batch size."),
-    *,
-    ctx: Context,
-    replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
-    shutdown_timeout: float = ShutdownTimeoutOption,
-    ready_file: Path | None = ReadyFileOption,
+    typer_ctx: typer.Context,
+    projections: Annotated[
+        str | None,
+        typer.Option(
+            "--projections", envvar="CQRS_PROJECTIONS", help="Comma-separated; default all."
+        ),
+    ] = None,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            "--replica",
+            envvar="CQRS_REPLICA",
+            help="Replica id (its consumer's name): unique among live replicas and stable "
+            "across restarts. Default: the host name.",
+        ),
+    ] = None,
+    snapshot_every: Annotated[
+        int,
+        typer.Option(
+            "--snapshot-every", envvar="CQRS_SNAPSHOT_EVERY", help="Commits between snapshots."
+        ),
+    ] = 20_000,
+    snapshot_interval: Annotated[
+        float,
+        typer.Option(
+            "--snapshot-interval",
+            envvar="CQRS_SNAPSHOT_INTERVAL",
+            help="Seconds between snapshots while events arrive.",
+        ),
+    ] = 30.0,
+    stale_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stale-timeout",
+            envvar="CQRS_STALE_TIMEOUT",
+            help="How long a query waits for its minimum sequence before answering `stale`.",
+        ),
+    ] = 5.0,
+    batch: Annotated[
+        int, typer.Option("--batch", envvar="CQRS_BATCH", min=1, help="Fetch batch size.")
+    ] = 500,
+    replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
+    shutdown_timeout: ShutdownTimeout = 30.0,
+    ready_file: ReadyFile = None,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    max_reconnects: MaxReconnects = DEFAULT_MAX_RECONNECTS,
+    state_dir: StateDir = STATE_DIR,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevel = "info",
 ) -> None:
     """A projection worker: one replica of each projection, serving its queries.
 
     SIGTERM or Ctrl-C stops it gracefully: it stops taking queries, writes a final snapshot of
-    each read model and exits 0, within --shutdown-timeout.
+    each read model and exits 0, within --shutdown-timeout. It refuses to start (exit 75) while
+    another live replica holds its replica id.
     """
+    ctx = Context.of(typer_ctx, "cqrs-projector")
     drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
     options = replace(ctx.connect, close_timeout=close_budget)
 
@@ -115,10 +160,10 @@ def projector(
             ready_file=ready_file,
         )
         application = ctx.app()
-        selected = application.select_projections(_names(projections))
+        selected = application.select_projections(names(projections))
         async with (
             graceful_shutdown(drain_budget) as shutdown,
-            connect(options, publish_url=options.resolved_url() is None) as nc,
+            connect(options) as nc,
             run_app(
                 nc,
                 application,
@@ -129,7 +174,7 @@ def projector(
                 projector_settings=settings,
             ),
         ):
-            await shutdown.wait()
+            await shutdown.wait(nc)
             log.info("projector_stopping")
         if shutdown.forced:
             raise typer.Exit(1)
@@ -137,17 +182,29 @@ def projector(
     run(main)
 
 
-@with_context("cqrs-query")
 def query(
+    typer_ctx: typer.Context,
     projection: str,
-    query_name: str = typer.Argument(..., metavar="QUERY"),
-    args: str = typer.Argument("{}", help="The query's arguments as JSON ('-' = stdin)."),
-    min_seq: int = typer.Option(0, "--min-seq", help="Answer only once this seq is reflected."),
-    timeout: float = typer.Option(10.0, "--timeout"),
-    *,
-    ctx: Context,
+    query_name: Annotated[str, typer.Argument(metavar="QUERY")],
+    args: Annotated[
+        str, typer.Argument(help="The query's arguments as JSON ('-' = stdin).")
+    ] = "{}",
+    min_seq: Annotated[
+        int, typer.Option("--min-seq", min=0, help="Answer only once this seq is reflected.")
+    ] = 0,
+    timeout: Annotated[float, typer.Option("--timeout")] = 10.0,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
+    as_json: Json = False,
 ) -> None:
-    """Ask one query and print its answer (exit 1 on an error reply)."""
+    """Ask one query and print its answer (exit codes: see the README)."""
+    ctx = Context.of(typer_ctx, "cqrs-query")
 
     async def main() -> None:
         body = parse_json_arg(args)
@@ -164,9 +221,13 @@ def query(
                         details={"projection": projection},
                     ) from None
                 raise
-        console.print_json(codec.dumps({"result": result.result, "seq": result.seq}).decode())
+        answer = codec.dumps({"result": result.result, "seq": result.seq}).decode()
+        if as_json:
+            print(answer)
+        else:
+            console.print_json(answer)
 
-    run(main)
+    run(main, as_json=as_json)
 
 
 def _known_projections(app_spec: str) -> set[str] | None:
@@ -179,28 +240,38 @@ def _known_projections(app_spec: str) -> set[str] | None:
         return None
 
 
-@with_context("cqrs-status", app=False, stream=True)
 def status(
-    as_json: bool = JsonOption,
-    projections: str | None = typer.Option(None, "--projections", help="Only these."),
-    wait: float = typer.Option(0.5, "--wait", help="Seconds to collect replica replies."),
-    *,
-    ctx: Context,
+    typer_ctx: typer.Context,
+    as_json: Json = False,
+    projections: Annotated[str | None, typer.Option("--projections", help="Only these.")] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to collect replica replies.")
+    ] = 0.5,
+    nats_url: NatsUrl = None,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
-    """Every projection replica (applied seq, lag, pending, last snapshot, halted state) and
-    every process manager (position, lag, pending timers, live replicas)."""
+    """Every projection replica (applied seq, lag, pending, last snapshot, halted state), the
+    consumers no live replica uses (orphaned), and every process manager (position, lag,
+    pending timers, live replicas)."""
+    ctx = Context.of(typer_ctx, "cqrs-status")
 
     async def main() -> dict[str, Any]:
         async with connect(ctx.connect, embedded=False) as nc:
             report = await collect(
-                nc, stream=ctx.stream, projections=_names(projections), timeout=wait
+                nc, stream=ctx.stream, projections=names(projections), timeout=wait
             )
             report["process_managers"] = await collect_processes(
                 nc, stream=ctx.stream, timeout=wait
             )
             return report
 
-    report = run(main)
+    report = run(main, as_json=as_json)
     if as_json:
         print(codec.dumps(report).decode())
         return
@@ -263,20 +334,31 @@ def print_process_status(managers: list[dict[str, Any]]) -> None:
 
 
 @projections_app.command("rebuild")
-@with_context("cqrs-rebuild", stream=True)
 def rebuild_command(
+    typer_ctx: typer.Context,
     name: str,
-    replace_snapshots: bool = typer.Option(
-        False,
-        "--replace",
-        help="Delete the projection's other snapshots afterwards "
-        "(stop its replicas first), so replicas start from the rebuilt model.",
-    ),
-    as_json: bool = JsonOption,
-    *,
-    ctx: Context,
+    replace_snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Delete the projection's other snapshots afterwards "
+            "(stop its replicas first), so replicas start from the rebuilt model.",
+        ),
+    ] = False,
+    as_json: Json = False,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
-    """Rebuild a read model from the first event, compare it with a live replica's, store it."""
+    """Rebuild a read model from the first event, compare it with a live replica's, store it
+    (exit 65 when it differs from the live replica's model)."""
+    ctx = Context.of(typer_ctx, "cqrs-rebuild")
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -308,7 +390,7 @@ def rebuild_command(
                 )
         return result.to_dict()
 
-    result = run(main)
+    result = run(main, as_json=as_json)
     if as_json:
         print(codec.dumps(result).decode())
         return
@@ -333,25 +415,31 @@ def rebuild_command(
     for replaced in result["replaced"]:
         console.print(f"deleted snapshot {replaced}")
     if result["equal"] is False:
-        raise typer.Exit(2)
+        raise typer.Exit(exits.DATA)
 
 
 @projections_app.command("dead-letters")
-@with_context("cqrs-dead-letters", app=False)
 def dead_letters_command(
+    typer_ctx: typer.Context,
     name: str,
-    as_json: bool = JsonOption,
-    *,
-    ctx: Context,
+    as_json: Json = False,
+    nats_url: NatsUrl = None,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """List the events a projection skipped (``on_poison="skip"``), with their errors."""
+    ctx = Context.of(typer_ctx, "cqrs-dead-letters")
 
     async def main() -> list[dict[str, Any]]:
         check_name(name, field="projection")
         async with connect(ctx.connect, embedded=False) as nc:
             return [letter.to_wire() for letter in await DeadLetters(nc).list(name)]
 
-    letters = run(main)
+    letters = run(main, as_json=as_json)
     if as_json:
         print(codec.dumps(letters).decode())
         return

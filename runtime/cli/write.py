@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shlex
+import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 import structlog
@@ -14,10 +17,17 @@ from rich.table import Table
 
 from ..client import Client
 from ..domain.app import DEFAULT_APP
+from ..errors import CqrsError, Timeout
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
-from ..transport.connection import connect
+from ..transport.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RECONNECTS,
+    STATE_DIR,
+    connect,
+    connect_embedded,
+)
 from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_id, check_name
@@ -26,234 +36,326 @@ from ..write.host import HostSettings
 from ..write.store import EventStore
 from ..write.worker import WorkerSettings
 from .common import (
+    AppSpec,
+    ConnectTimeout,
     Context,
-    JsonOption,
-    ReadyFileOption,
-    ShutdownTimeoutOption,
+    Creds,
+    Json,
+    LogFormatOption,
+    LogLevel,
+    MaxReconnects,
+    NatsUrl,
+    Password,
+    ReadyFile,
+    ShutdownTimeout,
+    StateDir,
+    Stream,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    User,
     console,
+    names,
     parse_json_arg,
     run,
     wait_for_shutdown,
-    with_context,
 )
 from .history import check_history_options, show_history
 
 log = structlog.get_logger("runtime.cli")
 
 
-def _names(value: str | None) -> list[str] | None:
-    return [n.strip() for n in value.split(",") if n.strip()] if value else None
-
-
 def register(app: typer.Typer) -> None:
-    @app.command()
-    @with_context("cqrs-dev", auth=False, stream=True, log_level="info")
-    def dev(ctx: Context) -> None:
-        """Embedded NATS server + workers, projections and process managers, until Ctrl-C."""
+    for command in (dev, worker, send, events, demo):
+        app.command()(command)
 
-        async def main() -> None:
-            application = ctx.app()
-            settings = WorkerSettings(
-                stream=StreamSettings(name=ctx.stream), host=HostSettings(log_commands=True)
-            )
-            async with (
-                connect(ctx.connect, publish_url=True) as nc,
-                run_app(nc, application, settings=settings),
-            ):
-                log.info(
-                    "dev_ready",
-                    nats=nc.connected_url.geturl() if nc.connected_url else None,
-                    commands=[
-                        f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
-                        for a in application.aggregates
-                    ],
-                    queries=[
-                        f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
-                    ],
-                    process_managers=[m.name for m in application.process_managers],
-                    try_it="cqrs send user u-1 create "
-                    '\'{"name": "Ada", "email": "ada@example.com"}\'',
-                )
-                await wait_for_shutdown()
-                log.info("dev_stopping")
 
-        run(main)
+def dev(
+    typer_ctx: typer.Context,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevel = "info",
+) -> None:
+    """Embedded NATS server + workers, projections and process managers, until Ctrl-C.
 
-    @app.command()
-    @with_context("cqrs-worker", client_cert=True, stream=True, log_level="info")
-    def worker(
-        aggregates: str | None = typer.Option(
-            None, "--aggregates", envvar="CQRS_AGGREGATES", help="Comma-separated; default all."
-        ),
-        *,
-        ctx: Context,
-        replicas: int = typer.Option(1, "--replicas", envvar="CQRS_REPLICAS"),
-        mailbox_size: int = typer.Option(1024, "--mailbox-size", envvar="CQRS_MAILBOX_SIZE"),
-        max_actors: int = typer.Option(100_000, "--max-actors", envvar="CQRS_MAX_ACTORS"),
-        idle_timeout: float = typer.Option(600.0, "--idle-timeout", envvar="CQRS_IDLE_TIMEOUT"),
-        shutdown_timeout: float = ShutdownTimeoutOption,
-        ready_file: Path | None = ReadyFileOption,
-    ) -> None:
-        """A worker process serving the commands of some aggregate types.
+    One `cqrs dev` per state directory: a second one is refused while the first runs.
+    """
+    ctx = Context.of(typer_ctx, "cqrs-dev")
 
-        SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has, closes
-        its connection and exits 0, all within --shutdown-timeout (exit 1 if cut short).
-        """
+    async def main() -> None:
+        application = ctx.app()
         settings = WorkerSettings(
-            stream=StreamSettings(name=ctx.stream, replicas=replicas),
-            host=HostSettings(
-                mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
-            ),
-            ready_file=ready_file,
+            stream=StreamSettings(name=ctx.stream), host=HostSettings(log_commands=True)
         )
-        drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
-        options = replace(ctx.connect, close_timeout=close_budget)
+        async with (
+            connect(ctx.connect, join=False) as nc,
+            run_app(nc, application, settings=settings),
+        ):
+            log.info(
+                "dev_ready",
+                nats=nc.connected_url.geturl() if nc.connected_url else None,
+                commands=[
+                    f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
+                    for a in application.aggregates
+                ],
+                queries=[
+                    f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
+                ],
+                process_managers=[m.name for m in application.process_managers],
+                try_it='cqrs send user u-1 create \'{"name": "Ada", "email": "ada@example.com"}\'',
+            )
+            await wait_for_shutdown()
+            log.info("dev_stopping")
 
-        async def main() -> None:
-            application = ctx.app()
-            selected = application.select_aggregates(_names(aggregates))
-            async with (
-                graceful_shutdown(drain_budget) as shutdown,
-                connect(options, publish_url=options.resolved_url() is None) as nc,
-                run_app(
-                    nc,
-                    application,
-                    aggregates=selected,
-                    projections=[],
-                    process_managers=[],
-                    settings=settings,
-                ),
-            ):
-                await shutdown.wait()
-                log.info("worker_stopping")
-            if shutdown.forced:
-                raise typer.Exit(1)
+    run(main)
 
-        run(main)
 
-    @app.command()
-    @with_context("cqrs-send", app=False)
-    def send(
-        aggregate: str,
-        aggregate_id: str,
-        command: str,
-        args: str = typer.Argument("{}", help="The command's arguments as JSON ('-' = stdin)."),
-        command_id: str | None = typer.Option(None, "--command-id", help="Idempotency key."),
-        correlation_id: str | None = typer.Option(None, "--correlation-id"),
-        timeout: float = typer.Option(10.0, "--timeout"),
-        *,
-        ctx: Context,
-    ) -> None:
-        """Send one command and print its reply (exit 1 on an error reply)."""
+def worker(
+    typer_ctx: typer.Context,
+    aggregates: Annotated[
+        str | None,
+        typer.Option(
+            "--aggregates", envvar="CQRS_AGGREGATES", help="Comma-separated; default all."
+        ),
+    ] = None,
+    replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
+    mailbox_size: Annotated[int, typer.Option("--mailbox-size", envvar="CQRS_MAILBOX_SIZE")] = 1024,
+    max_actors: Annotated[int, typer.Option("--max-actors", envvar="CQRS_MAX_ACTORS")] = 100_000,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", envvar="CQRS_IDLE_TIMEOUT")
+    ] = 600.0,
+    shutdown_timeout: ShutdownTimeout = 30.0,
+    ready_file: ReadyFile = None,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    max_reconnects: MaxReconnects = DEFAULT_MAX_RECONNECTS,
+    state_dir: StateDir = STATE_DIR,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevel = "info",
+) -> None:
+    """A worker process serving the commands of some aggregate types.
 
-        async def main() -> None:
-            body = parse_json_arg(args)
-            async with connect(ctx.connect, embedded=False) as nc:
-                result = await Client(nc, timeout=timeout).send(
-                    aggregate,
-                    aggregate_id,
-                    command,
-                    body,
-                    command_id=command_id,
-                    correlation_id=correlation_id,
-                )
+    SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has, closes
+    its connection and exits 0, all within --shutdown-timeout (exit 1 if cut short). When its
+    connection closes for good it leaves its ready file and exits 69.
+    """
+    ctx = Context.of(typer_ctx, "cqrs-worker")
+    settings = WorkerSettings(
+        stream=StreamSettings(name=ctx.stream, replicas=replicas),
+        host=HostSettings(
+            mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
+        ),
+        ready_file=ready_file,
+    )
+    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
+    options = replace(ctx.connect, close_timeout=close_budget)
+
+    async def main() -> None:
+        application = ctx.app()
+        selected = application.select_aggregates(names(aggregates))
+        async with (
+            graceful_shutdown(drain_budget) as shutdown,
+            connect(options) as nc,
+            run_app(
+                nc,
+                application,
+                aggregates=selected,
+                projections=[],
+                process_managers=[],
+                settings=settings,
+            ),
+        ):
+            await shutdown.wait(nc)
+            log.info("worker_stopping")
+        if shutdown.forced:
+            raise typer.Exit(1)
+
+    run(main)
+
+
+def send(
+    typer_ctx: typer.Context,
+    aggregate: str,
+    aggregate_id: str,
+    command: str,
+    args: Annotated[
+        str, typer.Argument(help="The command's arguments as JSON ('-' = stdin).")
+    ] = "{}",
+    command_id: Annotated[
+        str | None, typer.Option("--command-id", help="Idempotency key (default: a new one).")
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the reply.")
+    ] = 10.0,
+    nats_url: NatsUrl = None,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
+    as_json: Json = False,
+) -> None:
+    """Send one command and print its reply (exit codes: see the README)."""
+    ctx = Context.of(typer_ctx, "cqrs-send")
+    command_id = command_id or uuid.uuid4().hex
+
+    async def main() -> None:
+        body = parse_json_arg(args)
+        async with connect(ctx.connect, embedded=False) as nc:
+            result = await Client(nc, timeout=timeout).send(
+                aggregate,
+                aggregate_id,
+                command,
+                body,
+                command_id=command_id,
+                correlation_id=correlation_id,
+            )
+        if as_json:
+            print(codec.dumps(result).decode())
+        else:
             console.print_json(codec.dumps(result).decode())
 
-        run(main)
+    def retry_hint(error: CqrsError) -> str | None:
+        if not isinstance(error, Timeout):
+            return None
+        again = ["cqrs", "send", aggregate, aggregate_id, command, args, "--command-id", command_id]
+        return (
+            f"command id {command_id}: it may or may not have been applied; retrying it with "
+            f"the same id is safe: {shlex.join(again)}"
+        )
 
-    @app.command()
-    @with_context("cqrs-events", stream=True)
-    def events(
-        aggregate: str,
-        aggregate_id: str,
-        at_version: int | None = typer.Option(
-            None, "--at-version", min=0, help="Print the state after this many events."
-        ),
-        at: str | None = typer.Option(
-            None, "--at", help="Print the state at this RFC 3339 time (e.g. 2026-11-26T10:00:00Z)."
-        ),
-        diff: tuple[int, int] | None = typer.Option(
-            None, "--diff", help="Print the fields that changed between two versions: A B."
-        ),
-        as_json: bool = JsonOption,
-        *,
-        ctx: Context,
-    ) -> None:
-        """Print an aggregate's event history, oldest first, or its state at a version or time.
+    run(main, as_json=as_json, hint=retry_hint)
 
-        The past states fold the history with the app's aggregate definition (--app).
-        """
-        past = check_history_options(at_version, at, diff)
 
-        async def main() -> None:
-            check_name(aggregate, field="aggregate")
-            check_id(aggregate_id)
-            definition = ctx.app().aggregate(aggregate) if past else None
-            async with connect(ctx.connect) as nc:
-                store = EventStore(nc, StreamSettings(name=ctx.stream))
-                await store.start()
+def events(
+    typer_ctx: typer.Context,
+    aggregate: str,
+    aggregate_id: str,
+    at_version: Annotated[
+        int | None,
+        typer.Option("--at-version", min=0, help="Print the state after this many events."),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="Print the state at this RFC 3339 time (e.g. 2026-11-26T10:00:00Z)."
+        ),
+    ] = None,
+    diff: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--diff", help="Print the fields that changed between two versions: A B."),
+    ] = None,
+    as_json: Json = False,
+    nats_url: NatsUrl = None,
+    app_spec: AppSpec = DEFAULT_APP,
+    creds: Creds = None,
+    user: User = None,
+    password: Password = None,
+    tls_ca: TlsCa = None,
+    stream: Stream = "EVENTS",
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: StateDir = STATE_DIR,
+) -> None:
+    """Print an aggregate's event history, oldest first (--json: one JSON object per event
+    and line), or its state at a version or time.
+
+    The past states fold the history with the app's aggregate definition (--app).
+    """
+    ctx = Context.of(typer_ctx, "cqrs-events")
+    past = check_history_options(at_version, at, diff)
+
+    async def main() -> None:
+        check_name(aggregate, field="aggregate")
+        check_id(aggregate_id)
+        definition = ctx.app().aggregate(aggregate) if past else None
+        async with connect(ctx.connect, embedded=False) as nc:
+            store = EventStore(nc, StreamSettings(name=ctx.stream))
+            await store.start()
+            try:
+                if definition is not None:
+                    await show_history(
+                        AggregateHistory(store, definition),
+                        aggregate_id,
+                        at_version=at_version,
+                        at=at,
+                        diff=diff,
+                        as_json=as_json,
+                    )
+                    return
+                commits = await store.history(aggregate, aggregate_id)
+            finally:
+                await store.stop()
+        print_history(commits, as_json=as_json)
+
+    run(main, as_json=as_json)
+
+
+def demo(
+    typer_ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="State directory to run on (default: a fresh temporary one, removed after).",
+        ),
+    ] = None,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevel = "warning",
+) -> None:
+    """Start everything on the embedded server, run the seed scenario, print it, exit.
+
+    The payment deadline is 3 seconds here unless CQRS_ORDER_PAYMENT_TIMEOUT says otherwise.
+    """
+    ctx = Context.of(typer_ctx, "cqrs-demo", app_spec=DEFAULT_APP)
+    os.environ.setdefault("CQRS_ORDER_PAYMENT_TIMEOUT", "3")
+
+    async def main(state_dir: Path) -> None:
+        from aggregates.scenario import run_scenario
+        from projections.scenario import run_queries
+
+        application = ctx.app()
+        async with connect_embedded(replace(ctx.connect, state_dir=state_dir)) as nc:
+            url = nc.connected_url.geturl() if nc.connected_url else "?"
+            console.print(f"embedded nats-server at {url} (store {state_dir})")
+            async with run_app(nc, application):
+                client = Client(nc)
+                ids = await run_scenario(client, console.print)
+                events = EventStore(nc)
+                await events.start()
                 try:
-                    if definition is not None:
-                        await show_history(
-                            AggregateHistory(store, definition),
-                            aggregate_id,
-                            at_version=at_version,
-                            at=at,
-                            diff=diff,
-                            as_json=as_json,
-                        )
-                        return
-                    commits = await store.history(aggregate, aggregate_id)
+                    console.print("[bold]6. Each aggregate's history[/bold]")
+                    for agg, key in (
+                        ("user", "user"),
+                        ("order", "order_a"),
+                        ("order", "order_b"),
+                    ):
+                        console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
+                        print_history(await events.history(agg, ids[key]), as_json=False)
+                    await run_queries(client, ids, console.print)
+                    await show_payment_deadline(client, events, ids["user"])
                 finally:
-                    await store.stop()
-            print_history(commits, as_json=as_json)
+                    await events.stop()
+        console.print("[green]demo finished[/green]")
 
-        run(main)
-
-    @app.command()
-    @with_context(
-        "cqrs-demo",
-        nats=False,
-        app=DEFAULT_APP,
-        auth=False,
-        log_level="warning",
-    )
-    def demo(ctx: Context) -> None:
-        """Start everything on the embedded server, run the seed scenario, print it, exit.
-
-        The payment deadline is 3 seconds here unless CQRS_ORDER_PAYMENT_TIMEOUT says otherwise.
-        """
-        os.environ.setdefault("CQRS_ORDER_PAYMENT_TIMEOUT", "3")
-
-        async def main() -> None:
-            from aggregates.scenario import run_scenario
-            from projections.scenario import run_queries
-
-            application = ctx.app()
-            async with connect(ctx.connect, publish_url=True) as nc:
-                url = nc.connected_url.geturl() if nc.connected_url else "?"
-                console.print(f"embedded nats-server at {url}")
-                async with run_app(nc, application):
-                    client = Client(nc)
-                    ids = await run_scenario(client, console.print)
-                    store = EventStore(nc)
-                    await store.start()
-                    try:
-                        console.print("[bold]6. Each aggregate's history[/bold]")
-                        for agg, key in (
-                            ("user", "user"),
-                            ("order", "order_a"),
-                            ("order", "order_b"),
-                        ):
-                            console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
-                            print_history(await store.history(agg, ids[key]), as_json=False)
-                        await run_queries(client, ids, console.print)
-                        await show_payment_deadline(client, store, ids["user"])
-                    finally:
-                        await store.stop()
-            console.print("[green]demo finished[/green]")
-
-        run(main)
+    if store is not None:
+        run(lambda: main(store))
+        return
+    with tempfile.TemporaryDirectory(prefix="cqrs-demo-") as directory:
+        run(lambda: main(Path(directory)))
 
 
 async def show_payment_deadline(client: Client, store: EventStore, user_id: str) -> None:
@@ -275,10 +377,10 @@ async def show_payment_deadline(client: Client, store: EventStore, user_id: str)
 
 
 def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type-arg]
-    if as_json:
+    if as_json:  # JSON Lines: one event per line
         for commit in commits:
             for offset, event in enumerate(commit.events):
-                console.print_json(
+                print(
                     codec.dumps(
                         {
                             "version": commit.first_version + offset,

@@ -73,6 +73,7 @@ class Resources:
     dead_letter_stream: str | None = None  # where projections record skipped events
     timers_stream: str | None = None  # process managers' timers (message schedules)
     process_bucket: str | None = None  # a KV bucket of process manager instances
+    replica_bucket: str | None = None  # a KV bucket: live projection replicas' claims
 
     @classmethod
     def of_runtime(
@@ -85,6 +86,7 @@ class Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
         from ..processes.settings import ProcessSettings
         from ..read.dead_letters import DEFAULT_STREAM
+        from ..read.presence import BUCKET as REPLICA_BUCKET
         from ..read.snapshots import DEFAULT_BUCKET
 
         return cls(
@@ -94,6 +96,7 @@ class Resources:
             dead_letter_stream=DEFAULT_STREAM,
             timers_stream=ProcessSettings().timers_stream,
             process_bucket=ProcessSettings().bucket,
+            replica_bucket=REPLICA_BUCKET,
         )
 
 
@@ -225,6 +228,16 @@ def projector_grant(
             f"$JS.API.CONSUMER.DELETE.{obj_stream}.*",
             f"$JS.FC.{obj_stream}.>",
         ]
+    claims = resources.replica_bucket
+    if claims is not None:
+        # Claims are keyed <projection>.<replica>: a projector claims ids of its projections only.
+        kv_stream = f"KV_{claims}"
+        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
+        for projection in projections:
+            publish += [
+                f"$KV.{claims}.{projection.name}.*",
+                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{claims}.{projection.name}.*",
+            ]
     dead_letters = resources.dead_letter_stream
     if dead_letters is not None:
         publish += [_stream_api("INFO", dead_letters), _stream_api("CREATE", dead_letters)]

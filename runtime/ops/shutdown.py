@@ -4,13 +4,17 @@ The first SIGTERM/SIGINT ends the serving phase; the process then withdraws from
 file, stops taking requests, finishes what is in flight, writes its snapshots and closes its
 connection. All of that must fit in ``timeout`` seconds (Kubernetes sends SIGKILL after its
 ``terminationGracePeriodSeconds``, systemd after ``TimeoutStopSec``): past the deadline whatever
-is left is cancelled and the process exits 1. A second signal cancels at once.
+is left is cancelled and the process exits 1. A second signal cancels at once. A signal that
+arrives while the process is still starting (connecting, restoring) has nothing to drain and
+stops it at once. When the connection closes for good while serving, :meth:`Shutdown.wait`
+raises :class:`~runtime.errors.ConnectionClosed` after starting the same drain, so the process
+leaves its ready file and exits non-zero for its supervisor to restart it.
 
 ::
 
     async with graceful_shutdown(timeout=20) as shutdown:
         async with connect(...) as nc, run_app(nc, app):
-            await shutdown.wait()
+            await shutdown.wait(nc)
     # here: drained (exit 0) or cut short (shutdown.forced is True)
 """
 
@@ -22,7 +26,10 @@ from collections.abc import AsyncIterator
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup
+from nats.aio.client import Client as NATS
+
+from ..errors import ConnectionClosed
+from ..transport.lifeline import lifeline_of, wait_closed
 
 log = structlog.get_logger("runtime.ops.shutdown")
 
@@ -32,32 +39,47 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Shutdown:
     """The handle :func:`graceful_shutdown` yields: wait for the signal, learn how it ended."""
 
-    def __init__(
-        self,
-        scope: anyio.CancelScope,
-        tg: TaskGroup,
-        signals: AsyncIterator[int],
-        timeout: float,
-    ) -> None:
+    def __init__(self, scope: anyio.CancelScope, timeout: float) -> None:
         self._scope = scope
-        self._signals = signals
-        self._tg = tg
+        self._signalled = anyio.Event()
         self.timeout = timeout
+        self.serving = False
         self.signal: int | None = None
         self.started_at: float | None = None
 
     @property
     def forced(self) -> bool:
         """Whether the deadline or a second signal cut the drain short."""
-        return self._scope.cancelled_caught or self._scope.cancel_called
+        if self.serving:
+            return self._scope.cancelled_caught or self._scope.cancel_called
+        return False  # stopped while starting: nothing was cut short
 
-    async def wait(self) -> int:
-        """Block until SIGINT or SIGTERM, then start the drain deadline; return the signal."""
-        async for signum in self._signals:
-            self.begin(int(signum))
-            break
-        self._tg.start_soon(self._second_signal)
-        assert self.signal is not None
+    async def wait(self, nc: NATS | None = None) -> int:
+        """Serve until SIGINT or SIGTERM, then start the drain deadline and return the signal.
+
+        With ``nc``, also until that connection closes for good: then the drain starts the same
+        way and :class:`ConnectionClosed` is raised.
+        """
+        self.serving = True
+        async with anyio.create_task_group() as tg:
+
+            async def closed() -> None:
+                if nc is not None:
+                    await wait_closed(nc)
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(closed)
+            await self._signalled.wait()
+            tg.cancel_scope.cancel()
+        if self.signal is None:
+            assert nc is not None
+            self.begin(0)
+            lifeline = lifeline_of(nc)
+            error = lifeline.last_error if lifeline else None
+            raise ConnectionClosed(
+                f"the NATS connection closed for good: {error or 'closed by the server'}",
+                details={"error": error},
+            )
         return self.signal
 
     def begin(self, signum: int = 0) -> None:
@@ -65,11 +87,21 @@ class Shutdown:
         self.signal = signum
         self.started_at = anyio.current_time()
         self._scope.deadline = self.started_at + self.timeout
+        self._signalled.set()
         log.info("shutdown_started", signal=signum, timeout=self.timeout)
 
-    async def _second_signal(self) -> None:
-        async for signum in self._signals:
-            log.warning("shutdown_forced", signal=int(signum))
+    async def watch(self, signals: AsyncIterator[int]) -> None:
+        """The first signal stops a starting process at once and drains a serving one; a
+        second cancels the drain."""
+        async for signum in signals:
+            if self.signal is None and self.serving:
+                self.begin(int(signum))
+                continue
+            if self.signal is None:
+                log.info("stopped_while_starting", signal=int(signum))
+                self.signal = int(signum)
+            else:
+                log.warning("shutdown_forced", signal=int(signum))
             self._scope.cancel()
             return
 
@@ -81,7 +113,8 @@ async def graceful_shutdown(timeout: float) -> AsyncIterator[Shutdown]:
     with anyio.open_signal_receiver(*SIGNALS) as signals:
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope() as scope:
-                shutdown = Shutdown(scope, tg, signals, timeout)
+                shutdown = Shutdown(scope, timeout)
+                tg.start_soon(shutdown.watch, signals)
                 yield shutdown
             tg.cancel_scope.cancel()
     if shutdown.forced:

@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from ..domain.projection import Projection
 from ..transport.readiness import mark_not_ready, mark_ready
 from ..wire.naming import service_name
+from .presence import claimed
 from .projector import Projector
 from .query_service import QueryService
 from .settings import ProjectorSettings
@@ -32,11 +33,23 @@ async def run_replica(
 ) -> AsyncIterator[Projector[M]]:
     """Run one replica of ``projection`` and serve its queries until the context exits.
 
-    On exit the replica withdraws from the ready file, stops taking queries (answering the
-    waiting ones), stops consuming and writes a final snapshot.
+    It first claims its replica id (see :mod:`runtime.read.presence`): another live replica
+    with the same id makes it refuse with :class:`~runtime.errors.ReplicaInUse`. On exit the
+    replica withdraws from the ready file, stops taking queries (answering the waiting ones),
+    stops consuming, writes a final snapshot and releases its id.
     """
     projector = Projector(nc, projection, settings)
-    async with projector.running(), QueryService(nc, projector).running() as queries:
+    async with (
+        claimed(
+            nc,
+            projection.name,
+            projector.replica,
+            ttl=projector.settings.presence_ttl,
+            replicas=projector.settings.replicas,
+        ),
+        projector.running(),
+        QueryService(nc, projector).running() as queries,
+    ):
         instances = (
             {service_name("projection", projection.name): queries.service.id}
             if queries.service

@@ -12,6 +12,7 @@ from ..backoff import Backoff
 from ..errors import InvalidInput
 from ..wire.naming import check_id
 from .dead_letters import DEFAULT_STREAM as DEFAULT_DEAD_LETTER_STREAM
+from .presence import DEFAULT_TTL as PRESENCE_TTL
 from .snapshots import DEFAULT_BUCKET
 
 RETRY_BACKOFF = Backoff(first=0.1, maximum=5.0)
@@ -39,6 +40,7 @@ class ProjectorSettings:
     retry_backoff: Backoff = RETRY_BACKOFF  # between those attempts
     stale_timeout: float = 5.0  # how long a query waits for its minimum sequence
     consumer_inactive: float = 7 * 24 * 3600.0  # an abandoned replica's consumer goes away
+    presence_ttl: float = PRESENCE_TTL  # seconds a dead replica's claim on its id outlives it
     replicas: int = 1  # JetStream replicas of the bucket and stream a replica creates
     timeout: float = 10.0  # JetStream API calls
     ready_file: Path | None = None  # see runtime/transport/readiness.py

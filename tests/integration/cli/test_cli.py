@@ -100,20 +100,26 @@ def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str])
     assert (reply["version"], reply["command_id"]) == (1, "cli-1")
 
     bad = run_cli("send", "user", "u-1", "change_role", '{"role": "root"}', cwd=tmp_path)
-    assert bad.returncode == 1
-    assert "invalid" in bad.stderr
+    assert bad.returncode == 65
+    assert bad.stderr.startswith("error (invalid): ") and bad.stderr.count("\n") == 1
 
     rejected = run_cli(
         "send", "user", "u-1", "create", '{"name": "B", "email": "b@example.com"}', cwd=tmp_path
     )
     assert rejected.returncode == 1 and "rejected" in rejected.stderr
 
-    malformed = run_cli("send", "user", "u-1", "create", "{nope", cwd=tmp_path)
-    assert malformed.returncode == 1 and "invalid" in malformed.stderr
+    as_json = run_cli("send", "user", "u-1", "create", "{nope", "--json", cwd=tmp_path)
+    assert as_json.returncode == 65 and "invalid" in as_json.stderr
+    assert orjson.loads(as_json.stdout)["error"]["code"] == "invalid"
 
+    run_cli("send", "user", "u-1", "change_role", '{"role": "support"}', cwd=tmp_path)
     events = run_cli("events", "user", "u-1", "--json", cwd=tmp_path)
     assert events.returncode == 0, events.stderr
-    assert '"user.created.v1"' in events.stdout
+    lines = [orjson.loads(line) for line in events.stdout.splitlines()]  # JSON Lines
+    assert [(e["version"], e["type"]) for e in lines] == [
+        (1, "user.created.v1"),
+        (2, "user.role_changed.v1"),
+    ]
 
     dev_process.send_signal(signal.SIGINT)
     assert dev_process.wait(30) == 0
@@ -123,7 +129,7 @@ def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str])
 def test_send_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
     """`cqrs send` with no server configured or running explains what to do."""
     result = run_cli("send", "user", "u-1", "create", "{}", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 68
     assert "cqrs dev" in result.stderr
 
 

@@ -186,22 +186,28 @@ async def _run_all(
 
 
 @pytest.mark.parametrize(
-    ("args", "code"),
+    ("args", "code", "status"),
     [
-        (("nowhere", "get_order_by_id", '{"order_id": "o-1"}'), "unknown_query"),
-        (("orders", "get_order_by_id", "{oops"), "invalid"),
-        (("orders", "get_everything", "{}"), "unknown_query"),
-        (("orders", "get_order_by_id", '{"order_id": 7}'), "invalid"),
+        (("nowhere", "get_order_by_id", '{"order_id": "o-1"}'), "unknown_query", 64),
+        (("orders", "get_order_by_id", "{oops"), "invalid", 65),
+        (("orders", "get_everything", "{}"), "unknown_query", 64),
+        (("orders", "get_order_by_id", '{"order_id": 7}'), "invalid", 65),
+        (("orders", "get_order_by_id", '{"order_id": "o-404"}'), "not_found", 66),
     ],
 )
-async def test_bad_cli_queries_exit_1_with_their_code(
-    nc: NATS, nats_server: EmbeddedServer, store: EventStore, args: tuple[str, ...], code: str
+async def test_bad_cli_queries_exit_with_the_status_of_their_code(
+    nc: NATS,
+    nats_server: EmbeddedServer,
+    store: EventStore,
+    args: tuple[str, ...],
+    code: str,
+    status: int,
 ) -> None:
-    """cqrs query reports an unknown projection, malformed JSON, an unknown query and wrong
-    argument types with their codes and exit status 1."""
+    """cqrs query reports an unknown projection, malformed JSON, an unknown query, wrong
+    argument types and a missing row with their codes and the exit status of each code."""
     async with run_replica(nc, orders, SETTINGS):
         done = await cqrs("query", *args, url=nats_server.url, check=False)
-    assert done.returncode == 1
+    assert done.returncode == status
     assert f"({code})" in done.stderr.decode()
 
 

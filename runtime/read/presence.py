@@ -1,0 +1,159 @@
+"""One live replica per replica id: a claim in a JetStream KV bucket, renewed while it runs.
+
+A replica's id names its durable consumer, so two live processes with the same id would share one
+consumer, split its deliveries between them and halt each other in delivery-gap storms. Before a
+replica touches its consumer it claims the key ``<projection>.<replica>`` of the bucket
+``cqrs-replicas`` with an atomic create, renews the claim every third of the bucket's TTL, and
+deletes it when it stops.
+
+A claim that exists already is watched for up to one TTL. If its holder renews it, the holder is
+alive and this replica refuses to start (:class:`~runtime.errors.ReplicaInUse`). If it expires
+unrenewed, its holder is gone (a ``kill -9``, a lost node) and the claim is taken over, so a
+restarted replica waits at most one TTL, and a supervisor's quick restarts do not trip its
+restart limits. A replica that finds its claim taken by another process stops with the same
+error rather than keep consuming beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import nats.errors
+import nats.js.errors
+import orjson
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.kv import KeyValue
+
+from ..errors import ConfigurationError, ReplicaInUse
+from ..transport.streams import create_once
+
+log = structlog.get_logger("runtime.read.presence")
+
+BUCKET = "cqrs-replicas"
+DEFAULT_TTL = 10.0  # seconds a claim lives without renewal
+POLL = 0.25  # seconds between looks at a claim held by another process
+
+
+def claim_key(projection: str, replica: str) -> str:
+    return f"{projection}.{replica}"
+
+
+async def presence_bucket(nc: NATS, *, ttl: float, replicas: int) -> KeyValue:
+    """The claims bucket, created when missing (memory storage: claims need not survive a
+    restart of the server, and expire anyway)."""
+    js = nc.jetstream(timeout=10.0)
+    config = api.KeyValueConfig(
+        bucket=BUCKET,
+        description="live projection replicas, one claim per replica id",
+        history=1,
+        ttl=ttl,
+        replicas=replicas,
+        storage=api.StorageType.MEMORY,
+        direct=True,
+    )
+    try:
+        try:
+            return await js.key_value(BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            return await create_once(
+                lambda: js.create_key_value(config),
+                lambda: js.key_value(BUCKET),
+                f"the replica bucket {BUCKET!r}",
+            )
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        raise ConfigurationError(f"cannot bind the replica bucket {BUCKET!r}: {exc}") from None
+
+
+def _holder(value: bytes | None) -> dict[str, Any]:
+    with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+        body = orjson.loads(value or b"{}")
+        if isinstance(body, dict):
+            return body
+    return {}
+
+
+def _refusal(projection: str, replica: str, holder: dict[str, Any], ttl: float) -> ReplicaInUse:
+    where = f"{holder.get('host', '?')} pid {holder.get('pid', '?')}"
+    return ReplicaInUse(
+        f"replica {replica!r} of projection {projection!r} is already live ({where}, since "
+        f"{holder.get('since', '?')}); give each replica its own --replica id "
+        f"(a stopped or killed replica's claim expires within {ttl:g}s)",
+        details={"projection": projection, "replica": replica, "holder": holder},
+    )
+
+
+async def _take(kv: KeyValue, key: str, value: bytes, ttl: float) -> int:
+    """Create the claim; wait out one that is not renewed; refuse one that is."""
+    projection, replica = key.split(".", 1)
+    deadline = anyio.current_time() + ttl + 2 * POLL
+    seen: tuple[int, dict[str, Any]] | None = None
+    while True:
+        try:
+            return int(await kv.create(key, value))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await kv.get(key)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            continue  # it expired or was released in between: try again
+        holder = _holder(entry.value)
+        if seen is None:
+            seen = (int(entry.revision or 0), holder)
+            log.info("replica_claim_held", projection=projection, replica=replica, **holder)
+        elif int(entry.revision or 0) != seen[0] or anyio.current_time() > deadline:
+            raise _refusal(projection, replica, holder, ttl)
+        await anyio.sleep(POLL)
+
+
+@contextlib.asynccontextmanager
+async def claimed(
+    nc: NATS, projection: str, replica: str, *, ttl: float = DEFAULT_TTL, replicas: int = 1
+) -> AsyncIterator[None]:
+    """Hold the claim of ``projection``/``replica`` while the context runs."""
+    kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
+    key = claim_key(projection, replica)
+    value = orjson.dumps(
+        {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    revision = await _take(kv, key, value, ttl)
+    holder = _holder(value)
+
+    async def renew() -> None:
+        nonlocal revision
+        while True:
+            await anyio.sleep(ttl / 3)
+            try:
+                revision = int(await kv.update(key, value, last=revision))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                try:  # our claim is gone (expired while we were stalled, or the server lost it)
+                    revision = int(await kv.create(key, value))
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    log.error("replica_claim_lost", projection=projection, replica=replica)
+                    raise _refusal(projection, replica, holder, ttl) from None
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("replica_claim_renewal_failed", error=str(exc) or type(exc).__name__)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(renew)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(2),
+                contextlib.suppress(nats.errors.Error, nats.js.errors.Error),
+            ):
+                await kv.delete(key, last=revision)

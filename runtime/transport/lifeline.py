@@ -1,0 +1,130 @@
+"""What happens to a NATS connection after it is made: reconnects, their log lines, its end.
+
+nats-py reports trouble through callbacks and, by default, logs a traceback for every failed
+reconnect attempt. A :class:`Lifeline` is the set of callbacks the runtime connects with instead:
+
+- each reconnect attempt is one structlog line (``nats_reconnecting``: attempt, server, wait, the
+  last error), with an exponential back-off between attempts chosen here through nats-py's
+  ``reconnect_to_server_handler``, and no traceback;
+- errors outside reconnecting (a permissions violation, a slow consumer) are one warning line;
+- when the connection closes for good without the runtime closing it (reconnect attempts used up,
+  or the server closed it, e.g. after a payload over its ``max_payload``), :attr:`closed` is set,
+  so a long-running process can stop and exit non-zero instead of living on without a connection.
+
+The lifeline of a connection is found with :func:`lifeline_of`.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from typing import Any
+from urllib.parse import ParseResult, urlparse
+
+import anyio
+import structlog
+from nats.aio.client import Client as NATS
+
+log = structlog.get_logger("runtime.transport.lifeline")
+
+BACKOFF_FIRST = 0.25  # seconds before the first reconnect attempt; doubles each attempt
+BACKOFF_MAX = 5.0
+
+_LIFELINES: weakref.WeakKeyDictionary[NATS, Lifeline] = weakref.WeakKeyDictionary()
+
+
+def server_label(url: str | ParseResult) -> str:
+    """A server's address for messages and logs: scheme, host and port, never credentials."""
+    parsed = urlparse(url) if isinstance(url, str) else url
+    host = parsed.hostname or "?"
+    return f"{parsed.scheme or 'nats'}://{host}" + (f":{parsed.port}" if parsed.port else "")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error nats-py reports (many of its errors have an empty message)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with a little jitter."""
+    wait: float = min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_MAX)
+    return round(wait * random.uniform(0.8, 1.0), 3)
+
+
+class Lifeline:
+    """The callbacks one connection is made with, and what they learned about it."""
+
+    def __init__(self, max_reconnects: int) -> None:
+        self.max_reconnects = max_reconnects
+        self.closed = anyio.Event()  # set when the connection closed for good, not by us
+        self.last_error: str | None = None
+        self.connected = False  # the first connect succeeded
+        self.closing = False  # the runtime itself is closing the connection
+        self.reconnecting = False
+        self.attempt = 0
+
+    def attach(self, nc: NATS) -> None:
+        _LIFELINES[nc] = self
+
+    def callbacks(self) -> dict[str, Any]:
+        """The keyword arguments of ``nats.aio.client.Client.connect`` this lifeline handles."""
+        return {
+            "error_cb": self.on_error,
+            "disconnected_cb": self.on_disconnected,
+            "reconnected_cb": self.on_reconnected,
+            "closed_cb": self.on_closed,
+            "reconnect_to_server_handler": self.choose_server,
+            "max_reconnect_attempts": self.max_reconnects,
+        }
+
+    async def on_error(self, exc: Exception) -> None:
+        self.last_error = describe(exc)
+        if self.connected and not self.reconnecting and not self.closing:
+            log.warning("nats_error", error=self.last_error)
+
+    async def on_disconnected(self) -> None:
+        if self.connected and not self.closing and not self.reconnecting:
+            self.reconnecting = True
+            log.warning("nats_disconnected", error=self.last_error)
+
+    async def on_reconnected(self) -> None:
+        log.info("nats_reconnected", attempts=self.attempt)
+        self.reconnecting = False
+        self.attempt = 0
+
+    async def on_closed(self) -> None:
+        if self.connected and not self.closing:
+            log.error("nats_connection_closed", error=self.last_error)
+            self.closed.set()
+
+    def choose_server(self, servers: list[Any], server_info: dict[str, Any]) -> tuple[Any, float]:
+        """Pick the least-tried server and how long to wait first (nats-py calls this before
+        every reconnect attempt)."""
+        self.attempt += 1
+        server = min(servers, key=lambda s: s.reconnects)
+        wait = backoff(self.attempt)
+        log.warning(
+            "nats_reconnecting",
+            attempt=self.attempt,
+            max_attempts=self.max_reconnects if self.max_reconnects >= 0 else None,
+            server=server_label(server.uri),
+            wait=wait,
+            error=self.last_error,
+        )
+        return server, wait
+
+
+def lifeline_of(nc: NATS) -> Lifeline | None:
+    """The lifeline a connection was made with by :mod:`runtime.transport.connection`."""
+    return _LIFELINES.get(nc)
+
+
+async def wait_closed(nc: NATS) -> None:
+    """Block until ``nc`` closes for good without the runtime closing it (never, for a
+    connection made elsewhere)."""
+    lifeline = lifeline_of(nc)
+    if lifeline is None:
+        await anyio.sleep_forever()
+        return
+    await lifeline.closed.wait()
