@@ -312,6 +312,14 @@ def print_status(report: dict[str, Any]) -> None:
         snapshot = f"seq {snaps[0]['seq']}, {snaps[0]['age_seconds']:.0f}s ago" if snaps else "-"
         table.add_row(name, "-", "-", "-", "-", "-", snapshot, "[dim]no replica running[/dim]")
     console.print(table)
+    for orphan in report.get("orphaned_consumers", []):
+        idle = orphan["idle_seconds"]
+        console.print(
+            f"[yellow]orphaned consumer[/yellow] {orphan['consumer']}: no live replica uses it "
+            f"(delivered up to seq {orphan['delivered_seq']}"
+            + (f", idle {idle:.0f}s" if idle is not None else "")
+            + "); the server removes it once unused for its inactive threshold"
+        )
     if report.get("process_managers"):
         print_process_status(report["process_managers"])
 

@@ -35,8 +35,11 @@ from .settings import ProjectorSettings
 log = structlog.get_logger("runtime.read.consumer")
 
 
+CONSUMER_PREFIX = "cqrs-proj-"
+
+
 def consumer_name(projection: str, replica: str) -> str:
-    return f"cqrs-proj-{projection}-{replica}"
+    return f"{CONSUMER_PREFIX}{projection}-{replica}"
 
 
 def delivery_of(msg: Msg) -> tuple[int, int, int]:

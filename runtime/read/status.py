@@ -22,11 +22,13 @@ import anyio
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from ..errors import CqrsError, InvalidInput
 from ..transport.nats_errors import nats_call, translate
 from ..wire import codec
 from ..wire.naming import service_name
+from .consumer import CONSUMER_PREFIX
 from .snapshots import DEFAULT_BUCKET, ProjectionSnapshotStore
 
 
@@ -135,4 +137,33 @@ async def collect(
         "replicas": replicas,
         "snapshots": snapshots,
         "not_running": idle + wanted,
+        "orphaned_consumers": await orphaned_consumers(
+            js, stream, {r["consumer"] for r in replicas}, now
+        ),
     }
+
+
+async def orphaned_consumers(
+    js: JetStreamContext, stream: str, live: set[str], now: datetime
+) -> list[dict[str, Any]]:
+    """Replica consumers on ``stream`` that no live replica uses (replicas that are stopped, or
+    gone under an id never used again), with when each last delivered. The server deletes each
+    after ``ProjectorSettings.consumer_inactive`` unused; ``nats consumer rm`` does it sooner."""
+    try:
+        infos = await js.consumers_info(stream)
+    except (nats.errors.Error, nats.js.errors.Error):
+        return []  # not allowed to list consumers, or no stream yet
+    out = []
+    for info in infos:
+        name = info.name or ""
+        if not name.startswith(CONSUMER_PREFIX) or name in live:
+            continue
+        active = info.delivered.last_active if info.delivered else None
+        out.append(
+            {
+                "consumer": name,
+                "delivered_seq": int(info.delivered.stream_seq if info.delivered else 0),
+                "idle_seconds": round((now - active).total_seconds(), 1) if active else None,
+            }
+        )
+    return sorted(out, key=lambda c: c["consumer"])

@@ -217,8 +217,10 @@ def test_the_compose_file_matches_the_configs_and_the_cli() -> None:
                 assert (DEPLOY / source).is_file(), source
         assert "/var/run/nats" in nats["tmpfs"]
     assert aliases == route_hosts()
-    for command in ("worker", "projector", "processes"):
-        service = services[command]
+    projectors = [services["projector-1"], services["projector-2"]]
+    assert len({p["environment"]["CQRS_REPLICA"] for p in projectors}) == 2  # unique replica ids
+    commands = [("worker", services["worker"]), ("processes", services["processes"])]
+    for command, service in commands + [("projector", p) for p in projectors]:
         assert service["image"] == CQRS_IMAGE
         assert service["command"] == [command]
         check_cqrs_env(command, service["environment"])
@@ -248,8 +250,8 @@ def test_the_kubernetes_manifests_match_the_configs_and_the_cli() -> None:
     for resource in kustomization["resources"]:
         assert (DEPLOY / "k8s" / resource).is_file()
 
-    (statefulset,) = by_kind["StatefulSet"]
-    spec = statefulset["spec"]
+    statefulsets = {d["metadata"]["name"]: d for d in by_kind["StatefulSet"]}
+    spec = statefulsets["nats"]["spec"]
     assert spec["replicas"] == 3 and spec["serviceName"] == "nats"
     assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     pod = spec["template"]["spec"]
@@ -268,9 +270,14 @@ def test_the_kubernetes_manifests_match_the_configs_and_the_cli() -> None:
     secrets = next(d for d in by_kind["Secret"] if d["metadata"]["name"] == "nats-users")
     assert set(secrets["stringData"]) == password_vars()
 
-    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
+    workloads = {d["metadata"]["name"]: d for d in [*by_kind["Deployment"], *statefulsets.values()]}
+    # Projector replicas need stable unique ids: a StatefulSet's pod names.
+    assert workloads["cqrs-projector"]["kind"] == "StatefulSet"
+    projector = workloads["cqrs-projector"]["spec"]["template"]["spec"]["containers"][0]
+    replica = next(e for e in projector["env"] if e["name"] == "CQRS_REPLICA")
+    assert replica["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     for command in ("worker", "projector", "processes"):
-        pod = deployments[f"cqrs-{command}"]["spec"]["template"]["spec"]
+        pod = workloads[f"cqrs-{command}"]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["image"] == CQRS_IMAGE
         assert container["args"] == [command]
@@ -301,10 +308,13 @@ def test_the_systemd_units_match_the_cli() -> None:
         assert service["ExecStart"].split()[1:] == [command]
         assert service["KillSignal"] == "SIGTERM"
         assert seconds(service["TimeoutStopSec"]) > float(env["CQRS_SHUTDOWN_TIMEOUT"])
-        ready = service["Environment"].split("=", 1)
-        assert ready[0] in envvars(command)
+        for line in (DEPLOY / f"systemd/cqrs-{command}@.service").read_text().splitlines():
+            if line.startswith("Environment="):
+                assert line.split("=")[1] in envvars(command), line
         unknown = set(env) - envvars(command)
         assert not unknown, f"cqrs {command} reads no {sorted(unknown)}"
+    projector_unit = (DEPLOY / "systemd/cqrs-projector@.service").read_text()
+    assert "Environment=CQRS_REPLICA=%i" in projector_unit  # the instance name is the replica id
     nats = configparser.ConfigParser(interpolation=None, strict=False)
     nats.read(DEPLOY / "systemd/nats-server.service")
     assert nats["Service"]["ExecStart"].endswith("--config /etc/nats/nats.conf")
