@@ -80,7 +80,7 @@ def nats_config(
         None, "--projection-bucket", help="Projection snapshot bucket, if not the default."
     ),
     check: bool = typer.Option(
-        False, "--check", help="Write nothing; exit 1 if the files on disk differ."
+        False, "--check", help="Write nothing; exit 78 if the files on disk differ."
     ),
 ) -> None:
     """Write the nats-server configs (accounts and per-role permissions from the app's

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import structlog
 from nats.aio.client import Client as NATS
 
 from ..errors import ConfigurationError, NoServer, Unreachable
 from .devstore import DevStore
 from .embedded import embedded_server
 from .lifeline import Lifeline, describe, lifeline_of, server_label
+
+log = structlog.get_logger("runtime.transport.connection")
 
 STATE_DIR = Path(".cqrs")
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -93,6 +96,7 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
     servers = [u.strip() for u in url.split(",") if u.strip()]
     label = ",".join(server_label(u) for u in servers)
     lifeline = Lifeline(options.max_reconnects)
+    log.info("nats_connecting", url=label, timeout=options.connect_timeout)
     nc = NATS()
     connected = False
     try:

@@ -16,6 +16,7 @@ The lifeline of a connection is found with :func:`lifeline_of`.
 
 from __future__ import annotations
 
+import os
 import random
 import weakref
 from typing import Any
@@ -42,6 +43,8 @@ def server_label(url: str | ParseResult) -> str:
 
 def describe(exc: BaseException) -> str:
     """One line for an error nats-py reports (many of its errors have an empty message)."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()  # "connection refused", not asyncio's wording
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
 

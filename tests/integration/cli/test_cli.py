@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import orjson
 import pytest
+from nats.aio.client import Client as NATS
 
-CQRS = [sys.executable, "-m", "runtime.cli"]
+from runtime.transport.embedded import EmbeddedServer
 
-
-def nats_servers_using(path: Path) -> list[int]:
-    """Pids of nats-server processes whose command line mentions ``path``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            cmdline
-            and cmdline[0].endswith(b"nats-server")
-            and str(path).encode() in b" ".join(cmdline)
-        ):
-            pids.append(int(entry.name))
-    return pids
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("NATS_URL", None)
-    return subprocess.run(
-        [*CQRS, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
+from .clirun import CQRS, nats_servers_using, run_cli, running_dev
 
 
 def test_demo_runs_end_to_end_and_leaves_no_server(tmp_path: Path) -> None:
@@ -50,36 +28,13 @@ def test_demo_runs_end_to_end_and_leaves_no_server(tmp_path: Path) -> None:
     assert "demo finished" in out
     assert "rejected" in out and "order.cancelled.v1" in out and "user.role_changed.v1" in out
     assert nats_servers_using(tmp_path) == []
-    assert not (tmp_path / ".cqrs" / "nats.url").exists()
+    assert not (tmp_path / ".cqrs").exists()  # a fresh temporary store, removed afterwards
 
 
 @pytest.fixture
-def dev_process(tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("NATS_URL", None)
-    process = subprocess.Popen(
-        [*CQRS, "dev", "--log-format", "json"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:  # wait for the ready line, not for a time
-            if '"dev_ready"' in line:
-                break
-        else:
-            raise AssertionError(f"cqrs dev exited with {process.wait()}")
+def dev_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    with running_dev(tmp_path) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str]) -> None:
@@ -148,3 +103,33 @@ def test_a_killed_dev_process_takes_its_server_along(
     finally:
         os.close(handle)
     assert nats_servers_using(tmp_path) == []
+
+    stale = (tmp_path / ".cqrs" / "nats.url").read_text()  # left behind by the killed process
+    events = run_cli("events", "user", "u-1", cwd=tmp_path)
+    assert events.returncode == 68 and "no NATS server is running" in events.stderr
+    assert nats_servers_using(tmp_path) == []
+    with running_dev(tmp_path):
+        fresh = (tmp_path / ".cqrs" / "nats.url").read_text()
+        assert fresh != stale  # the restarted server's own URL
+        assert run_cli("events", "user", "u-1", cwd=tmp_path).returncode == 0
+
+
+async def test_a_timed_out_command_says_how_to_retry_it(
+    nc: NATS, nats_server: EmbeddedServer
+) -> None:
+    """`cqrs send` whose command gets no reply exits 75 and prints its generated command id
+    and the command line that retries it safely."""
+    await nc.subscribe("cmd.user.*.*")  # takes the request, never answers
+    await nc.flush()
+    env = {**os.environ}
+    env.pop("NATS_URL", None)
+    done = await anyio.run_process(
+        [*CQRS, "send", "user", "u-1", "create", "{}", "--timeout", "0.5"],
+        env={**env, "NATS_URL": nats_server.url},
+        check=False,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 75 and err.count("\n") == 1 and err.startswith("error (timeout)")
+    command_id = re.search(r"command id (\w+)", err)
+    assert command_id is not None
+    assert f"cqrs send user u-1 create '{{}}' --command-id {command_id.group(1)}" in err

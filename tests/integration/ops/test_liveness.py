@@ -1,0 +1,101 @@
+"""Long-running processes and NATS: bounded first connect, reconnects, and exit when it is gone."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import orjson
+
+from runtime.transport.embedded import EmbeddedServer, free_port
+
+from ..procs import WorkerProcess, wait_until, workers
+
+
+def log_events(proc: WorkerProcess) -> list[dict[str, object]]:
+    """The structured log lines a process wrote (CQRS_LOG_FORMAT=json), in order."""
+    lines = proc.log.read_text(errors="replace").splitlines() if proc.log.exists() else []
+    return [orjson.loads(line) for line in lines if line.startswith("{")]
+
+
+async def test_a_worker_at_a_closed_port_gives_up_with_one_line(tmp_path: Path) -> None:
+    """`cqrs worker` pointed at a closed port exits 69 within its connect timeout, with one
+    line naming the URL and why, and no traceback."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    worker = WorkerProcess(tmp_path, url, user=None, extra=("--connect-timeout", "1"))
+    with workers(worker):
+        assert await worker.wait_exit(30) == 69
+    output = worker.log.read_text()
+    errors = [line for line in output.splitlines() if not line.startswith("{")]
+    assert errors == [errors[0]] and errors[0].startswith("error (unreachable): ")
+    assert url in errors[0] and "refused" in errors[0].lower()
+    assert "Traceback" not in output
+
+
+async def test_sigterm_while_connecting_ends_a_worker_at_once(tmp_path: Path) -> None:
+    """A worker still trying to reach NATS (a 120 s connect timeout) stops promptly on
+    SIGTERM, without waiting for the timeout."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    worker = WorkerProcess(tmp_path, url, user=None, extra=("--connect-timeout", "120"))
+    with workers(worker):
+        await wait_until(
+            lambda: any(e["event"] == "nats_connecting" for e in log_events(worker)),
+            30,
+            "the worker to start connecting",
+        )
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait_exit(15) == 0
+    assert "Traceback" not in worker.log.read_text()
+
+
+async def test_a_worker_whose_server_is_gone_for_good_exits_non_zero(tmp_path: Path) -> None:
+    """When the server stops and the reconnect attempts run out, the worker logs one line per
+    attempt (no traceback), withdraws its ready file and exits 69 for its supervisor."""
+    server = EmbeddedServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        await server.wait_ready()
+        worker = WorkerProcess(
+            tmp_path / "worker", server.url, user=None, extra=("--max-reconnects", "2")
+        )
+        with workers(worker):
+            await worker.wait_ready()
+            server.stop()
+            assert await worker.wait_exit(60) == 69
+    finally:
+        server.kill()
+    assert not worker.ready_file.exists()
+    events = [e["event"] for e in log_events(worker)]
+    attempts = [e for e in log_events(worker) if e["event"] == "nats_reconnecting"]
+    assert "nats_disconnected" in events and "nats_connection_closed" in events
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]  # 2 allowed reconnects per server
+    assert [a["wait"] for a in attempts] == sorted(a["wait"] for a in attempts)  # backing off
+    output = worker.log.read_text()
+    assert "Traceback" not in output and "error (connection_closed): " in output
+
+
+async def test_a_worker_rides_out_a_server_restart(tmp_path: Path) -> None:
+    """A server that comes back on the same port is reconnected to; the worker keeps serving."""
+    server = EmbeddedServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        await server.wait_ready()
+        worker = WorkerProcess(tmp_path / "worker", server.url, user=None)
+        with workers(worker):
+            await worker.wait_ready()
+            server.stop()
+            await wait_until(
+                lambda: any(e["event"] == "nats_reconnecting" for e in log_events(worker)),
+                30,
+                "a reconnect attempt",
+            )
+            server.start()
+            await wait_until(
+                lambda: any(e["event"] == "nats_reconnected" for e in log_events(worker)),
+                30,
+                "the worker to reconnect",
+            )
+            assert worker.process is not None and worker.process.poll() is None
+            assert worker.ready_file.exists()
+    finally:
+        server.kill()

@@ -1,0 +1,80 @@
+"""One live replica per replica id: a duplicate is refused, a dead one's id is taken over."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from nats.aio.client import Client as NATS
+
+from projections import orders
+from runtime import EventStore, ProjectorSettings, ReplicaInUse, run_replica
+from runtime.read.presence import claim_key, presence_bucket
+from runtime.read.status import collect
+from runtime.transport.embedded import EmbeddedServer
+
+from ..procs import READ_APP, WorkerProcess, workers
+
+TTL = 1.5
+
+
+def settings(replica: str) -> ProjectorSettings:
+    return ProjectorSettings(
+        replica=replica, snapshot_every=None, snapshot_interval=None, presence_ttl=TTL
+    )
+
+
+async def test_a_second_live_replica_with_the_same_id_is_refused(
+    nc: NATS, store: EventStore
+) -> None:
+    """While a replica runs and renews its claim, another one with its id refuses to start,
+    naming the live one; a replica with another id starts beside it."""
+    async with run_replica(nc, orders, settings("r1")):
+        with pytest.raises(ReplicaInUse, match="'r1' of projection 'orders' is already live"):
+            async with run_replica(nc, orders, settings("r1")):
+                pass
+        async with run_replica(nc, orders, settings("r2")) as other:
+            assert other.replica == "r2"
+
+
+async def test_a_killed_replica_s_id_is_taken_over_once_its_claim_expires(
+    nc: NATS, store: EventStore
+) -> None:
+    """A claim nobody renews (its holder was killed) expires, and a replica restarting under
+    that id takes it over; a stopped replica releases its id at once."""
+    claims = await presence_bucket(nc, ttl=TTL, replicas=1)
+    await claims.create(claim_key("orders", "r1"), orjson.dumps({"pid": 999_999, "host": "gone"}))
+    async with run_replica(nc, orders, settings("r1")):
+        entry = await claims.get(claim_key("orders", "r1"))
+        assert orjson.loads(entry.value or b"{}")["pid"] == os.getpid()
+    async with run_replica(nc, orders, settings("r1")):  # released: no wait for the TTL
+        pass
+
+
+async def test_status_lists_the_consumers_no_live_replica_uses(nc: NATS, store: EventStore) -> None:
+    """A stopped replica's consumer shows up in the status report as orphaned, a live one's not."""
+    async with run_replica(nc, orders, settings("gone")):
+        pass
+    async with run_replica(nc, orders, settings("live")):
+        report = await collect(nc, projections=["orders"], timeout=1.0)
+    orphans = [c["consumer"] for c in report["orphaned_consumers"]]
+    assert orphans == ["cqrs-proj-orders-gone"]
+
+
+async def test_a_projector_process_with_a_taken_id_exits_with_a_message(
+    tmp_path: Path, nats_server: EmbeddedServer
+) -> None:
+    """`cqrs projector --replica p1` while another live p1 runs exits 75 with one line saying
+    so, and the live one keeps serving."""
+    await nats_server.wait_ready()
+    common = ("--projections", "counters", "--replica", "p1")
+    first = WorkerProcess(tmp_path / "a", nats_server.url, None, "projector", READ_APP, common)
+    second = WorkerProcess(tmp_path / "b", nats_server.url, None, "projector", READ_APP, common)
+    with workers(first):
+        await first.wait_ready()
+        with workers(second):
+            assert await second.wait_exit(60) == 75
+        assert first.process is not None and first.process.poll() is None
+    assert "error (replica_in_use): replica 'p1' of projection 'counters'" in second.log_tail()
