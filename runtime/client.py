@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from .errors import CqrsError, NoResponders, error_from_wire
+from .transport.connection import ConnectOptions, connect
 from .transport.limits import check_fits
 from .transport.nats_errors import nats_call
 from .wire import codec
@@ -59,6 +62,24 @@ class Client:
     def __init__(self, nc: NATS, *, timeout: float = 10.0) -> None:
         self.nc = nc
         self.timeout = timeout
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        url: str | None = None,
+        *,
+        options: ConnectOptions | None = None,
+        timeout: float = 10.0,
+    ) -> AsyncIterator[Client]:
+        """A client on its own connection to ``url`` (or ``options``: credentials, TLS,
+        ``connect_timeout``), closed when the context exits. The first connect gives up after
+        ``options.connect_timeout`` seconds (5 by default) with :class:`Unreachable`."""
+        options = options or ConnectOptions()
+        if url is not None:
+            options = replace(options, url=url)
+        async with connect(options, embedded=False) as nc:
+            yield cls(nc, timeout=timeout)
 
     async def send(
         self,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import anyio
 import orjson
+import pytest
 
+from runtime import Client, ConnectOptions, NoResponders, Unreachable
 from runtime.transport.embedded import EmbeddedServer, free_port
 
 from ..procs import WorkerProcess, wait_until, workers
@@ -99,3 +102,22 @@ async def test_a_worker_rides_out_a_server_restart(tmp_path: Path) -> None:
             assert worker.ready_file.exists()
     finally:
         server.kill()
+
+
+async def test_client_connect_gives_up_after_its_connect_timeout() -> None:
+    """Client.connect to a closed port raises Unreachable naming the URL once its connect
+    timeout has passed, instead of retrying forever."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    with anyio.fail_after(20), pytest.raises(Unreachable, match=f"cannot connect to NATS at {url}"):
+        async with Client.connect(url, options=ConnectOptions(connect_timeout=1)):
+            pass
+
+
+async def test_client_connect_serves_commands(nats_server: EmbeddedServer) -> None:
+    """Client.connect yields a client on a connection of its own, closed on exit."""
+    await nats_server.wait_ready()
+    async with Client.connect(nats_server.url) as client:
+        assert client.nc.is_connected
+        with pytest.raises(NoResponders):
+            await client.send("user", "u-1", "create", {})
+    assert client.nc.is_closed
