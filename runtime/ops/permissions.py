@@ -135,6 +135,18 @@ def _stream_api(verb: str, stream: str) -> str:
     return f"$JS.API.STREAM.{verb}.{stream}"
 
 
+def _kv_keys(bucket: str, prefixes: Sequence[str]) -> list[str]:
+    """Binding (and creating) a KV bucket, and reading and writing its keys ``<prefix>.*``."""
+    kv_stream = f"KV_{bucket}"
+    publish = [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
+    for prefix in prefixes:
+        publish += [
+            f"$KV.{bucket}.{prefix}.*",
+            f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{bucket}.{prefix}.*",
+        ]
+    return publish
+
+
 def _micro(service: str, user: str) -> tuple[list[str], list[str]]:
     """Discovery subscriptions of a micro service, and the pings its own health check sends."""
     subscribe = [f"$SRV.{verb}" for verb in MICRO_VERBS]
@@ -174,13 +186,7 @@ def worker_grant(
     bucket = resources.aggregate_snapshot_bucket
     if bucket is not None:
         # Snapshot keys are <aggregate>.<id>: a worker reads and writes its aggregates' keys only.
-        kv_stream = f"KV_{bucket}"
-        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
-        for name in aggregates:
-            publish += [
-                f"$KV.{bucket}.{name}.*",
-                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{bucket}.{name}.*",
-            ]
+        publish += _kv_keys(bucket, aggregates)
     for name in aggregates:
         pings, discovery = _micro(service_name("aggregate", name), user)
         publish += pings
@@ -231,13 +237,7 @@ def projector_grant(
     claims = resources.replica_bucket
     if claims is not None:
         # Claims are keyed <projection>.<replica>: a projector claims ids of its projections only.
-        kv_stream = f"KV_{claims}"
-        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
-        for projection in projections:
-            publish += [
-                f"$KV.{claims}.{projection.name}.*",
-                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{claims}.{projection.name}.*",
-            ]
+        publish += _kv_keys(claims, [p.name for p in projections])
     dead_letters = resources.dead_letter_stream
     if dead_letters is not None:
         publish += [_stream_api("INFO", dead_letters), _stream_api("CREATE", dead_letters)]
