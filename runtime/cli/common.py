@@ -79,7 +79,7 @@ MaxReconnects = Annotated[
         "--max-reconnects",
         envvar="CQRS_MAX_RECONNECTS",
         min=-1,
-        help="Reconnect attempts per server once connected (-1: forever); then exit non-zero.",
+        help="Reconnect attempts per server once connected (-1: forever, 0: none); then exit 69.",
     ),
 ]
 Stream = Annotated[str, typer.Option("--stream", envvar="CQRS_STREAM", help="Event stream name.")]

@@ -85,7 +85,6 @@ def nats_config(
 ) -> None:
     """Write the nats-server configs (accounts and per-role permissions from the app's
     aggregates and projections, single node, 3-node cluster, Kubernetes ConfigMap)."""
-    quiet_logging()
     options = DeployOptions(
         app_spec=app_spec,
         stream=stream,

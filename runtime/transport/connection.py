@@ -55,7 +55,7 @@ class ConnectOptions:
     inbox_prefix: str | None = None
     close_timeout: float = 10.0  # seconds the connection may take to drain on close
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # the first connect, all attempts together
-    max_reconnects: int = DEFAULT_MAX_RECONNECTS  # per server once connected; -1: forever
+    max_reconnects: int = DEFAULT_MAX_RECONNECTS  # per server once connected; -1: forever, 0: none
 
     def resolved_inbox_prefix(self) -> str | None:
         """The inbox prefix for replies: explicit, ``NATS_INBOX_PREFIX``, or ``_INBOX_<user>``.
@@ -103,7 +103,7 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
         with anyio.fail_after(options.connect_timeout):
             await nc.connect(
                 servers,
-                allow_reconnect=True,
+                allow_reconnect=options.max_reconnects != 0,
                 drain_timeout=max(1, int(options.close_timeout)),
                 **lifeline.callbacks(),
                 **kwargs,
