@@ -9,7 +9,6 @@ of them by hand.
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -193,14 +192,6 @@ def run(
         raise typer.Exit(
             exits.report(error, as_json=as_json, hint=hint(error) if hint else None)
         ) from None
-
-
-async def wait_for_shutdown() -> int:
-    """Block until SIGINT, SIGTERM or SIGHUP (a closed terminal); return the signal number."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async for signum in signals:
-            return int(signum)
-    return 0
 
 
 def parse_json_arg(text: str) -> Any:

@@ -58,11 +58,12 @@ from .common import (
     names,
     parse_json_arg,
     run,
-    wait_for_shutdown,
 )
 from .history import check_history_options, show_history
 
 log = structlog.get_logger("runtime.cli")
+
+DEV_SHUTDOWN_TIMEOUT = 10.0
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +83,8 @@ def dev(
 ) -> None:
     """Embedded NATS server + workers, projections and process managers, until Ctrl-C.
 
-    One `cqrs dev` per state directory: a second one is refused while the first runs.
+    One `cqrs dev` per state directory: a second one is refused while the first runs. Ctrl-C,
+    SIGTERM or SIGHUP (a closed terminal) stop it.
     """
     ctx = Context.of(typer_ctx, "cqrs-dev")
 
@@ -92,6 +94,7 @@ def dev(
             stream=StreamSettings(name=ctx.stream), host=HostSettings(log_commands=True)
         )
         async with (
+            graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
             run_app(nc, application, settings=settings),
         ):
@@ -108,7 +111,7 @@ def dev(
                 process_managers=[m.name for m in application.process_managers],
                 try_it='cqrs send user u-1 create \'{"name": "Ada", "email": "ada@example.com"}\'',
             )
-            await wait_for_shutdown()
+            await shutdown.wait(nc)
             log.info("dev_stopping")
 
     run(main)

@@ -1,14 +1,14 @@
 """Graceful shutdown of a long-running process: SIGTERM or Ctrl-C drains, within a deadline.
 
-The first SIGTERM/SIGINT ends the serving phase; the process then withdraws from its ready
-file, stops taking requests, finishes what is in flight, writes its snapshots and closes its
-connection. All of that must fit in ``timeout`` seconds (Kubernetes sends SIGKILL after its
-``terminationGracePeriodSeconds``, systemd after ``TimeoutStopSec``): past the deadline whatever
-is left is cancelled and the process exits 1. A second signal cancels at once. A signal that
-arrives while the process is still starting (connecting, restoring) has nothing to drain and
-stops it at once. When the connection closes for good while serving, :meth:`Shutdown.wait`
-raises :class:`~runtime.errors.ConnectionClosed` after starting the same drain, so the process
-leaves its ready file and exits non-zero for its supervisor to restart it.
+The first SIGTERM/SIGINT (or SIGHUP: the terminal closed) ends the serving phase; the process then
+withdraws from its ready file, stops taking requests, finishes what is in flight, writes its
+snapshots and closes its connection. All of that must fit in ``timeout`` seconds (Kubernetes sends
+SIGKILL after its ``terminationGracePeriodSeconds``, systemd after ``TimeoutStopSec``): past the
+deadline whatever is left is cancelled and the process exits 1. A second signal cancels at once. A
+signal that arrives while the process is still starting (connecting, restoring) has nothing to
+drain and stops it at once. When the connection closes for good while serving,
+:meth:`Shutdown.wait` raises :class:`~runtime.errors.ConnectionClosed` after starting the same
+drain, so the process leaves its ready file and exits non-zero for its supervisor to restart it.
 
 ::
 
@@ -33,7 +33,7 @@ from ..transport.lifeline import lifeline_of, wait_closed
 
 log = structlog.get_logger("runtime.ops.shutdown")
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal went away
 
 
 class Shutdown:

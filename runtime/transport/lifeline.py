@@ -66,9 +66,11 @@ class Lifeline:
         self.closing = False  # the runtime itself is closing the connection
         self.reconnecting = False
         self.attempt = 0
+        self._nc: weakref.ref[NATS] | None = None
 
     def attach(self, nc: NATS) -> None:
         _LIFELINES[nc] = self
+        self._nc = weakref.ref(nc)
 
     def callbacks(self) -> dict[str, Any]:
         """The keyword arguments of ``nats.aio.client.Client.connect`` this lifeline handles."""
@@ -95,11 +97,20 @@ class Lifeline:
         log.info("nats_reconnected", attempts=self.attempt)
         self.reconnecting = False
         self.attempt = 0
+        self.last_error = None
 
     async def on_closed(self) -> None:
-        if self.connected and not self.closing:
+        if not self.connected or self.closing:
+            return
+        nc = self._nc() if self._nc is not None else None
+        cause = nc.last_error if nc is not None else None  # e.g. the server's -ERR
+        if cause is not None:
+            self.last_error = describe(cause)
+        if self.last_error is None:
+            log.info("nats_closed")  # closed by its owner, outside the runtime
+        else:
             log.error("nats_connection_closed", error=self.last_error)
-            self.closed.set()
+        self.closed.set()
 
     def choose_server(self, servers: list[Any], server_info: dict[str, Any]) -> tuple[Any, float]:
         """Pick the least-tried server and how long to wait first (nats-py calls this before

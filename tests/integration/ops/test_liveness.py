@@ -10,7 +10,9 @@ import orjson
 import pytest
 
 from runtime import Client, ConnectOptions, NoResponders, Unreachable
+from runtime.transport.connection import open_connection
 from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.lifeline import lifeline_of, wait_closed
 
 from ..procs import WorkerProcess, wait_until, workers
 
@@ -121,3 +123,21 @@ async def test_client_connect_serves_commands(nats_server: EmbeddedServer) -> No
         with pytest.raises(NoResponders):
             await client.send("user", "u-1", "create", {})
     assert client.nc.is_closed
+
+
+async def test_a_connection_the_server_closes_is_reported_closed_with_its_cause(
+    nats_server: EmbeddedServer,
+) -> None:
+    """A publish whose headers push it over max_payload makes the server close the connection
+    for good; the lifeline reports it closed, naming the server's reason."""
+    await nats_server.wait_ready()
+    nc = await open_connection(nats_server.url, ConnectOptions())
+    try:
+        payload = b"x" * (nc.max_payload - 100)  # nats-py checks the body only, not headers
+        await nc.publish("anything", payload, headers={"Big": "y" * 1000})
+        with anyio.fail_after(10):
+            await wait_closed(nc)
+        lifeline = lifeline_of(nc)
+        assert lifeline is not None and "payload" in (lifeline.last_error or "").lower()
+    finally:
+        await nc.close()
