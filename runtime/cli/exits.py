@@ -37,6 +37,8 @@ BY_CODE: dict[str, int] = {
     "unreachable": UNAVAILABLE,
     "connection_closed": UNAVAILABLE,
     "no_responders": UNAVAILABLE,
+    "unavailable": UNAVAILABLE,
+    "jetstream": UNAVAILABLE,
     "server": UNAVAILABLE,
     "internal": SOFTWARE,
     "timeout": TEMPORARY,

