@@ -287,14 +287,8 @@ def processes_grant(
             publish.append(schedule_subject(name, "*", "*"))
             publish += _consumer_api(timers, consumer_name(name, "timers"))
     bucket = resources.process_bucket
-    if bucket is not None:
-        kv_stream = f"KV_{bucket}"
-        publish += [_stream_api("INFO", kv_stream), _stream_api("CREATE", kv_stream)]
-        for name in managers:  # instance keys are <process manager>.<key>
-            publish += [
-                f"$KV.{bucket}.{name}.*",
-                f"$JS.API.DIRECT.GET.{kv_stream}.$KV.{bucket}.{name}.*",
-            ]
+    if bucket is not None:  # instance keys are <process manager>.<key>
+        publish += _kv_keys(bucket, managers)
     for name in managers:
         pings, discovery = _micro(service_name("process", name), user)
         publish += pings
