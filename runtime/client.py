@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import anyio
 from nats.aio.client import Client as NATS
 
-from .errors import CqrsError, NoResponders, error_from_wire
+from .errors import CqrsError, NoResponders, Timeout, error_from_wire
 from .transport.connection import ConnectOptions, connect
 from .transport.limits import check_fits
 from .transport.nats_errors import nats_call
@@ -50,6 +52,9 @@ class QueryResult:
     seq: int
 
 
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # then 0.8 s between attempts
+
+
 class Client:
     """Sends commands and queries; raises the typed error a failure reply describes.
 
@@ -57,11 +62,19 @@ class Client:
     subject), :class:`Timeout` (no reply in time: the outcome is unknown, retry with the same
     command id), :class:`Unavailable` (the connection is closed, draining or reconnecting),
     :class:`InvalidInput` (the request is over the server's max payload).
+
+    A command that finds no worker (no responders: its partition is between owners, or the
+    workers are restarting) or gets no reply within ``attempt_timeout`` is sent again with the
+    same command id until ``timeout`` has passed: the command id makes the retry safe.
     """
 
-    def __init__(self, nc: NATS, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, nc: NATS, *, timeout: float = 10.0, attempt_timeout: float | None = None
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self.retries = 0  # commands sent again, for metrics
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -104,14 +117,30 @@ class Client:
         headers = {H_COMMAND_ID: command_id, H_CORRELATION_ID: correlation_id or command_id}
         if causation_id:
             headers[H_CAUSATION_ID] = causation_id
-        body = await self._request(
-            command_subject(aggregate, aggregate_id, command),
-            {} if args is None else args,
-            headers,
-            timeout,
-            what=f"aggregate {aggregate!r}",
-        )
-        return CommandResult.from_wire(body)
+        subject = command_subject(aggregate, aggregate_id, command)
+        payload = {} if args is None else args
+        overall = timeout or self.timeout
+        deadline = time.monotonic() + overall
+        per_attempt = self.attempt_timeout or max(overall / 3, 1.0)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                body = await self._request(
+                    subject,
+                    payload,
+                    headers,
+                    min(remaining, per_attempt),
+                    what=f"aggregate {aggregate!r}",
+                )
+                return CommandResult.from_wire(body)
+            except (NoResponders, Timeout):
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                if deadline - time.monotonic() <= delay:
+                    raise
+            attempt += 1
+            self.retries += 1
+            await anyio.sleep(delay)
 
     async def query(
         self,

@@ -35,7 +35,7 @@ from ..errors import CqrsError
 from ..transport.streams import StreamSettings
 from ..write.actor import Actor, CommandRequest
 from ..write.host import ActorHost, HostSettings
-from ..write.snapshots import Snapshot, SnapshotStore, encode_snapshot
+from ..write.snapshots import Snapshot, SnapshotStore, encode_snapshot, remembered
 from ..write.store import EventStore
 from .common import Measurement, bench_server
 
@@ -270,7 +270,7 @@ async def take_snapshot(
     writer = Actor(account, "hot", store)
     for commit in await store.history(account.name, "hot", up_to_seq=up_to_seq):
         writer.apply_commit(commit)
-    taken = Snapshot(writer.state, writer.version, writer.last_seq, list(writer.recent.items()))
+    taken = Snapshot(writer.state, writer.version, writer.last_seq, remembered(writer))
     value = encode_snapshot(account, store.stream, "hot", taken)
     revision, _ = await snapshots.save(
         account, "hot", value, seq=taken.seq, version=taken.version, last_revision=last_revision

@@ -21,6 +21,7 @@ from ..errors import CqrsError, Timeout
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..ownership.coordinator import DEFAULT_LEASE_TTL, OwnershipSettings
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
@@ -31,6 +32,7 @@ from ..transport.connection import (
 from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_id, check_name
+from ..wire.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from ..write.history import AggregateHistory
 from ..write.host import HostSettings
 from ..write.store import EventStore
@@ -131,6 +133,26 @@ def worker(
     idle_timeout: Annotated[
         float, typer.Option("--idle-timeout", envvar="CQRS_IDLE_TIMEOUT")
     ] = 600.0,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            "--partitions",
+            envvar="CQRS_PARTITIONS",
+            min=1,
+            max=MAX_PARTITIONS,
+            help="Command partitions; must match the server's mapping.",
+        ),
+    ] = DEFAULT_PARTITIONS,
+    lease_ttl: Annotated[
+        int,
+        typer.Option(
+            "--lease-ttl",
+            envvar="CQRS_LEASE_TTL",
+            min=1,
+            help="Seconds a partition lease lives unrenewed (a dead worker's partitions move "
+            "within this).",
+        ),
+    ] = DEFAULT_LEASE_TTL,
     shutdown_timeout: ShutdownTimeout = 30.0,
     ready_file: ReadyFile = None,
     nats_url: NatsUrl = None,
@@ -150,9 +172,12 @@ def worker(
 ) -> None:
     """A worker process serving the commands of some aggregate types.
 
-    SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has, closes
-    its connection and exits 0, all within --shutdown-timeout (exit 1 if cut short). When its
-    connection closes for good it leaves its ready file and exits 69.
+    Run as many as you like: on a server that partitions commands each partition is owned by
+    one worker at a time; on one without, every worker confirms its decisions against the
+    stream. SIGTERM or Ctrl-C drains it: it stops taking commands, answers the ones it has,
+    hands its partitions over, closes its connection and exits 0, all within
+    --shutdown-timeout (exit 1 if cut short). When its connection closes for good it leaves its
+    ready file and exits 69.
     """
     ctx = Context.of(typer_ctx, "cqrs-worker")
     settings = WorkerSettings(
@@ -160,6 +185,7 @@ def worker(
         host=HostSettings(
             mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
         ),
+        ownership=OwnershipSettings(partitions=partitions, lease_ttl=lease_ttl),
         ready_file=ready_file,
     )
     drain_budget, close_budget = shutdown_budgets(shutdown_timeout)

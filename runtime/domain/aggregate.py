@@ -77,7 +77,7 @@ class Aggregate(Generic[S]):
         *,
         state_version: int = 1,
         snapshot_every: int | None = 100,
-        remember_commands: int = 64,
+        remember_commands: int = 256,
     ) -> None:
         self.name = check_name(name, field="aggregate")
         self.initial = initial

@@ -30,6 +30,7 @@ import anyio
 
 from ..backoff import Backoff
 from ..errors import ServerError
+from ..wire.partitions import DEFAULT_PARTITIONS, command_mapping
 from .cleanup import cleanup_budget
 
 PR_SET_PDEATHSIG = 1
@@ -67,6 +68,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def mapping_config(partitions: int) -> str:
+    """A config with just the command partition mapping, as the deploy configs have it."""
+    lines = "".join(f'  "{src}": "{dst}"\n' for src, dst in command_mapping(partitions).items())
+    return "mappings {\n" + lines + "}\n"
+
+
 @dataclass
 class EmbeddedServer:
     """One nats-server process with JetStream."""
@@ -75,6 +82,7 @@ class EmbeddedServer:
     port: int = 0
     extra_args: Sequence[str] = ()
     config_file: Path | None = None
+    partitions: int | None = DEFAULT_PARTITIONS  # the command partition mapping (None: none)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -87,8 +95,12 @@ class EmbeddedServer:
             self.port = free_port()
         args = [find_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         args += ["-sd", str(self.store_dir.resolve())]
-        if self.config_file is not None:
-            args += ["-c", str(self.config_file)]
+        config_file = self.config_file
+        if config_file is None and self.partitions:
+            config_file = self.store_dir / "cqrs-mappings.conf"
+            config_file.write_text(mapping_config(self.partitions))
+        if config_file is not None:
+            args += ["-c", str(config_file.resolve())]
         args += list(self.extra_args)
         log_file = (self.store_dir / "nats-server.log").open("ab")
         self.process = subprocess.Popen(
@@ -140,10 +152,13 @@ class EmbeddedServer:
 
 @contextlib.asynccontextmanager
 async def embedded_server(
-    store_dir: Path | str = ".cqrs/jetstream", *, port: int = 0
+    store_dir: Path | str = ".cqrs/jetstream",
+    *,
+    port: int = 0,
+    partitions: int | None = DEFAULT_PARTITIONS,
 ) -> AsyncIterator[EmbeddedServer]:
-    """Run a nats-server with JetStream for the duration of the context."""
-    server = EmbeddedServer(Path(store_dir), port=port)
+    """Run a nats-server with JetStream (and the command partition mapping) for the context."""
+    server = EmbeddedServer(Path(store_dir), port=port, partitions=partitions)
     server.start()
     try:
         await server.wait_ready()

@@ -153,14 +153,21 @@ class Endpoint:
             self.num_errors += 1
             self.last_error = error[:MAX_ERROR_HEADER]
 
-    async def on_message(self, msg: Msg) -> None:
+    def accept(self, msg: Msg) -> Request | None:
+        """Count ``msg`` and wrap it as a request; None (counted as refused) when its reply
+        subject is not an inbox. For messages that reach the handler another way too."""
         self.num_requests += 1
         if msg.reply and not self.replies.allows(msg.reply):
             self.refused += 1
             self.record(0, "reply_refused: the reply subject is not an inbox")
             refused(self.service, msg)
+            return None
+        return Request(msg, self)
+
+    async def on_message(self, msg: Msg) -> None:
+        request = self.accept(msg)
+        if request is None:
             return
-        request = Request(msg, self)
         try:
             await self.handler(request)
         except Exception as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec
+from .idempotency import H_FINGERPRINT, msg_id
 
 H_COMMAND_ID = "Cqrs-Command-Id"
 H_CORRELATION_ID = "Cqrs-Correlation-Id"
@@ -63,6 +64,7 @@ class Commit:
     seq: int = 0  # the stream sequence; 0 until stored
     timestamp: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""  # of the command's name and arguments (see wire/idempotency.py)
 
     @property
     def first_version(self) -> int:
@@ -70,7 +72,7 @@ class Commit:
 
     def headers(self, expected_last_seq: int) -> dict[str, str]:
         headers = {
-            H_MSG_ID: self.command_id,
+            H_MSG_ID: msg_id(self.aggregate, self.aggregate_id, self.command_id),
             H_EXPECTED_LAST_SUBJECT_SEQ: str(expected_last_seq),
             H_COMMAND_ID: self.command_id,
             H_CORRELATION_ID: self.correlation_id,
@@ -81,6 +83,8 @@ class Commit:
         }
         if self.causation_id:
             headers[H_CAUSATION_ID] = self.causation_id
+        if self.fingerprint:
+            headers[H_FINGERPRINT] = self.fingerprint
         return headers
 
     def body(self) -> bytes:
@@ -114,6 +118,7 @@ class Commit:
             recorded_at=h.get(H_RECORDED_AT, ""),
             seq=msg.seq,
             timestamp=msg.timestamp,
+            fingerprint=h.get(H_FINGERPRINT, ""),
         )
 
 

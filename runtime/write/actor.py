@@ -19,9 +19,12 @@ from typing import Any
 import structlog
 
 from ..domain.aggregate import Aggregate, CommandContext
-from ..errors import Conflict, CqrsError, Internal, Timeout
+from ..errors import Conflict, CqrsError, Internal, Rejected, Timeout
+from ..ownership.leases import Lease
 from ..wire import codec
 from ..wire.envelope import Commit, StoredEvent, command_reply
+from ..wire.idempotency import fingerprint as command_fingerprint
+from .command_memory import CommandMemory
 from .snapshots import SnapshotStore
 from .store import EventStore, WrongLastSequence
 
@@ -38,6 +41,8 @@ class HostStats:
     rejected: int = 0
     failed: int = 0
     conflicts_retried: int = 0
+    fence_checks: int = 0  # decisions that appended nothing, confirmed against the stream
+    fence_catch_ups: int = 0  # ... of which found the state stale and decided again
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class CommandRequest:
     correlation_id: str
     causation_id: str | None
     reply: Reply
+    lease: Lease | None = None  # the partition lease it arrived under (None: fenced mode)
 
 
 class Actor:
@@ -61,6 +67,7 @@ class Actor:
         "last_seq",
         "loaded",
         "mailbox",
+        "owner",
         "recent",
         "running",
         "snapshot_rev",
@@ -89,7 +96,8 @@ class Actor:
         self.version = 0
         self.last_seq = 0
         self.loaded = False
-        self.recent: dict[str, int] = {}  # command id -> stream sequence of its commit
+        self.recent: CommandMemory | None = None  # the last commands (see command_memory.py)
+        self.owner: Lease | None = None  # the lease under which the state was last confirmed
         self.mailbox: collections.deque[CommandRequest] | None = None
         self.running = False
         self.touched = 0.0
@@ -148,8 +156,7 @@ class Actor:
         self.state = snapshot.state
         self.version = self.snapshot_version = snapshot.version
         self.last_seq = snapshot.seq
-        for command_id, seq in snapshot.recent:
-            self.remember(command_id, seq)
+        self.recent = CommandMemory.of(self.aggregate.remember_commands, snapshot.recent)
         if snapshot.seq == newest.seq:
             return True
         tail = await self.store.history(
@@ -195,10 +202,9 @@ class Actor:
         return self.aggregate.decode_stored(stored.type, stored.data, seq=seq)
 
     def remember(self, command_id: str, seq: int) -> None:
-        recent = self.recent
-        recent[command_id] = seq
-        while len(recent) > self.aggregate.remember_commands:
-            del recent[next(iter(recent))]
+        if self.recent is None:
+            self.recent = CommandMemory(self.aggregate.remember_commands)
+        self.recent.remember(command_id, seq)
 
     # -- handling ------------------------------------------------------------------------------
 
@@ -209,13 +215,23 @@ class Actor:
 
         A concurrency conflict (another process appended first) folds the newer commits and
         decides again, up to ``max_retries`` times. A command id seen before returns the reply of
-        its original commit instead of deciding again.
+        its original commit instead of deciding again (``conflict`` if it was another command).
+
+        A decision that appends nothing (a no-op or a rejection) has no expected-sequence check
+        to catch a stale state, so it is confirmed against the aggregate's newest stored sequence
+        (the fence) unless this worker provably owns the aggregate: it holds the partition's
+        lease, trusts it by its monotonic clock, and has confirmed this actor's state under that
+        same lease. On a mismatch the actor catches up and decides again.
         """
+        lease = request.lease
         if not self.loaded:
             await self.catch_up()
+            self.confirmed(lease)
+        fingerprint = command_fingerprint(request.command, request.args)
         for _attempt in range(max_retries + 1):
-            if request.command_id in self.recent:
-                return await self.original_reply(request.command_id)
+            known = await self.known_reply(request.command_id, fingerprint)
+            if known is not None:
+                return known
             ctx = CommandContext(
                 aggregate=self.aggregate.name,
                 aggregate_id=self.aggregate_id,
@@ -225,8 +241,15 @@ class Actor:
                 causation_id=request.causation_id,
                 now=datetime.now(UTC),
             )
-            events = self.aggregate.decide(self.state, request.command, request.args, ctx)
+            try:
+                events = self.aggregate.decide(self.state, request.command, request.args, ctx)
+            except Rejected:
+                if await self.fenced(lease, stats):
+                    continue
+                raise
             if not events:
+                if await self.fenced(lease, stats):
+                    continue
                 return self.reply(request.command_id, [])
             stored = [StoredEvent(self.aggregate.type_of(e), codec.to_builtins(e)) for e in events]
             commit = Commit(
@@ -239,6 +262,7 @@ class Actor:
                 version=self.version + len(events),
                 events=stored,
                 recorded_at=ctx.now.isoformat(),
+                fingerprint=fingerprint,
             )
             try:
                 seq, duplicate = await self.store.append(commit, self.last_seq)
@@ -251,14 +275,13 @@ class Actor:
                 # The outcome is unknown: learn it from the stream. If the commit did not land,
                 # the caller gets `timeout` and retries with the same command id, which is safe.
                 await self.recover_after_timeout()
-                if request.command_id in self.recent:
-                    return await self.original_reply(request.command_id)
+                known = await self.known_reply(request.command_id, fingerprint)
+                if known is not None:
+                    return known
                 raise
             if duplicate:
-                await self.catch_up()
-                if request.command_id in self.recent:
-                    return await self.original_reply(request.command_id)
-                raise Internal("JetStream reported a duplicate that is not in the history")
+                # Inside the duplicate window JetStream names the original commit's sequence.
+                return await self.reply_from(seq, request.command_id, fingerprint)
             state = self.state
             for event in events:
                 state = self.aggregate.evolve(state, event)
@@ -266,12 +289,65 @@ class Actor:
             self.version = commit.version
             self.last_seq = seq
             self.remember(request.command_id, seq)
+            self.confirmed(lease)
             return self.reply(request.command_id, stored, seq=seq)
         raise Conflict(
             f"{self.aggregate.name}/{self.aggregate_id}: still conflicting after "
             f"{max_retries} retries",
             details={"aggregate": self.aggregate.name, "id": self.aggregate_id},
         )
+
+    def confirmed(self, lease: Lease | None) -> None:
+        """This actor's state is the stream's as of now: trust it while ``lease`` holds."""
+        self.owner = lease if lease is not None and lease.valid() else None
+
+    async def fenced(self, lease: Lease | None, stats: HostStats) -> bool:
+        """Whether a decision that appends nothing was made on a stale state (then caught up).
+
+        Skipped when this worker holds the aggregate's partition and confirmed the state under
+        that lease; otherwise one direct get of the aggregate's newest sequence.
+        """
+        if lease is not None and self.owner is lease and lease.valid():
+            return False
+        stats.fence_checks += 1
+        newest = await self.store.last_seq(self.aggregate.name, self.aggregate_id)
+        if newest == self.last_seq:
+            self.confirmed(lease)
+            return False
+        stats.fence_catch_ups += 1
+        await self.catch_up()
+        self.confirmed(lease)
+        return True
+
+    async def known_reply(self, command_id: str, fingerprint: str) -> dict[str, Any] | None:
+        """The original reply when ``command_id`` already made a commit here, else None."""
+        if self.recent is None:
+            return None
+        seq = self.recent.lookup(command_id, self.last_seq)
+        if seq is None:
+            return None
+        commit = await self.store.commit_at(seq)
+        if commit is None or commit.command_id != command_id:
+            return None  # a hash collision (or a commit gone): not this command
+        return self.answer_retry(commit, fingerprint)
+
+    async def reply_from(self, seq: int, command_id: str, fingerprint: str) -> dict[str, Any]:
+        commit = await self.store.commit_at(seq)
+        if commit is None or commit.command_id != command_id:
+            raise Internal(f"the commit of command {command_id} is not at sequence {seq}")
+        return self.answer_retry(commit, fingerprint)
+
+    def answer_retry(self, commit: Commit, fingerprint: str) -> dict[str, Any]:
+        if commit.fingerprint and commit.fingerprint != fingerprint:
+            raise Conflict(
+                "command id already used for another command",
+                details={
+                    "command_id": commit.command_id,
+                    "command": commit.command,
+                    "seq": commit.seq,
+                },
+            )
+        return commit.reply()
 
     async def recover_after_timeout(self) -> None:
         """After an unacknowledged append the outcome is unknown: learn it from the stream."""
@@ -291,7 +367,8 @@ class Actor:
         self.version = 0
         self.last_seq = 0
         self.loaded = False
-        self.recent = {}
+        self.recent = None
+        self.owner = None
         self.snapshot_version = 0
 
     def reply(
@@ -305,9 +382,3 @@ class Actor:
             command_id,
             events,
         )
-
-    async def original_reply(self, command_id: str) -> dict[str, Any]:
-        commit = await self.store.commit_at(self.recent[command_id])
-        if commit is None:
-            raise Internal(f"the commit of command {command_id} is gone from the stream")
-        return commit.reply()

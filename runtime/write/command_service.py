@@ -1,21 +1,27 @@
 """The command side's NATS interface: one ``nats.micro`` service per aggregate type.
 
-Requests arrive on ``cmd.<aggregate>.<id>.<command>``. Everything that can be checked without the
-aggregate's state (the id, the JSON, the command name, the argument types) is checked here, so bad
-input is answered at once and never reaches an actor, let alone the stream.
+Requests arrive on ``cmd.<aggregate>.<id>.<command>`` (the queue-group subject, where a server
+without the partition mapping delivers them) or, through :mod:`runtime.write.partitioned`, on
+the partitioned ``cmd.<partition>.<aggregate>.<id>.<command>`` this worker owns. Everything
+that can be checked without the aggregate's state (the id, the JSON, the command name, the
+argument types) is checked here, so bad input is answered at once and never reaches an actor,
+let alone the stream.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
-from ..transport.micro import MicroService, Request, definition_service
+from ..ownership.leases import Lease
+from ..transport.micro import Endpoint, MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
 from ..wire.naming import COMMAND_PREFIX, check_id, check_token
@@ -46,8 +52,11 @@ class CommandService:
         self.host = host
         self.aggregate = aggregate
         self.service: MicroService | None = None
+        self.partitions: Endpoint | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, any_partition: bool = False) -> None:
+        """Join the aggregate's queue group; ``any_partition`` also takes partitioned subjects
+        (a worker told not to own partitions, on a server that partitions anyway)."""
         name = self.aggregate.name
         service = definition_service(
             self.nc,
@@ -58,8 +67,16 @@ class CommandService:
             subject=f"{COMMAND_PREFIX}.{name}.*.*",
             handler=self.handle,
         )
+        if any_partition:
+            service.add_endpoint("partitioned", f"{COMMAND_PREFIX}.*.{name}.*.*", self.handle)
         await service.start()
         self.service = service
+        # Requests of the partitions this worker owns arrive through its own subscriptions
+        # (runtime/write/partitioned.py); this endpoint counts them in the service's stats.
+        self.partitions = Endpoint(
+            self.nc, "partitions", f"{COMMAND_PREFIX}.*.{name}.*.*", "", self.handle
+        )
+        service.endpoints.append(self.partitions)
 
     async def stop(self) -> None:
         """Stop taking commands; every request already received still reaches the actor host."""
@@ -67,10 +84,20 @@ class CommandService:
         if service is not None:
             await service.stop()
 
-    async def handle(self, request: Request) -> None:
-        """Validate and enqueue; the actor answers later, so this returns at once."""
+    async def handle(
+        self,
+        request: Request,
+        lease: Lease | None = None,
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Validate and enqueue; the actor answers later, so this returns at once.
+
+        ``lease`` is the partition lease the request arrived under (None: the queue-group
+        subject, fenced mode); ``done`` runs once the request is answered, whatever the answer.
+        """
         try:
-            command_request, aggregate_id = self.parse(request)
+            command_request, aggregate_id = self.parse(request, done)
+            command_request.lease = lease
             self.host.submit(self.aggregate.name, aggregate_id, command_request)
         except CqrsError as exc:
             log.info(
@@ -81,13 +108,36 @@ class CommandService:
                 reason=exc.message,
             )
             await request.respond(exc)
+            if done is not None:
+                done()
 
-    def parse(self, request: Request) -> tuple[CommandRequest, str]:
-        _, _, aggregate_id, command = request.subject.split(".", 3)
+    async def handle_owned(self, msg: Msg, lease: Lease, done: Callable[[], None]) -> None:
+        """A request of a partition this worker owns (see runtime/write/partitioned.py)."""
+        endpoint = self.partitions
+        if endpoint is None:
+            raise RuntimeError("CommandService.start() was not called")
+        request = endpoint.accept(msg)
+        if request is None:
+            done()
+            return
+        await self.handle(request, lease, done)
+
+    def parse(
+        self, request: Request, done: Callable[[], None] | None = None
+    ) -> tuple[CommandRequest, str]:
+        # cmd.<aggregate>.<id>.<command>, or cmd.<partition>.<aggregate>.<id>.<command>
+        aggregate_id, command = request.subject.rsplit(".", 2)[1:]
         check_id(aggregate_id)
         body = codec.loads_object(request.data)
         args = self.aggregate.parse_command(command, body)
         command_id, correlation_id, causation_id = request_ids(request.headers)
+
+        async def reply(result: dict[str, Any] | CqrsError) -> None:
+            try:
+                await request.respond(result)
+            finally:
+                if done is not None:
+                    done()
 
         return (
             CommandRequest(
@@ -96,7 +146,7 @@ class CommandService:
                 command_id=command_id,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
-                reply=request.respond,
+                reply=reply,
             ),
             aggregate_id,
         )

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from ..domain.aggregate import Aggregate
 from ..errors import Busy, CqrsError, Internal, UnknownCommand
+from ..ownership.coordinator import Coordinator
 from .actor import Actor, CommandRequest, HostStats
 from .snapshots import SnapshotStore, SnapshotWriter
 from .store import EventStore
@@ -64,6 +65,7 @@ class ActorHost:
         self._tg: TaskGroup | None = None
         self.in_flight = 0
         self.stats = HostStats()
+        self.ownership: Coordinator | None = None  # set by run_worker on a partitioned server
         self._idle = anyio.Event()
         self._idle.set()
         # Actors with work wait here for a dispatcher task; starting a task per command would

@@ -50,6 +50,8 @@ from ..transport.nats_errors import translate
 from ..transport.streams import bind_key_value
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
+from ..wire.idempotency import id_hash
+from .command_memory import CommandMemory
 
 
 class Snapshotted(Protocol):
@@ -61,7 +63,7 @@ class Snapshotted(Protocol):
     version: int
     last_seq: int
     loaded: bool
-    recent: dict[str, int]
+    recent: CommandMemory | None
     snapshot_rev: int
     snapshot_version: int
 
@@ -91,7 +93,7 @@ class Snapshot:
     state: Any
     version: int
     seq: int
-    recent: Sequence[tuple[str, int]]  # command id -> commit sequence, oldest first
+    recent: Sequence[tuple[int, int]]  # command id hash -> commit sequence, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ def encode_snapshot(
             "state_version": aggregate.state_version,
             "version": snapshot.version,
             "seq": snapshot.seq,
-            "recent": [[command_id, seq] for command_id, seq in snapshot.recent],
+            "recent": [[hashed, seq] for hashed, seq in snapshot.recent],
             "taken_at": datetime.now(UTC).isoformat(),
             "state": codec.to_builtins(snapshot.state),
         }
@@ -153,7 +155,7 @@ def decode_snapshot(
         raise SchemaError("the snapshot belongs to another stream or aggregate")
     try:
         version, seq = int(record["version"]), int(record["seq"])
-        recent = [(str(command_id), int(at)) for command_id, at in record["recent"]]
+        recent = [(_id_hash(hashed), int(at)) for hashed, at in record["recent"]]
         state = codec.convert(record["state"], aggregate.state_type)
     except CqrsError as exc:
         raise SchemaError(f"the snapshot's state does not decode: {exc.message}") from None
@@ -162,6 +164,20 @@ def decode_snapshot(
     if version < 0 or seq < 0:
         raise SchemaError("the snapshot has a negative version or sequence")
     return Snapshot(state=state, version=version, seq=seq, recent=recent)
+
+
+def _id_hash(value: object) -> int:
+    """A remembered command as a hash (snapshots written before hashing hold the id itself)."""
+    if isinstance(value, str):
+        return id_hash(value)
+    if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF:
+        return value
+    raise ValueError(f"not a command id hash: {value!r}")
+
+
+def remembered(actor: Snapshotted) -> list[tuple[int, int]]:
+    """The actor's memory of its last commands, as a snapshot holds it."""
+    return list(actor.recent.entries(actor.last_seq)) if actor.recent is not None else []
 
 
 def _peek_position(value: bytes) -> tuple[int, int]:
@@ -330,7 +346,7 @@ class SnapshotWriter:
 
     def _start(self, actor: Snapshotted, tg: TaskGroup) -> None:
         aggregate, aggregate_id = actor.aggregate, actor.aggregate_id
-        snapshot = Snapshot(actor.state, actor.version, actor.last_seq, list(actor.recent.items()))
+        snapshot = Snapshot(actor.state, actor.version, actor.last_seq, remembered(actor))
         try:
             value = encode_snapshot(aggregate, self.store.stream, aggregate_id, snapshot)
         except Exception:

@@ -1,9 +1,10 @@
 """The event store: the ``EVENTS`` stream on JetStream.
 
-Appends use ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate) and
-``Nats-Msg-Id`` = command id (JetStream dedupe). Reads use batched direct get on the aggregate's
-subject. The stream is created if missing and checked if present: a stream with other settings is
-a configuration error, never silently reconfigured.
+Appends use ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate) and a
+``Nats-Msg-Id`` scoped to the aggregate (JetStream dedupe; see :mod:`runtime.wire.idempotency`).
+Reads use batched direct get on the aggregate's subject. The stream is created if missing and
+checked if present: a stream with other settings is a configuration error, never silently
+reconfigured.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ class EventStore:
         """The aggregate's newest commit (found through the subject index, whatever its age)."""
         msg = await self.reader.last_for_subject(event_subject(aggregate, aggregate_id))
         return Commit.from_message(msg) if msg is not None else None
+
+    async def last_seq(self, aggregate: str, aggregate_id: str) -> int:
+        """The stream sequence of the aggregate's newest commit (0: none), for the fence."""
+        commit = await self.last_commit(aggregate, aggregate_id)
+        return commit.seq if commit is not None else 0
 
     async def commit_at(self, seq: int) -> Commit | None:
         msg = await self.reader.get(seq)

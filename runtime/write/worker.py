@@ -1,4 +1,10 @@
-"""A worker: the event store, the actor host and one command service per aggregate type."""
+"""A worker: the event store, the actor host and one command service per aggregate type.
+
+On a server that partitions commands (see :mod:`runtime.ownership.partitions`) the worker joins
+the ownership protocol: it serves only the partitions whose leases it holds. On a server without
+the mapping it says so once and serves every command through the queue group, in fenced mode
+(every decision that appends nothing is confirmed against the stream).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,15 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.aggregate import Aggregate
+from ..ownership.coordinator import Coordinator, OwnershipSettings
+from ..ownership.leases import LeaseBucket
+from ..ownership.probe import server_partitions
 from ..transport.readiness import mark_not_ready, mark_ready
 from ..transport.streams import StreamSettings
 from ..wire.naming import service_name
 from .command_service import CommandService
 from .host import ActorHost, HostSettings
+from .partitioned import PartitionRouter
 from .snapshots import SnapshotSettings, SnapshotStore
 from .store import EventStore
 
@@ -29,6 +39,8 @@ class WorkerSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     host: HostSettings = field(default_factory=HostSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    ownership: OwnershipSettings = field(default_factory=OwnershipSettings)
+    partitioned: bool | None = None  # None: ask the server whether it maps commands
     timeout: float = 5.0
     ready_file: Path | None = None  # see runtime/transport/readiness.py
 
@@ -61,21 +73,68 @@ async def run_worker(
             await snapshots.start()
         host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
         services = [CommandService(nc, host, a) for a in aggregates]
+        router = PartitionRouter(nc, {s.aggregate.name: s for s in services})
+        coordinator = await _coordinator(nc, aggregates, settings, router)
+        host.ownership = coordinator
         async with host.running():
-            try:
-                for service in services:
-                    await service.start()
-                mark_ready(settings.ready_file, _instances(services))
-                log.info("worker_started", aggregates=[a.name for a in aggregates])
-                yield host
-            finally:
-                mark_not_ready(settings.ready_file, _instances(services))
-                async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as tg:
+                try:
                     for service in services:
-                        tg.start_soon(service.stop)
-                log.info("worker_draining", in_flight=host.in_flight)
+                        await service.start(any_partition=settings.partitioned is False)
+                    if coordinator is not None:
+                        await coordinator.round()
+                        tg.start_soon(coordinator.run)
+                    mark_ready(settings.ready_file, _instances(services))
+                    log.info(
+                        "worker_started",
+                        aggregates=[a.name for a in aggregates],
+                        member=coordinator.member if coordinator is not None else None,
+                        partitions_owned=coordinator.owned if coordinator is not None else None,
+                    )
+                    yield host
+                finally:
+                    mark_not_ready(settings.ready_file, _instances(services))
+                    tg.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await router.stop()
+                        for service in services:
+                            await service.stop()
+            log.info("worker_draining", in_flight=host.in_flight)
+            await host.drained()
+            if coordinator is not None:
+                with anyio.CancelScope(shield=True):
+                    await coordinator.release_all()
     finally:
         await store.stop()
+
+
+async def _coordinator(
+    nc: NATS,
+    aggregates: Sequence[Aggregate[Any]],
+    settings: WorkerSettings,
+    router: PartitionRouter,
+) -> Coordinator | None:
+    """The ownership coordinator, or None on a server that does not partition commands."""
+    ownership = settings.ownership
+    partitioned = settings.partitioned
+    if partitioned is None:
+        partitioned = await server_partitions(nc, ownership.partitions)
+    if not partitioned:
+        log.warning(
+            "commands_not_partitioned",
+            detail="the server has no partition mapping for commands; every worker takes any "
+            "command through the queue group and confirms decisions against the stream",
+        )
+        return None
+    bucket = LeaseBucket(
+        nc,
+        ownership.bucket_for(settings.stream.name),
+        ttl=ownership.lease_ttl,
+        replicas=settings.stream.replicas,
+        timeout=settings.timeout,
+    )
+    await bucket.start()
+    return Coordinator(bucket, [a.name for a in aggregates], router, ownership)
 
 
 def _instances(services: Sequence[CommandService]) -> dict[str, str]:

@@ -13,7 +13,18 @@ RUNTIME = ROOT / "runtime"
 MAX_LINES = 500
 # Each subpackage may import only from the ones before it (and from top-level modules that
 # sit below every subpackage: errors, backoff).
-LAYERS = ["wire", "domain", "transport", "write", "read", "processes", "ops", "bench", "cli"]
+LAYERS = [
+    "wire",
+    "domain",
+    "transport",
+    "ownership",
+    "write",
+    "read",
+    "processes",
+    "ops",
+    "bench",
+    "cli",
+]
 BASE_MODULES = {"runtime.errors", "runtime.backoff"}
 
 

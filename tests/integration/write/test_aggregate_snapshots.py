@@ -30,6 +30,7 @@ from runtime.write.snapshots import (
     SnapshotStore,
     decode_snapshot,
     encode_snapshot,
+    remembered,
     snapshot_key,
 )
 
@@ -66,7 +67,7 @@ async def cold(ledger: Aggregate[Any], store: EventStore, snapshots: SnapshotSto
 
 
 def position(actor: Actor) -> tuple[Any, ...]:
-    return actor.state, actor.version, actor.last_seq, actor.recent
+    return actor.state, actor.version, actor.last_seq, remembered(actor)
 
 
 async def stored_snapshot(ledger: Aggregate[Ledger], snapshots: SnapshotStore) -> Snapshot:

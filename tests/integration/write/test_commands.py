@@ -91,16 +91,18 @@ async def test_200_concurrent_commands_to_one_aggregate(nc: NATS) -> None:
 
 
 async def test_two_runtimes_on_the_same_aggregates(nats_server: EmbeddedServer) -> None:
-    """Two worker processes' runtimes race on the same aggregates; conflicts are retried and every
-    acknowledged command is in the history exactly once."""
+    """Two worker processes' runtimes race on the same aggregates (queue-group mode, as on a
+    server without the partition mapping); conflicts are retried and every acknowledged command
+    is in the history exactly once."""
     await nats_server.wait_ready()
+    racing = WorkerSettings(partitioned=False)
     connections = [await nats.connect(nats_server.url) for _ in range(3)]
     first, second, caller = connections
     acked: list[CommandResult] = []
     try:
         async with (
-            run_worker(first, DEFINITIONS) as host_a,
-            run_worker(second, DEFINITIONS) as host_b,
+            run_worker(first, DEFINITIONS, racing) as host_a,
+            run_worker(second, DEFINITIONS, racing) as host_b,
         ):
             client = Client(caller)
 

@@ -1,0 +1,1 @@
+"""Which worker owns which commands: partitions, leases, membership and handoff."""

@@ -1,0 +1,237 @@
+"""Leases and member heartbeats in one JetStream KV bucket.
+
+A lease is the key ``lease.<aggregate>.<partition>`` holding the owner's member id. It is written
+with a per-message TTL (``Nats-TTL``), so the server forgets it by itself when its owner stops
+renewing; renewing and taking over are compare-and-set writes on the key's revision, so two
+members can never both succeed. A member announces itself with ``member.<id>`` (its heartbeat,
+with the same TTL). nats-py's ``KeyValue.update`` takes no TTL, so the writes here are plain
+JetStream publishes with the KV headers; reads go through the KV API.
+
+Whether a lease is still held is judged by the holder's *monotonic* clock: a lease renewed at
+``t`` is trusted until ``t + ttl * TRUST``, counted from before the renewal was sent, so the
+server's expiry always comes later. A process paused past that (SIGSTOP, a long GC) finds its
+lease untrusted the moment it wakes, before it answers anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.kv import KeyValue
+
+from ..errors import ConfigurationError, Timeout
+from ..transport.streams import create_once
+from ..wire import codec
+from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
+
+TRUST = 0.8  # share of the TTL a holder trusts its lease for after sending a renewal
+WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+def lease_key(aggregate: str, partition: int) -> str:
+    return f"lease.{aggregate}.{partition}"
+
+
+def member_key(member: str) -> str:
+    return f"member.{member}"
+
+
+@dataclass(eq=False, slots=True)
+class Lease:
+    """One held lease: its KV revision and until when (monotonic) its holder may trust it.
+
+    ``trusted_from`` delays trust after a takeover from an owner that vanished without releasing:
+    a write that owner sent just before it stopped may still land, so for one TTL the new owner
+    confirms every decision against the stream.
+    """
+
+    aggregate: str
+    partition: int
+    revision: int
+    valid_until: float
+    trusted_from: float = 0.0
+    lost: bool = field(default=False)
+
+    def held(self) -> bool:
+        """Whether the lease is still this holder's (by its monotonic clock)."""
+        return not self.lost and time.monotonic() < self.valid_until
+
+    def valid(self) -> bool:
+        """Whether the holder may answer from its own state right now (held, past the grace)."""
+        now = time.monotonic()
+        return not self.lost and self.trusted_from <= now < self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """A lease as ``cqrs workers`` shows it."""
+
+    aggregate: str
+    partition: int
+    owner: str
+
+
+class LeaseBucket:
+    """Creates, renews, releases and lists leases and member heartbeats."""
+
+    def __init__(
+        self, nc: NATS, bucket: str, *, ttl: int, replicas: int = 1, timeout: float = 5.0
+    ) -> None:
+        if ttl < 1:
+            raise ConfigurationError(f"the lease TTL must be at least 1 second, got {ttl}")
+        self.js = nc.jetstream(timeout=timeout)
+        self.bucket = bucket
+        self.ttl = ttl
+        self.replicas = replicas
+        self._kv: KeyValue | None = None
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError("LeaseBucket.start() was not called")
+        return self._kv
+
+    async def start(self) -> None:
+        with translated("binding the lease bucket"):
+            try:
+                self._kv = await self.js.key_value(self.bucket)
+            except nats.js.errors.BucketNotFoundError:
+                config = api.KeyValueConfig(
+                    bucket=self.bucket,
+                    description="cqrs-runtime partition leases and worker heartbeats",
+                    history=1,
+                    replicas=self.replicas,
+                    storage=api.StorageType.FILE,
+                    direct=True,
+                )
+                self._kv = await create_once(
+                    lambda: self.js.create_key_value(config),
+                    lambda: self.js.key_value(self.bucket),
+                    f"the lease bucket {self.bucket!r}",
+                )
+
+    async def _write(self, key: str, value: bytes, *, last: int | None) -> int | None:
+        """Publish ``value`` with the TTL; None when ``last`` no longer matches."""
+        headers = {} if last is None else {H_EXPECTED_LAST_SUBJECT_SEQ: str(last)}
+        try:
+            ack = await self.js.publish(
+                f"$KV.{self.bucket}.{key}", value, headers=headers, msg_ttl=self.ttl
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
+                return None
+            raise
+        return int(ack.seq)
+
+    async def acquire(self, aggregate: str, partition: int, member: str) -> Lease | None:
+        """Take the lease when nobody holds it; None when someone does (or wins the race)."""
+        key = lease_key(aggregate, partition)
+        with translated("acquiring a lease"):
+            last = 0
+            released = False
+            try:
+                entry = await self.kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
+                # No message left (never held, or expired), or a delete marker (released by its
+                # last owner, which nats-py reports as "not found" with the marker's entry).
+                entry = None
+                marker = getattr(exc, "entry", None)
+                if marker is not None and marker.revision:
+                    last, released = marker.revision, True
+            if entry is not None:
+                if entry.value != member.encode():
+                    return None
+                last = entry.revision or 0  # ours from an earlier life: take it over
+            started = time.monotonic()
+            revision = await self._write(key, member.encode(), last=last)
+        if revision is None:
+            return None
+        return Lease(
+            aggregate,
+            partition,
+            revision,
+            valid_until=started + self.ttl * TRUST,
+            trusted_from=0.0 if released else started + self.ttl,
+        )
+
+    async def renew(self, lease: Lease, member: str) -> bool:
+        """Extend ``lease``; False (and the lease marked lost) when someone else took it."""
+        started = time.monotonic()
+        with translated("renewing a lease"):
+            revision = await self._write(
+                lease_key(lease.aggregate, lease.partition), member.encode(), last=lease.revision
+            )
+        if revision is None:
+            lease.lost = True
+            return False
+        lease.revision = revision
+        lease.valid_until = started + self.ttl * TRUST
+        return True
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up (a delete marker, so the next owner knows it was handed over)."""
+        lease.lost = True
+        with translated("releasing a lease"), contextlib.suppress(nats.js.errors.APIError):
+            await self.kv.delete(lease_key(lease.aggregate, lease.partition), last=lease.revision)
+
+    async def heartbeat(self, member: str, info: dict[str, Any]) -> None:
+        with translated("announcing this worker"):
+            await self._write(member_key(member), codec.dumps(info), last=None)
+
+    async def leave(self, member: str) -> None:
+        with translated("withdrawing this worker"):
+            await self.kv.delete(member_key(member))
+
+    async def members(self) -> dict[str, dict[str, Any]]:
+        """The live members (those whose heartbeat has not expired) and what they announced."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, value in await self._entries("member."):
+            with contextlib.suppress(ValueError):
+                info = codec.loads(value)
+                out[key.removeprefix("member.")] = info if isinstance(info, dict) else {}
+        return out
+
+    async def leases(self) -> list[LeaseView]:
+        views = []
+        for key, value in await self._entries("lease."):
+            _, aggregate, partition = key.split(".", 2)
+            views.append(LeaseView(aggregate, int(partition), value.decode()))
+        return sorted(views, key=lambda v: (v.aggregate, v.partition))
+
+    async def _entries(self, prefix: str) -> list[tuple[str, bytes]]:
+        with translated("listing the lease bucket"):
+            try:
+                keys = await self.kv.keys()
+            except nats.js.errors.NoKeysError:
+                return []
+            out = []
+            for key in keys:
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(
+                    nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError
+                ):
+                    entry = await self.kv.get(key)
+                    out.append((key, entry.value or b""))
+            return out
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """nats-py's errors as the runtime's: nothing of nats-py leaks out of this module."""
+    try:
+        yield
+    except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+        raise Timeout(f"JetStream did not answer while {what}") from None
+    except nats.errors.ConnectionClosedError:
+        raise Timeout(f"the NATS connection closed while {what}") from None
+    except nats.js.errors.APIError as exc:
+        raise ConfigurationError(f"JetStream refused {what}: {exc.description}") from None
