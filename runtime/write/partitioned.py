@@ -19,7 +19,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..ownership.leases import Lease
-from ..wire.naming import queue_group
 from ..wire.partitions import partition_subject
 from .command_service import CommandService
 
@@ -38,6 +37,7 @@ class PartitionRouter:
         self.in_flight: collections.Counter[Key] = collections.Counter()
         self._settled: dict[Key, anyio.Event] = {}
         self.handoffs = 0
+        self.ignored = 0  # requests that arrived after their lease lapsed
 
     @property
     def serving(self) -> int:
@@ -56,16 +56,22 @@ class PartitionRouter:
                     settled.set()
 
         async def on_command(msg: Msg) -> None:
+            if not lease.held():
+                # Delivered while this process was paused past its lease: the partition may have
+                # a new owner, which got the same request. Stay silent; the client retries.
+                self.ignored += 1
+                return
             self.in_flight[key] += 1
             await service.handle_owned(msg, lease, done)
 
         old = self.subscriptions.pop(key, None)
         if old is not None:
             await old.unsubscribe()
+        # No queue group: a paused former owner's subscription may linger at the server, and a
+        # queue group would hand it half of the partition's requests. Without one the new owner
+        # gets every request; the former owner ignores its copies (see on_command).
         self.subscriptions[key] = await self.nc.subscribe(
-            partition_subject(lease.partition, lease.aggregate),
-            queue=queue_group("aggregate", lease.aggregate),
-            cb=on_command,
+            partition_subject(lease.partition, lease.aggregate), cb=on_command
         )
 
     async def hand_off(self, aggregate: str, partition: int) -> None:

@@ -32,6 +32,7 @@ class CommandLoad:
     timeout: float = 2.0
     retry: bool = True
     retry_for: float = 30.0  # seconds one command may be retried before the load gives up
+    hot_aggregates: int = 0  # >0: every sender spreads over these few shared aggregates instead
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     acked: dict[str, float] = field(default_factory=dict)  # command id -> monotonic time
     gave_up: list[tuple[str, str]] = field(default_factory=list)
@@ -50,7 +51,11 @@ class CommandLoad:
     async def _sender(self, sender: int, stop: anyio.Event) -> None:
         n = 0
         while not stop.is_set():
-            aggregate_id = f"{self.prefix}-{sender}-{n % self.ids_per_sender}"
+            aggregate_id = (
+                f"{self.prefix}-hot-{(sender + n) % self.hot_aggregates}"
+                if self.hot_aggregates
+                else f"{self.prefix}-{sender}-{n % self.ids_per_sender}"
+            )
             command_id = f"{self.prefix}-{sender}-{n}"
             n += 1
             await self._one(aggregate_id, command_id)
