@@ -14,6 +14,7 @@ from ..ops.deployment import DeployOptions, render
 from ..ops.permissions import UserPlan
 from ..transport.connection import DEFAULT_CONNECT_TIMEOUT, connect
 from ..transport.readiness import ping, ready_services
+from ..wire.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -79,6 +80,13 @@ def nats_config(
     projection_bucket: str | None = typer.Option(
         None, "--projection-bucket", help="Projection snapshot bucket, if not the default."
     ),
+    partitions: int = typer.Option(
+        DEFAULT_PARTITIONS,
+        "--partitions",
+        min=1,
+        max=MAX_PARTITIONS,
+        help="Command partitions in the subject mapping (workers need the same --partitions).",
+    ),
     check: bool = typer.Option(
         False, "--check", help="Write nothing; exit 78 if the files on disk differ."
     ),
@@ -102,6 +110,7 @@ def nats_config(
         max_memory_store=max_memory_store,
         aggregate_snapshot_bucket=snapshot_bucket,
         projection_snapshot_bucket=projection_bucket,
+        partitions=partitions,
     )
 
     async def main() -> None:

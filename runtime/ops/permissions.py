@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from ..domain.app import App
 from ..errors import ConfigurationError
+from ..ownership.probe import PROBE_AGGREGATE
 from ..read.dead_letters import dead_letter_subject
 from ..wire.naming import (
     COMMAND_PREFIX,
@@ -44,7 +45,8 @@ from ..wire.naming import (
     queue_group,
     service_name,
 )
-from .natsconf import Block, Comment, Value, Var, header, render_block
+from ..wire.partitions import command_mapping
+from .natsconf import Block, Comment, Value, Var, header, quote, render_block
 
 Role = Literal["client", "worker", "projector", "processes", "admin"]
 ACCOUNT = "CQRS"
@@ -74,6 +76,7 @@ class Resources:
     timers_stream: str | None = None  # process managers' timers (message schedules)
     process_bucket: str | None = None  # a KV bucket of process manager instances
     replica_bucket: str | None = None  # a KV bucket: live projection replicas' claims
+    lease_bucket: str | None = None  # a KV bucket: partition leases and worker heartbeats
 
     @classmethod
     def of_runtime(
@@ -84,6 +87,7 @@ class Resources:
         projection_snapshot_bucket: str | None = None,
     ) -> Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
+        from ..ownership.coordinator import OwnershipSettings
         from ..processes.settings import ProcessSettings
         from ..read.dead_letters import DEFAULT_STREAM
         from ..read.presence import BUCKET as REPLICA_BUCKET
@@ -97,6 +101,7 @@ class Resources:
             timers_stream=ProcessSettings().timers_stream,
             process_bucket=ProcessSettings().bucket,
             replica_bucket=REPLICA_BUCKET,
+            lease_bucket=OwnershipSettings().bucket_for(stream),
         )
 
 
@@ -155,8 +160,17 @@ def _micro(service: str, user: str) -> tuple[list[str], list[str]]:
     return publish, subscribe
 
 
+def command_subjects(app: App) -> list[str]:
+    """Where a sender of the app's commands may publish. The server checks a publish against
+    the subject after mapping, so the partitioned form (cmd.<partition>.<aggregate>.<id>.<command>)
+    must be allowed too."""
+    return [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates] + [
+        f"{COMMAND_PREFIX}.*.{a.name}.*.*" for a in app.aggregates
+    ]
+
+
 def client_grant(user: str, app: App) -> Grant:
-    publish = [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates]
+    publish = command_subjects(app)
     publish += [f"{QUERY_PREFIX}.{p.name}.*" for p in app.projections]
     return Grant(tuple(publish), (f"{inbox_prefix(user)}.>",))
 
@@ -183,6 +197,30 @@ def worker_grant(
     subscribe = [
         f"{COMMAND_PREFIX}.{name}.*.* {queue_group('aggregate', name)}" for name in aggregates
     ]
+    # The partitions it owns (cmd.<partition>.<aggregate>.<id>.<command>), and the probe that
+    # asks the server whether it partitions commands (runtime/ownership/probe.py).
+    subscribe += [f"{COMMAND_PREFIX}.*.{name}.*.*" for name in aggregates]
+    subscribe += [
+        f"{COMMAND_PREFIX}.{PROBE_AGGREGATE}.*.ping",
+        f"{COMMAND_PREFIX}.*.{PROBE_AGGREGATE}.*.ping",
+    ]
+    publish += [
+        f"{COMMAND_PREFIX}.{PROBE_AGGREGATE}.*.ping",
+        f"{COMMAND_PREFIX}.*.{PROBE_AGGREGATE}.*.ping",
+    ]
+    leases = resources.lease_bucket
+    if leases is not None:
+        kv_stream = f"KV_{leases}"
+        publish += [
+            _stream_api("INFO", kv_stream),
+            _stream_api("CREATE", kv_stream),
+            f"$KV.{leases}.>",
+            f"$JS.API.DIRECT.GET.{kv_stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{kv_stream}",
+            f"$JS.API.CONSUMER.CREATE.{kv_stream}.>",
+            f"$JS.API.CONSUMER.INFO.{kv_stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{kv_stream}.>",
+        ]
     bucket = resources.aggregate_snapshot_bucket
     if bucket is not None:
         # Snapshot keys are <aggregate>.<id>: a worker reads and writes its aggregates' keys only.
@@ -272,7 +310,7 @@ def processes_grant(
 
     stream = resources.stream
     # Commands may go to any of the app's aggregates: what a reaction sends is data.
-    publish = [f"{COMMAND_PREFIX}.{a.name}.*.*" for a in app.aggregates]
+    publish = command_subjects(app)
     publish += [_stream_api("INFO", stream), _stream_api("CREATE", stream)]
     subscribe: list[str] = []
     for name in managers:
@@ -384,15 +422,24 @@ def user_block(user: User) -> dict[str, Value | Comment]:
     return block
 
 
-def accounts_config(users: Sequence[User], *, source: Sequence[str] = ()) -> str:
+def accounts_config(
+    users: Sequence[User], *, source: Sequence[str] = (), partitions: int | None = None
+) -> str:
     """The ``accounts`` section: the application's account with its users, and the system one.
 
     Passwords are ``$CQRS_<USER>_PASSWORD`` references: nats-server refuses to start while one
     is missing, and a value starting with ``$2a$`` is taken as a bcrypt hash.
     """
     app_users: list[Value] = [user_block(u) for u in users]
+    account: dict[str, Value | Comment] = {"jetstream": True, "users": app_users}
+    if partitions:
+        account["_mappings"] = Comment(
+            f"Commands go to one of {partitions} partitions by aggregate type and id; each\n"
+            "partition is served by the one worker holding its lease (README: Scaling out)."
+        )
+        account["mappings"] = {quote(src): dst for src, dst in command_mapping(partitions).items()}
     accounts: Block = {
-        ACCOUNT: {"jetstream": True, "users": app_users},
+        ACCOUNT: account,
         SYSTEM_ACCOUNT: {"users": [{"user": "sys", "password": password_var("sys")}]},
     }
     top: dict[str, Value | Comment] = {

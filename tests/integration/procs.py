@@ -25,6 +25,7 @@ from runtime.ops.natsconf import (
 )
 from runtime.ops.permissions import Resources, UserPlan, accounts_config, password_var, plan_users
 from runtime.transport.embedded import _die_with_parent, find_binary, free_port
+from runtime.wire.partitions import DEFAULT_PARTITIONS
 
 from .certs import CertFiles
 
@@ -146,7 +147,9 @@ def single_node(
     port = free_port()
     settings = _server_settings(directory, "n0", port, tls=tls, mutual_tls=mutual_tls)
     (directory / "accounts.conf").write_text(
-        accounts_config(plan_users(app, plan, Resources.of_runtime()))
+        accounts_config(
+            plan_users(app, plan, Resources.of_runtime()), partitions=DEFAULT_PARTITIONS
+        )
     )
     config = directory / "nats.conf"
     config.write_text(single_node_config(settings))
@@ -157,7 +160,9 @@ def cluster_nodes(directory: Path, app: App, plan: UserPlan, size: int = 3) -> l
     """Write generated cluster configs for ``size`` nodes routing to each other on loopback."""
     ports = [(free_port(), free_port()) for _ in range(size)]
     routes = tuple(f"nats-route://127.0.0.1:{cluster}" for _, cluster in ports)
-    accounts = accounts_config(plan_users(app, plan, Resources.of_runtime()))
+    accounts = accounts_config(
+        plan_users(app, plan, Resources.of_runtime()), partitions=DEFAULT_PARTITIONS
+    )
     nodes = []
     for index, (port, cluster_port) in enumerate(ports):
         name = f"n{index}"

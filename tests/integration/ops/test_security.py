@@ -24,6 +24,7 @@ from runtime.read.settings import ProjectorSettings
 from runtime.transport.connection import open_connection
 from runtime.transport.direct_get import DirectGetter
 from runtime.transport.streams import ensure_event_stream
+from runtime.wire.partitions import DEFAULT_PARTITIONS, partition_of
 
 from ..certs import CertFiles, make_certs
 from ..procs import NatsNode, password, single_node, wait_until
@@ -152,10 +153,12 @@ async def test_a_client_cannot_read_other_clients_replies(node: NatsNode) -> Non
 
 
 async def test_a_projector_cannot_send_commands(node: NatsNode) -> None:
-    """``projector`` may not publish on ``cmd.>`` subjects."""
+    """``projector`` may not publish on ``cmd.>`` subjects (checked after the partition
+    mapping, so the denial names the partitioned subject)."""
     async with session(node, "projector") as projector:
         await projector.nc.publish("cmd.user.u-1.create", b"{}", reply=projector.nc.new_inbox())
-        await projector.denied('publish to "cmd.user.u-1.create"')
+        partition = partition_of(DEFAULT_PARTITIONS, "user", "u-1")
+        await projector.denied(f'publish to "cmd.{partition}.user.u-1.create"')
 
 
 async def test_a_worker_serves_and_appends_only_its_aggregates(node: NatsNode) -> None:
