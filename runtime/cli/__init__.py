@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import deploy, exits, processes, read, write
+from . import deploy, exits, processes, read, workers, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ def cqrs(
 write.register(app)
 read.register(app)
 processes.register(app)
+workers.register(app)
 deploy.register(app)
 app.add_typer(bench_app)
 

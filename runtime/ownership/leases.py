@@ -99,6 +99,15 @@ class LeaseBucket:
             raise RuntimeError("LeaseBucket.start() was not called")
         return self._kv
 
+    async def bind(self) -> bool:
+        """Bind an existing bucket (for readers); False when there is none."""
+        with translated("binding the lease bucket"):
+            try:
+                self._kv = await self.js.key_value(self.bucket)
+            except nats.js.errors.BucketNotFoundError:
+                return False
+        return True
+
     async def start(self) -> None:
         with translated("binding the lease bucket"):
             try:

@@ -3,6 +3,7 @@ replies and histories, whatever happens to the workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -18,7 +19,7 @@ from runtime.transport.embedded import EmbeddedServer
 
 from ..flipflop import FlipFlop
 from ..load import CommandLoad, assert_exactly_once
-from ..procs import WorkerProcess, wait_until, workers
+from ..procs import CQRS, WorkerProcess, wait_until, workers
 
 FAST = ("--lease-ttl", "2")
 
@@ -47,6 +48,13 @@ async def test_three_workers_flip_flop_exactly(
         await wait_until(lambda: all_owned(nc, 3), 20, "the partitions to spread over 3 workers")
         again = FlipFlop(Client(nc))
         await again.run()
+        shown = await anyio.run_process(
+            [CQRS, "workers", "--json"], env={**os.environ, "NATS_URL": nats_server.url}
+        )
+    report = json.loads(shown.stdout)
+    owned = sorted(p for w in report["workers"] for p in w["owns"].get("user", []))
+    assert len(report["workers"]) == 3 and all(w["live"] for w in report["workers"])
+    assert owned == list(range(16)) and not report["unowned"]
     assert not flips.anomalies + again.anomalies, (flips.anomalies + again.anomalies)[:5]
     assert not await flips.histories_exact(nc) + await again.histories_exact(nc)
 
