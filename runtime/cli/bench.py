@@ -43,16 +43,56 @@ def commands(
     count: int = typer.Option(20_000, "--commands", help="Timed commands per side."),
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent requests."),
     aggregates: int = typer.Option(10_000, "--aggregates", help="Distinct aggregate ids."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        min=0,
+        help="Compare N `cqrs worker` processes with one (0: one in-process worker against "
+        "the nats-py baseline).",
+    ),
     nats_url: NatsUrl = None,
     as_json: Json = False,
 ) -> None:
-    """Commands/s and latency of a worker vs a hand-written nats-py responder (same I/O)."""
+    """Commands/s and latency of a worker vs a hand-written nats-py responder (same I/O), or
+    of N worker processes vs one (--workers)."""
+    quiet_logging()
+    if workers:
+        from ..bench.scale import ScaleBenchConfig, bench_scale
+
+        scale = ScaleBenchConfig(workers, count, in_flight, aggregates, nats_url)
+        print_scale(run(lambda: bench_scale(scale), as_json=as_json), as_json=as_json)
+        return
     from ..bench.commands import CommandBenchConfig, bench_commands
 
-    quiet_logging()
     config = CommandBenchConfig(count, in_flight, aggregates, nats_url)
     result = run(lambda: bench_commands(config), as_json=as_json)
     print_comparison(result, "throughput_ratio", as_json=as_json)
+
+
+def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    table = Table(title=f"cqrs bench commands --workers {result['workers']}")
+    for column in ("workers", "count", "per second", "p50 ms", "p99 ms", "errors", "conflicts"):
+        table.add_column(column, justify="right")
+    for label, key in (("1", "one_worker"), (str(result["workers"]), "n_workers")):
+        s = result[key]
+        table.add_row(
+            label,
+            str(s["count"]),
+            f"{s['per_second']:.0f}",
+            f"{s['p50_ms']:.2f}",
+            f"{s['p99_ms']:.2f}",
+            str(s["errors"]),
+            str(s["conflicts"]),
+        )
+    console.print(table)
+    console.print(
+        f"throughput_ratio ({result['workers']} workers / 1): "
+        f"[bold]{result['throughput_ratio']:.2f}[/bold], "
+        f"conflicts {100 * result['conflict_rate']:.3f} % of commands"
+    )
 
 
 @bench_app.command("load")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,11 @@ async def run_worker(
             if coordinator is not None:
                 with anyio.CancelScope(shield=True):
                     await coordinator.release_all()
+            log.info(
+                "worker_stopped",
+                **asdict(host.stats),
+                **(asdict(coordinator.stats) if coordinator is not None else {}),
+            )
     finally:
         await store.stop()
 

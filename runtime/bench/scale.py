@@ -1,0 +1,176 @@
+"""``cqrs bench commands --workers N``: N ``cqrs worker`` processes against one worker.
+
+The runs alternate (``rounds`` of each) on the same server (with the partition mapping, as
+deployed), with the same client code and the same number of requests in flight. Each run starts
+its workers, waits until every partition has an owner and the owners are spread over all of
+them, warms every aggregate once, times the commands, then stops the workers with SIGTERM and
+reads the conflicts they retried from their ``worker_stopped`` log lines. The result is the
+throughput ratio N workers : 1 worker and the conflict rate, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+import orjson
+from nats.aio.client import Client as NATS
+
+from ..errors import CqrsError
+from ..ownership.probe import server_partitions
+from ..ownership.report import workers_report
+from ..transport.streams import StreamSettings, ensure_event_stream
+from ..wire.partitions import DEFAULT_PARTITIONS
+from .commands import _sender
+from .common import Measurement, bench_server, drive, merge
+
+APP = "runtime.bench.commands:account"
+SETTLE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ScaleBenchConfig:
+    workers: int = 3
+    commands: int = 20_000
+    in_flight: int = 64
+    aggregates: int = 10_000
+    nats_url: str | None = None
+    rounds: int = 2  # alternating 1-worker and N-worker runs, so noise hits both alike
+
+
+@contextlib.contextmanager
+def worker_processes(
+    url: str, count: int, directory: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` ``cqrs worker`` subprocesses serving the bench aggregate; killed on the way out."""
+    cqrs = str(Path(sys.executable).parent / "cqrs")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in range(count):
+            env = {
+                **os.environ,
+                "NATS_URL": url,
+                "CQRS_APP": APP,
+                "CQRS_LOG_FORMAT": "json",
+                "CQRS_READY_FILE": str(directory / f"ready-{n}.json"),
+            }
+            with (directory / f"worker-{n}.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [cqrs, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env
+                    )
+                )
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+async def settled(nc: NATS, stream: str, workers: int, directory: Path) -> None:
+    """Wait until every worker is ready and (on a server that partitions commands) the
+    partitions are spread over all of them."""
+    partitioned = await server_partitions(nc, DEFAULT_PARTITIONS)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        ready = all((directory / f"ready-{n}.json").exists() for n in range(workers))
+        if ready and not partitioned:
+            return
+        if ready:
+            report = await workers_report(nc, stream)
+            owners = {w["member"] for w in report["workers"] if w["owns"].get("benchacct")}
+            if len(owners) == workers and not report["unowned"]:
+                return
+        if time.monotonic() > deadline:
+            raise CqrsError(f"{workers} workers did not settle within {SETTLE_TIMEOUT}s")
+        await anyio.sleep(0.2)
+
+
+async def stopped(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await anyio.to_thread.run_sync(proc.wait, max(0.0, deadline - time.monotonic()))
+
+
+def conflicts_retried(directory: Path, workers: int) -> int:
+    total = 0
+    for n in range(workers):
+        for line in (directory / f"worker-{n}.log").read_bytes().splitlines():
+            if b'"worker_stopped"' in line:
+                with contextlib.suppress(ValueError):
+                    total += int(orjson.loads(line).get("conflicts_retried", 0))
+    return total
+
+
+async def measure(url: str, workers: int, config: ScaleBenchConfig) -> tuple[Measurement, int]:
+    """Throughput of ``workers`` worker processes, and the conflicts they retried."""
+    run = uuid.uuid4().hex[:6]
+    caller = await nats.connect(url)
+    try:
+        send = _sender(caller, "cmd.benchacct")
+        with (
+            tempfile.TemporaryDirectory(prefix="cqrs-bench-workers-") as tmp,
+            worker_processes(url, workers, Path(tmp)) as procs,
+        ):
+            await settled(caller, "EVENTS", workers, Path(tmp))
+
+            def lane(phase: str) -> Any:
+                return lambda i: send(f"{run}-{i % config.aggregates}", f"{run}-{phase}-{i}")
+
+            await drive("warm", config.aggregates, config.in_flight, lane("warm"))
+            measured = await drive(
+                f"{workers} workers", config.commands, config.in_flight, lane("timed")
+            )
+            await stopped(procs)
+            return measured, conflicts_retried(Path(tmp), workers)
+    finally:
+        await caller.close()
+
+
+async def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
+    """One worker, then ``config.workers`` workers, on the same server; the comparison."""
+    async with bench_server(config.nats_url) as url:
+        setup = await nats.connect(url)
+        try:
+            await ensure_event_stream(setup.jetstream(), StreamSettings())
+        finally:
+            await setup.close()
+        parts: dict[int, list[Measurement]] = {1: [], config.workers: []}
+        conflicts = {1: 0, config.workers: 0}
+        per_round = replace(config, commands=max(1, config.commands // config.rounds))
+        for _ in range(config.rounds):
+            for workers in parts:
+                measured, conflicted = await measure(url, workers, per_round)
+                parts[workers].append(measured)
+                conflicts[workers] += conflicted
+    one = merge("1 worker", parts[1])
+    many = merge(f"{config.workers} workers", parts[config.workers])
+    one_conflicts, many_conflicts = conflicts[1], conflicts[config.workers]
+    return {
+        "benchmark": "commands --workers",
+        "workers": config.workers,
+        "commands": config.commands,
+        "in_flight": config.in_flight,
+        "aggregates": config.aggregates,
+        "rounds": config.rounds,
+        "one_worker": {**one.summary(), "conflicts": one_conflicts},
+        "n_workers": {**many.summary(), "conflicts": many_conflicts},
+        "conflict_rate": round(many_conflicts / many.count, 5) if many.count else 0,
+        "throughput_ratio": round(many.per_second / one.per_second, 3) if one.per_second else 0,
+    }
