@@ -219,14 +219,17 @@ class Actor:
 
         A decision that appends nothing (a no-op or a rejection) has no expected-sequence check
         to catch a stale state, so it is confirmed against the aggregate's newest stored sequence
-        (the fence) unless this worker provably owns the aggregate: it holds the partition's
-        lease, trusts it by its monotonic clock, and has confirmed this actor's state under that
-        same lease. On a mismatch the actor catches up and decides again.
+        (the fence) unless the state was read from the stream after this command arrived, or
+        this worker provably owns the aggregate: it holds the partition's lease, trusts it by its
+        monotonic clock, and has confirmed this actor's state under that same lease. On a
+        mismatch the actor catches up and decides again.
         """
         lease = request.lease
+        fresh = False  # the state was read from the stream after this command arrived
         if not self.loaded:
             await self.catch_up()
             self.confirmed(lease)
+            fresh = True
         fingerprint = command_fingerprint(request.command, request.args)
         for _attempt in range(max_retries + 1):
             known = await self.known_reply(request.command_id, fingerprint)
@@ -244,11 +247,13 @@ class Actor:
             try:
                 events = self.aggregate.decide(self.state, request.command, request.args, ctx)
             except Rejected:
-                if await self.fenced(lease, stats):
+                if not fresh and await self.fenced(lease, stats):
+                    fresh = True
                     continue
                 raise
             if not events:
-                if await self.fenced(lease, stats):
+                if not fresh and await self.fenced(lease, stats):
+                    fresh = True
                     continue
                 return self.reply(request.command_id, [])
             stored = [StoredEvent(self.aggregate.type_of(e), codec.to_builtins(e)) for e in events]
@@ -270,6 +275,7 @@ class Actor:
                 # Someone appended first, or our own earlier attempt landed and its ack was lost.
                 stats.conflicts_retried += 1
                 await self.catch_up()
+                fresh = True
                 continue
             except Timeout:
                 # The outcome is unknown: learn it from the stream. If the commit did not land,
