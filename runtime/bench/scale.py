@@ -31,9 +31,8 @@ from nats.aio.client import Client as NATS
 from ..errors import CqrsError
 from ..ownership.probe import server_partitions
 from ..ownership.report import workers_report
-from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.partitions import DEFAULT_PARTITIONS
-from .commands import _sender
+from .commands import _sender, with_event_stream
 from .common import Measurement, bench_server, drive, merge
 
 APP = "runtime.bench.commands:account"
@@ -146,11 +145,7 @@ async def measure(url: str, workers: int, config: ScaleBenchConfig) -> tuple[Mea
 async def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
     """One worker, then ``config.workers`` workers, on the same server; the comparison."""
     async with bench_server(config.nats_url) as url:
-        setup = await nats.connect(url)
-        try:
-            await ensure_event_stream(setup.jetstream(), StreamSettings())
-        finally:
-            await setup.close()
+        await with_event_stream(url)
         parts: dict[int, list[Measurement]] = {1: [], config.workers: []}
         conflicts = {1: 0, config.workers: 0}
         per_round = replace(config, commands=max(1, config.commands // config.rounds))

@@ -28,7 +28,7 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..errors import ConfigurationError, Timeout
-from ..transport.streams import create_once
+from ..transport.streams import bind_key_value
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
 
@@ -109,23 +109,15 @@ class LeaseBucket:
         return True
 
     async def start(self) -> None:
-        with translated("binding the lease bucket"):
-            try:
-                self._kv = await self.js.key_value(self.bucket)
-            except nats.js.errors.BucketNotFoundError:
-                config = api.KeyValueConfig(
-                    bucket=self.bucket,
-                    description="cqrs-runtime partition leases and worker heartbeats",
-                    history=1,
-                    replicas=self.replicas,
-                    storage=api.StorageType.FILE,
-                    direct=True,
-                )
-                self._kv = await create_once(
-                    lambda: self.js.create_key_value(config),
-                    lambda: self.js.key_value(self.bucket),
-                    f"the lease bucket {self.bucket!r}",
-                )
+        config = api.KeyValueConfig(
+            bucket=self.bucket,
+            description="partition leases and worker heartbeats",
+            history=1,
+            replicas=self.replicas,
+            storage=api.StorageType.FILE,
+            direct=True,
+        )
+        self._kv = await bind_key_value(self.js, config, f"the lease bucket {self.bucket!r}")
 
     async def _write(self, key: str, value: bytes, *, last: int | None) -> int | None:
         """Publish ``value`` with the TTL; None when ``last`` no longer matches."""
