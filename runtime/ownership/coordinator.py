@@ -174,10 +174,13 @@ class Coordinator:
     async def hand_off(self, lease: Lease) -> None:
         """Stop taking the partition's commands, finish those received, release the lease."""
         self.held.pop((lease.aggregate, lease.partition), None)
-        with anyio.move_on_after(self.settings.handoff_timeout):
+        # Bounded below the renewal period, so the other leases are renewed in time. A handoff
+        # cut short keeps the lease until it expires: the next owner then confirms its
+        # decisions against the stream for a TTL, in case a command from here still lands.
+        with anyio.move_on_after(min(self.settings.handoff_timeout, self.settings.lease_ttl / 3)):
             await self.server.hand_off(lease.aggregate, lease.partition)
-        if lease.held():
-            await self.bucket.release(lease)
+            if lease.held():
+                await self.bucket.release(lease)
         lease.lost = True
         self.stats.handed_off += 1
 
