@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 from nats.aio.client import Client as NATS
 
+from .backoff import Backoff
 from .errors import CqrsError, NoResponders, Timeout, error_from_wire
 from .transport.connection import ConnectOptions, connect
 from .transport.limits import check_fits
@@ -52,7 +53,7 @@ class QueryResult:
     seq: int
 
 
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # then 0.8 s between attempts
+RESEND = Backoff(first=0.05, maximum=0.8, jitter=0.5)  # between attempts of one command
 
 
 class Client:
@@ -135,7 +136,7 @@ class Client:
                 )
                 return CommandResult.from_wire(body)
             except (NoResponders, Timeout):
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                delay = RESEND.delay(attempt + 1)
                 if deadline - time.monotonic() <= delay:
                     raise
             attempt += 1

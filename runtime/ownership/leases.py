@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import ConfigurationError, Timeout
+from ..errors import ConfigurationError
+from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import bind_key_value
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
@@ -101,7 +100,7 @@ class LeaseBucket:
 
     async def bind(self) -> bool:
         """Bind an existing bucket (for readers); False when there is none."""
-        with translated("binding the lease bucket"):
+        with jetstream_setup(f"the lease bucket {self.bucket!r}"):
             try:
                 self._kv = await self.js.key_value(self.bucket)
             except nats.js.errors.BucketNotFoundError:
@@ -135,7 +134,7 @@ class LeaseBucket:
     async def acquire(self, aggregate: str, partition: int, member: str) -> Lease | None:
         """Take the lease when nobody holds it; None when someone does (or wins the race)."""
         key = lease_key(aggregate, partition)
-        with translated("acquiring a lease"):
+        with nats_call("acquiring a lease"):
             last = 0
             released = False
             try:
@@ -166,7 +165,7 @@ class LeaseBucket:
     async def renew(self, lease: Lease, member: str) -> bool:
         """Extend ``lease``; False (and the lease marked lost) when someone else took it."""
         started = time.monotonic()
-        with translated("renewing a lease"):
+        with nats_call("renewing a lease"):
             revision = await self._write(
                 lease_key(lease.aggregate, lease.partition), member.encode(), last=lease.revision
             )
@@ -180,15 +179,15 @@ class LeaseBucket:
     async def release(self, lease: Lease) -> None:
         """Give the lease up (a delete marker, so the next owner knows it was handed over)."""
         lease.lost = True
-        with translated("releasing a lease"), contextlib.suppress(nats.js.errors.APIError):
+        with nats_call("releasing a lease"), contextlib.suppress(nats.js.errors.APIError):
             await self.kv.delete(lease_key(lease.aggregate, lease.partition), last=lease.revision)
 
     async def heartbeat(self, member: str, info: dict[str, Any]) -> None:
-        with translated("announcing this worker"):
+        with nats_call("announcing this worker"):
             await self._write(member_key(member), codec.dumps(info), last=None)
 
     async def leave(self, member: str) -> None:
-        with translated("withdrawing this worker"):
+        with nats_call("withdrawing this worker"):
             await self.kv.delete(member_key(member))
 
     async def members(self) -> dict[str, dict[str, Any]]:
@@ -208,7 +207,7 @@ class LeaseBucket:
         return sorted(views, key=lambda v: (v.aggregate, v.partition))
 
     async def _entries(self, prefix: str) -> list[tuple[str, bytes]]:
-        with translated("listing the lease bucket"):
+        with nats_call("listing the lease bucket"):
             try:
                 keys = await self.kv.keys()
             except nats.js.errors.NoKeysError:
@@ -223,16 +222,3 @@ class LeaseBucket:
                     entry = await self.kv.get(key)
                     out.append((key, entry.value or b""))
             return out
-
-
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """nats-py's errors as the runtime's: nothing of nats-py leaks out of this module."""
-    try:
-        yield
-    except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-        raise Timeout(f"JetStream did not answer while {what}") from None
-    except nats.errors.ConnectionClosedError:
-        raise Timeout(f"the NATS connection closed while {what}") from None
-    except nats.js.errors.APIError as exc:
-        raise ConfigurationError(f"JetStream refused {what}: {exc.description}") from None

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..errors import ConfigurationError
+from ..transport.nats_errors import nats_call
 from ..wire.naming import COMMAND_PREFIX
 from ..wire.partitions import partition_of
 
@@ -40,17 +41,18 @@ async def server_partitions(nc: NATS, partitions: int, *, timeout: float = 2.0) 
                 arrived.set()
 
     base = f"{PROBE_AGGREGATE}.*.ping"
-    mapped = await nc.subscribe(f"{COMMAND_PREFIX}.*.{base}", cb=seen)
-    plain = await nc.subscribe(f"{COMMAND_PREFIX}.{base}", cb=seen)
-    try:
-        await nc.flush()
-        for token in tokens:
-            await nc.publish(f"{COMMAND_PREFIX}.{PROBE_AGGREGATE}.{token}.ping", b"")
-        with anyio.move_on_after(timeout):
-            await arrived.wait()
-    finally:
-        await mapped.unsubscribe()
-        await plain.unsubscribe()
+    with nats_call("probing the command partition mapping"):
+        mapped = await nc.subscribe(f"{COMMAND_PREFIX}.*.{base}", cb=seen)
+        plain = await nc.subscribe(f"{COMMAND_PREFIX}.{base}", cb=seen)
+        try:
+            await nc.flush()
+            for token in tokens:
+                await nc.publish(f"{COMMAND_PREFIX}.{PROBE_AGGREGATE}.{token}.ping", b"")
+            with anyio.move_on_after(timeout):
+                await arrived.wait()
+        finally:
+            await mapped.unsubscribe()
+            await plain.unsubscribe()
     if not got or any(subject.count(".") == 3 for subject in got.values()):
         return False
     for token, subject in got.items():

@@ -13,12 +13,14 @@ import collections
 from collections.abc import Mapping
 
 import anyio
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..ownership.leases import Lease
+from ..transport.nats_errors import nats_call
 from ..wire.partitions import partition_subject
 from .command_service import CommandService
 
@@ -70,9 +72,10 @@ class PartitionRouter:
         # No queue group: a paused former owner's subscription may linger at the server, and a
         # queue group would hand it half of the partition's requests. Without one the new owner
         # gets every request; the former owner ignores its copies (see on_command).
-        self.subscriptions[key] = await self.nc.subscribe(
-            partition_subject(lease.partition, lease.aggregate), cb=on_command
-        )
+        with nats_call(f"subscribing to partition {lease.partition} of {lease.aggregate}"):
+            self.subscriptions[key] = await self.nc.subscribe(
+                partition_subject(lease.partition, lease.aggregate), cb=on_command
+            )
 
     async def hand_off(self, aggregate: str, partition: int) -> None:
         key = (aggregate, partition)
@@ -80,7 +83,7 @@ class PartitionRouter:
         if subscription is not None:
             try:
                 await subscription.drain()  # type: ignore[no-untyped-call]
-            except Exception as exc:  # a closed connection: nothing left to drain
+            except nats.errors.Error as exc:  # a closed connection: nothing left to drain
                 log.debug("partition_drain_failed", error=repr(exc))
         while self.in_flight[key] > 0:
             settled = self._settled.setdefault(key, anyio.Event())
@@ -93,7 +96,7 @@ class PartitionRouter:
         if subscription is not None:
             try:
                 await subscription.unsubscribe()
-            except Exception as exc:
+            except nats.errors.Error as exc:
                 log.debug("partition_unsubscribe_failed", error=repr(exc))
 
     async def stop(self) -> None:
@@ -102,5 +105,5 @@ class PartitionRouter:
             subscription = self.subscriptions.pop((aggregate, partition))
             try:
                 await subscription.drain()  # type: ignore[no-untyped-call]
-            except Exception as exc:
+            except nats.errors.Error as exc:
                 log.debug("partition_drain_failed", error=repr(exc))
