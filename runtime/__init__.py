@@ -38,6 +38,7 @@ from .errors import (
     UnknownQuery,
     Unreachable,
 )
+from .ownership.coordinator import OwnershipSettings
 from .read.dead_letters import DeadLetter, DeadLetters
 from .read.projector import Projector
 from .read.replicas import run_projections, run_replica
@@ -47,6 +48,7 @@ from .transport.embedded import EmbeddedServer, embedded_server
 from .transport.streams import StreamSettings
 from .wire.envelope import Commit, StoredEvent
 from .wire.naming import check_id
+from .wire.partitions import partition_of
 from .write.history import AggregateHistory, FieldChange, PastState
 from .write.host import ActorHost, HostSettings
 from .write.snapshots import SnapshotSettings, SnapshotStore
@@ -84,6 +86,7 @@ __all__ = [
     "NoResponders",
     "NoServer",
     "NotFound",
+    "OwnershipSettings",
     "PastState",
     "PoisonPolicy",
     "ProcessManager",
@@ -115,6 +118,7 @@ __all__ = [
     "check_id",
     "connect",
     "embedded_server",
+    "partition_of",
     "run_projections",
     "run_replica",
     "run_worker",

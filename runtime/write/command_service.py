@@ -72,11 +72,8 @@ class CommandService:
         await service.start()
         self.service = service
         # Requests of the partitions this worker owns arrive through its own subscriptions
-        # (runtime/write/partitioned.py); this endpoint counts them in the service's stats.
-        self.partitions = Endpoint(
-            self.nc, "partitions", f"{COMMAND_PREFIX}.*.{name}.*.*", "", self.handle
-        )
-        service.endpoints.append(self.partitions)
+        # (runtime/write/partitioned.py); they count in the same endpoint's statistics.
+        self.partitions = service.endpoints[0]
 
     async def stop(self) -> None:
         """Stop taking commands; every request already received still reaches the actor host."""
