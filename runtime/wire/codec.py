@@ -38,6 +38,11 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
+def canonical(value: Any) -> bytes:
+    """JSON with sorted keys: equal values give equal bytes (for digests)."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS)
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON; raise :class:`InvalidInput` on malformed input."""
     try:

@@ -10,9 +10,8 @@ arguments, so a command id reused for another command is recognised and refused 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
-
-import orjson
 
 from . import codec
 
@@ -26,16 +25,17 @@ def msg_id(aggregate: str, aggregate_id: str, command_id: str) -> str:
 
 
 def fingerprint(command: str, args: Any) -> str:
-    """A short digest of the command's name and its arguments in canonical JSON."""
-    canonical = orjson.dumps(codec.to_builtins(args), option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(command.encode() + b"\0" + canonical, digest_size=8).hexdigest()
+    """A short digest of the command's name and its validated arguments in canonical JSON
+    (sorted keys; orjson serialises the dataclasses itself, the codec the rest)."""
+    digest = hashlib.blake2b(command.encode() + b"\0" + codec.canonical(args), digest_size=8)
+    return digest.hexdigest()
 
 
 def id_hash(command_id: str) -> int:
-    """A 32-bit hash of a command id, for the compact memory of past commands.
+    """A 32-bit hash (CRC-32) of a command id, for the compact memory of past commands.
 
     A match is only a hint: the commit it points to is read and its command id compared, so a
-    collision costs one read and never a wrong reply.
+    collision costs one read and never a wrong reply; what matters here is that it is cheap and
+    the same in every process, which Python's own ``hash`` is not.
     """
-    digest = hashlib.blake2b(command_id.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
+    return zlib.crc32(command_id.encode())

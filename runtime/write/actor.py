@@ -24,6 +24,7 @@ from ..ownership.leases import Lease
 from ..wire import codec
 from ..wire.envelope import Commit, StoredEvent, command_reply
 from ..wire.idempotency import fingerprint as command_fingerprint
+from ..wire.idempotency import id_hash
 from .command_memory import CommandMemory
 from .snapshots import SnapshotStore
 from .store import EventStore, WrongLastSequence
@@ -202,9 +203,12 @@ class Actor:
         return self.aggregate.decode_stored(stored.type, stored.data, seq=seq)
 
     def remember(self, command_id: str, seq: int) -> None:
+        self.remember_hash(id_hash(command_id), seq)
+
+    def remember_hash(self, hashed: int, seq: int) -> None:
         if self.recent is None:
             self.recent = CommandMemory(self.aggregate.remember_commands)
-        self.recent.remember(command_id, seq)
+        self.recent.add(hashed, seq)
 
     # -- handling ------------------------------------------------------------------------------
 
@@ -231,10 +235,13 @@ class Actor:
             self.confirmed(lease)
             fresh = True
         fingerprint = command_fingerprint(request.command, request.args)
+        hashed = id_hash(request.command_id)
         for _attempt in range(max_retries + 1):
-            known = await self.known_reply(request.command_id, fingerprint)
-            if known is not None:
-                return known
+            seen = self.recent.find(hashed, self.last_seq) if self.recent is not None else None
+            if seen is not None:
+                known = await self.known_reply(seen, request.command_id, fingerprint)
+                if known is not None:
+                    return known
             ctx = CommandContext(
                 aggregate=self.aggregate.name,
                 aggregate_id=self.aggregate_id,
@@ -281,9 +288,11 @@ class Actor:
                 # The outcome is unknown: learn it from the stream. If the commit did not land,
                 # the caller gets `timeout` and retries with the same command id, which is safe.
                 await self.recover_after_timeout()
-                known = await self.known_reply(request.command_id, fingerprint)
-                if known is not None:
-                    return known
+                seen = self.recent.find(hashed, self.last_seq) if self.recent is not None else None
+                if seen is not None:
+                    known = await self.known_reply(seen, request.command_id, fingerprint)
+                    if known is not None:
+                        return known
                 raise
             if duplicate:
                 # Inside the duplicate window JetStream names the original commit's sequence.
@@ -294,7 +303,7 @@ class Actor:
             self.state = state
             self.version = commit.version
             self.last_seq = seq
-            self.remember(request.command_id, seq)
+            self.remember_hash(hashed, seq)
             self.confirmed(lease)
             return self.reply(request.command_id, stored, seq=seq)
         raise Conflict(
@@ -325,13 +334,11 @@ class Actor:
         self.confirmed(lease)
         return True
 
-    async def known_reply(self, command_id: str, fingerprint: str) -> dict[str, Any] | None:
-        """The original reply when ``command_id`` already made a commit here, else None."""
-        if self.recent is None:
-            return None
-        seq = self.recent.lookup(command_id, self.last_seq)
-        if seq is None:
-            return None
+    async def known_reply(
+        self, seq: int, command_id: str, fingerprint: str
+    ) -> dict[str, Any] | None:
+        """The original reply when the commit the memory names for ``command_id`` (at ``seq``)
+        is that command's, else None."""
         commit = await self.store.commit_at(seq)
         if commit is None or commit.command_id != command_id:
             return None  # a hash collision (or a commit gone): not this command

@@ -48,7 +48,10 @@ class CommandMemory:
 
     def lookup(self, command_id: str, last_seq: int) -> int | None:
         """The commit sequence remembered for ``command_id`` (a hint), or None."""
-        hashed = id_hash(command_id)
+        return self.find(id_hash(command_id), last_seq)
+
+    def find(self, hashed: int, last_seq: int) -> int | None:
+        """The commit sequence remembered for a command id hash (a hint), or None."""
         if hashed not in self.hashes:
             return None
         low = self.seqs[self.hashes.index(hashed)]
