@@ -119,7 +119,7 @@ async def test_a_timed_out_command_says_how_to_retry_it(
 ) -> None:
     """`cqrs send` whose command gets no reply exits 75 and prints its generated command id
     and the command line that retries it safely."""
-    await nc.subscribe("cmd.user.*.*")  # takes the request, never answers
+    await nc.subscribe("cmd.*.user.*.*")  # takes the (partitioned) request, never answers
     await nc.flush()
     env = {**os.environ}
     env.pop("NATS_URL", None)
