@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import deploy, exits, processes, read, write
+from . import deploy, exits, gateway, processes, read, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ write.register(app)
 read.register(app)
 processes.register(app)
 deploy.register(app)
+gateway.register(app)
 app.add_typer(bench_app)
 
 

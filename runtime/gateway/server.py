@@ -1,0 +1,80 @@
+"""Serving the gateway's ASGI app with uvicorn inside the runtime's own event loop and task group.
+
+The listening socket is bound before the server starts, so the gateway's URL is known (and
+connectable) as soon as :func:`run_gateway` yields, also with port 0. Signals stay with the
+runtime (:mod:`runtime.ops.shutdown`): on exit uvicorn stops accepting, finishes the requests in
+flight within the drain budget, and only then does the caller close the NATS connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Generator, Sequence
+from dataclasses import dataclass
+
+import anyio
+import structlog
+import uvicorn
+from nats.aio.client import Client as NATS
+from starlette.middleware import Middleware
+
+from ..domain.app import App
+from .app import GatewaySettings, create_app
+
+log = structlog.get_logger("runtime.gateway")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the runtime's graceful shutdown owns SIGINT/SIGTERM
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    """Where a running gateway listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    nc: NATS,
+    app: App,
+    settings: GatewaySettings,
+    *,
+    drain_timeout: float = 10.0,
+    middleware: Sequence[Middleware] = (),
+) -> AsyncIterator[RunningGateway]:
+    """Serve the gateway of ``app`` over ``nc`` until the context exits, then drain it."""
+    config = uvicorn.Config(
+        create_app(nc, app, settings, middleware=middleware),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=max(1, int(drain_timeout)),
+    )
+    server = _Server(config)
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    running = RunningGateway(str(host), int(port))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            log.info("gateway_listening", url=running.url, auth=settings.tokens.required)
+            try:
+                yield running
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
