@@ -153,3 +153,25 @@ def processes(
             f"{d['p50_ms']} / {d['p99_ms']} / {d['max_ms']}",
         )
     console.print(table)
+
+
+@bench_app.command("gateway")
+def gateway(
+    requests: int = typer.Option(8_000, "--requests", help="Timed requests per side and kind."),
+    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent HTTP requests."),
+    aggregates: int = typer.Option(1_000, "--aggregates", help="Distinct aggregate ids."),
+    rounds: int = typer.Option(4, "--rounds", help="Alternating rounds per side."),
+    nats_url: str | None = NatsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Commands and queries/s through the HTTP gateway vs a hand-written ASGI forwarder."""
+    from ..bench.gateway import GatewayBenchConfig, bench_gateway
+
+    make_context(nats_url, "", log_format="console", log_level="warning")
+    config = GatewayBenchConfig(requests, in_flight, aggregates, rounds, nats_url)
+    result = run(lambda: bench_gateway(config))
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    for kind in ("commands", "queries"):
+        print_comparison(result[kind], "throughput_ratio", as_json=False)

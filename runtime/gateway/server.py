@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 from nats.aio.client import Client as NATS
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from ..domain.app import App
 from .app import GatewaySettings, create_app
@@ -44,6 +45,43 @@ class RunningGateway:
 
 
 @contextlib.asynccontextmanager
+async def serve_asgi(
+    asgi: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = 1024,
+    drain_timeout: float = 10.0,
+) -> AsyncIterator[RunningGateway]:
+    """Serve any ASGI app with uvicorn in this event loop until the context exits, then drain
+    it. The gateway and the benchmark's hand-written baseline both run behind this."""
+    config = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        limit_concurrency=max_connections,
+        timeout_graceful_shutdown=max(1, int(drain_timeout)),
+    )
+    server = _Server(config)
+    sock = config.bind_socket()
+    bound_host, bound_port = sock.getsockname()[:2]
+    running = RunningGateway(str(bound_host), int(bound_port))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield running
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
 async def run_gateway(
     nc: NATS,
     app: App,
@@ -53,28 +91,12 @@ async def run_gateway(
     middleware: Sequence[Middleware] = (),
 ) -> AsyncIterator[RunningGateway]:
     """Serve the gateway of ``app`` over ``nc`` until the context exits, then drain it."""
-    config = uvicorn.Config(
+    async with serve_asgi(
         create_app(nc, app, settings, middleware=middleware),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        limit_concurrency=settings.max_connections,
-        timeout_graceful_shutdown=max(1, int(drain_timeout)),
-    )
-    server = _Server(config)
-    sock = config.bind_socket()
-    host, port = sock.getsockname()[:2]
-    running = RunningGateway(str(host), int(port))
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            log.info("gateway_listening", url=running.url, auth=settings.tokens.required)
-            try:
-                yield running
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+        settings.host,
+        settings.port,
+        max_connections=settings.max_connections,
+        drain_timeout=drain_timeout,
+    ) as running:
+        log.info("gateway_listening", url=running.url, auth=settings.tokens.required)
+        yield running
