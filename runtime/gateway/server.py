@@ -9,6 +9,7 @@ flight within the drain budget, and only then does the caller close the NATS con
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from ..domain.app import App
+from ..errors import ServerError
 from .app import GatewaySettings, create_app
 
 log = structlog.get_logger("runtime.gateway")
@@ -42,6 +44,24 @@ class RunningGateway:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket (uvicorn's own binding exits the process when the port is taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another port; 0 "
+            "takes any free one)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +87,7 @@ async def serve_asgi(
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = _Server(config)
-    sock = config.bind_socket()
+    sock = _bind(host, port, config.backlog)
     bound_host, bound_port = sock.getsockname()[:2]
     running = RunningGateway(str(bound_host), int(bound_port))
     try:
