@@ -79,7 +79,15 @@ HEADERS = {
 }
 COMMAND_ERRORS = ("invalid", "malformed", "unknown_command", "rejected", "conflict", "busy")
 QUERY_ERRORS = ("invalid", "malformed", "unknown_query", "not_found", "stale")
-COMMON_ERRORS = ("unauthorized", "forbidden", "too_large", "no_responders", "timeout", "internal")
+COMMON_ERRORS = (
+    "unauthorized",
+    "forbidden",
+    "too_large",
+    "no_responders",
+    "unavailable",
+    "timeout",
+    "internal",
+)
 
 
 def _errors(codes: tuple[str, ...], *, common: bool = True) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 An HTTP caller sees the same stable codes a NATS caller does; the status follows the code, so
 generic HTTP clients, proxies and retry libraries do the right thing without knowing the codes
-(``busy``, ``stale`` and ``no_responders`` say when to come back with ``Retry-After``).
+(``busy``, ``stale``, ``no_responders`` and ``unavailable`` say when to come back with
+``Retry-After``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ STATUS: dict[str, tuple[int, str]] = {
     "busy": (429, "Busy, try again later"),
     "stale": (503, "Read model behind the requested sequence"),
     "no_responders": (503, "No worker serves this"),
+    "unavailable": (503, "NATS unavailable"),
     "timeout": (504, "Timed out"),
     "internal": (500, "Internal error"),
     "malformed": (400, "Malformed request"),
@@ -40,7 +42,7 @@ STATUS: dict[str, tuple[int, str]] = {
     "unsupported_media_type": (415, "Unsupported media type"),
     "not_ready": (503, "Not ready"),
 }
-RETRY_LATER = frozenset({"busy", "stale", "no_responders", "not_ready"})
+RETRY_LATER = frozenset({"busy", "stale", "no_responders", "unavailable", "not_ready"})
 
 
 def problem(
