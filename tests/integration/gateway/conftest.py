@@ -66,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         user="projector",
         command="projector",
         app=APP,
-        extra=["--stale-timeout", "0.5"],
+        extra=["--stale-timeout", "3"],  # read-your-writes waits; "stale" after 3 s
     )
     gateway = WorkerProcess(
         directory / "gateway",
