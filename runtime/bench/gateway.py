@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -66,12 +67,28 @@ class GatewayBenchConfig:
     requests: int = 10_000  # timed requests per side and kind
     in_flight: int = 64
     aggregates: int = 1_000
-    rounds: int = 4
+    rounds: int = 8
     nats_url: str | None = None
 
 
+@dataclass(frozen=True)
+class Side:
+    """One HTTP side of the comparison: where it listens and its process."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the side's process has used so far (Linux; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _process(argv: list[str], port: int) -> Iterator[str]:
+def _process(argv: list[str], port: int) -> Iterator[Side]:
     """Run one HTTP side as a subprocess on ``port``; stop it on exit."""
     process = subprocess.Popen(
         [sys.executable, *argv],
@@ -81,7 +98,7 @@ def _process(argv: list[str], port: int) -> Iterator[str]:
         env={**os.environ, "CQRS_LOG_FORMAT": "json"},
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Side(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         try:
@@ -106,17 +123,17 @@ async def _wait_listening(url: str, port: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _sides(url: str) -> AsyncIterator[dict[str, str]]:
-    """Start the baseline and the gateway processes; yield their base URLs."""
+async def _sides(url: str) -> AsyncIterator[dict[str, Side]]:
+    """Start the baseline and the gateway processes; yield them once they listen."""
     ports = {"baseline": free_port(), "gateway": free_port()}
     cqrs = ["-m", "runtime.cli", "gateway", "--nats", url, "--port", str(ports["gateway"])]
     cqrs += ["--app", "runtime.bench.gateway:BENCH_APP", "--log-level", "warning"]
     base = ["-m", "runtime.bench.gateway_baseline", url, str(ports["baseline"])]
-    with _process(base, ports["baseline"]) as base_url, _process(cqrs, ports["gateway"]) as gw_url:
-        urls = {"baseline": base_url, "gateway": gw_url}
-        for name, side_url in urls.items():
-            await _wait_listening(side_url, ports[name])
-        yield urls
+    with _process(base, ports["baseline"]) as baseline, _process(cqrs, ports["gateway"]) as gw:
+        sides = {"baseline": baseline, "gateway": gw}
+        for name, side in sides.items():
+            await _wait_listening(side.url, ports[name])
+        yield sides
 
 
 def _requests(session: Any, base: str, run: str, kind: str, aggregates: int, tag: str) -> Request:
@@ -149,32 +166,52 @@ async def bench_gateway(config: GatewayBenchConfig) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     per_round = max(1, config.requests // config.rounds)
     results: dict[str, dict[str, list[Measurement]]] = {}
+    cpu: dict[tuple[str, str], float] = {}  # (kind, side) -> the side's CPU seconds, timed part
     async with bench_server(config.nats_url) as url:
         nc = await nats.connect(url)
         try:
-            async with run_app(nc, BENCH_APP), _sides(url) as urls:
+            async with run_app(nc, BENCH_APP), _sides(url) as sides:
                 connector = aiohttp.TCPConnector(limit=config.in_flight)
                 async with aiohttp.ClientSession(connector=connector) as session:
-                    for side, base in urls.items():
-                        warm = _requests(session, base, run, "commands", config.aggregates, side)
-                        await drive(side, config.aggregates, config.in_flight, warm)
+                    for name, side in sides.items():
+                        warm = _requests(
+                            session, side.url, run, "commands", config.aggregates, name
+                        )
+                        await drive(name, config.aggregates, config.in_flight, warm)
                     for kind in ("commands", "queries"):
                         for r in range(config.rounds):
-                            for side, base in urls.items():
-                                tag = f"{side}-{kind}-{r}"
-                                one = _requests(session, base, run, kind, config.aggregates, tag)
-                                measured = await drive(side, per_round, config.in_flight, one)
-                                results.setdefault(kind, {}).setdefault(side, []).append(measured)
+                            for name, side in sides.items():
+                                tag = f"{name}-{kind}-{r}"
+                                one = _requests(
+                                    session, side.url, run, kind, config.aggregates, tag
+                                )
+                                before = side.cpu_seconds()
+                                measured = await drive(name, per_round, config.in_flight, one)
+                                cpu[kind, name] = cpu.get((kind, name), 0.0) + (
+                                    side.cpu_seconds() - before
+                                )
+                                results.setdefault(kind, {}).setdefault(name, []).append(measured)
         finally:
             await nc.close()
     out: dict[str, Any] = {"benchmark": "gateway", "in_flight": config.in_flight}
-    for kind, sides in results.items():
-        baseline, ours = merge("baseline", sides["baseline"]), merge("runtime", sides["gateway"])
+    for kind, rounds in results.items():
+        baseline, ours = merge("baseline", rounds["baseline"]), merge("runtime", rounds["gateway"])
         ratio = ours.per_second / baseline.per_second if baseline.per_second else 0.0
+        cpu_us = {name: cpu[kind, name] / (per_round * config.rounds) * 1e6 for name in rounds}
         out[kind] = {
             "benchmark": f"gateway {kind}",
-            "baseline": baseline.summary(),
-            "runtime": ours.summary(),
+            "baseline": {**baseline.summary(), "server_cpu_us": round(cpu_us["baseline"])},
+            "runtime": {**ours.summary(), "server_cpu_us": round(cpu_us["gateway"])},
             "throughput_ratio": round(ratio, 3),
+            # each round against the baseline round next to it: how much the neighbours moved
+            "round_ratios": [
+                round(g.per_second / b.per_second, 3) if b.per_second else 0.0
+                for b, g in zip(rounds["baseline"], rounds["gateway"], strict=True)
+            ],
+            # the serving process's CPU per request, baseline / gateway: steadier than req/s
+            # on a shared machine, since a neighbour delays a process but spends none of its CPU
+            "cpu_ratio": round(cpu_us["baseline"] / cpu_us["gateway"], 3)
+            if cpu_us["gateway"]
+            else 0.0,
         }
     return out

@@ -160,7 +160,7 @@ def gateway(
     requests: int = typer.Option(8_000, "--requests", help="Timed requests per side and kind."),
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent HTTP requests."),
     aggregates: int = typer.Option(1_000, "--aggregates", help="Distinct aggregate ids."),
-    rounds: int = typer.Option(4, "--rounds", help="Alternating rounds per side."),
+    rounds: int = typer.Option(8, "--rounds", help="Alternating rounds per side."),
     nats_url: str | None = NatsOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -175,3 +175,10 @@ def gateway(
         return
     for kind in ("commands", "queries"):
         print_comparison(result[kind], "throughput_ratio", as_json=False)
+        part = result[kind]
+        console.print(f"per round: {', '.join(f'{r:.2f}' for r in part['round_ratios'])}")
+        base_cpu, gateway_cpu = part["baseline"]["server_cpu_us"], part["runtime"]["server_cpu_us"]
+        console.print(
+            f"server CPU per request: baseline {base_cpu} µs, gateway {gateway_cpu} µs "
+            f"(cpu_ratio [bold]{part['cpu_ratio']:.2f}[/bold])"
+        )
