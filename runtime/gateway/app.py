@@ -198,7 +198,12 @@ class Gateway:
             if params:
                 raise InvalidInput("this query takes no arguments", details={"field": "$"})
             return b"{}"
-        return codec.dumps(codec.convert(params, args_type, strict=True, from_strings=True))
+        typed = codec.convert(params, args_type, strict=True, from_strings=True)
+        try:
+            return codec.dumps(typed)
+        except TypeError as exc:  # converted but not sendable, e.g. an integer past 64 bits
+            message = f"an argument cannot be sent: {exc}"
+            raise InvalidInput(message, details={"field": "$"}) from None
 
     # -- the rest -----------------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ def _cases() -> list[Any]:
     big = {"name": "x" * (MAX_BODY + 10), "email": "a@b.org", "role": "admin"}
     create = "/commands/user/{id}/create"
     get_user = "/queries/users/get_user_by_id"
+    orders_page = "/queries/orders/get_orders_for_user?user_id=a&limit="
     json_type = {"Content-Type": "application/json"}
     cases: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         # (name, method, path, request kwargs, status, code)
@@ -130,6 +131,7 @@ def _cases() -> list[Any]:
         ("stale", "GET", get_user + "?user_id=x", {"headers": {"Cqrs-Min-Seq": "99999999"}}, 503,
          "stale"),
         ("bad id", "POST", "/commands/user/a%20b/create", {"json": {}}, 422, "invalid"),
+        ("int past 64 bits", "GET", orders_page + "9" * 30, {}, 422, "invalid"),
         ("bad key", "POST", create, {"headers": {"Idempotency-Key": "a.b"}}, 422, "invalid"),
         ("bad min seq", "GET", get_user, {"headers": {"Cqrs-Min-Seq": "-1"}}, 400, "malformed"),
         ("malformed json", "POST", create, {"content": b"{no", "headers": json_type}, 400,
