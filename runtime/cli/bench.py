@@ -161,15 +161,15 @@ def gateway(
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent HTTP requests."),
     aggregates: int = typer.Option(1_000, "--aggregates", help="Distinct aggregate ids."),
     rounds: int = typer.Option(8, "--rounds", help="Alternating rounds per side."),
-    nats_url: str | None = NatsOption,
-    as_json: bool = JsonOption,
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Commands and queries/s through the HTTP gateway vs a hand-written ASGI forwarder."""
     from ..bench.gateway import GatewayBenchConfig, bench_gateway
 
-    make_context(nats_url, "", log_format="console", log_level="warning")
+    quiet_logging()
     config = GatewayBenchConfig(requests, in_flight, aggregates, rounds, nats_url)
-    result = run(lambda: bench_gateway(config))
+    result = run(lambda: bench_gateway(config), as_json=as_json)
     if as_json:
         print(codec.dumps(result).decode())
         return
