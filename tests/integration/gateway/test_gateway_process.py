@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from runtime.cli import exits
 from runtime.transport.embedded import EmbeddedServer, free_port
 
 from ..procs import WorkerProcess, wait_until, workers
@@ -38,13 +39,13 @@ async def test_sigterm_drains_the_gateway_and_exits_0(
 
 
 async def test_a_taken_port_is_a_clear_error(tmp_path: Path, nats_server: EmbeddedServer) -> None:
-    """A gateway whose port is in use exits 1 naming the port, without a traceback."""
+    """A gateway whose port is in use exits 69 (unavailable) naming the port, no traceback."""
     await nats_server.wait_ready()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with workers(gateway(tmp_path, nats_server.url, port)) as (process,):
-            assert await process.wait_exit(30) == 1
+            assert await process.wait_exit(30) == exits.UNAVAILABLE
     log = process.log_tail()
     assert f"cannot listen on 127.0.0.1:{port}" in log and "Traceback" not in log
