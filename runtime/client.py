@@ -115,7 +115,9 @@ class Client:
         check_id(aggregate_id)
         check_name(command, field="command")
         command_id = check_id(command_id or uuid.uuid4().hex, field="command_id")
-        headers = {H_COMMAND_ID: command_id, H_CORRELATION_ID: correlation_id or command_id}
+        headers = {H_COMMAND_ID: command_id}
+        if correlation_id:  # without one the worker correlates with the command id
+            headers[H_CORRELATION_ID] = correlation_id
         if causation_id:
             headers[H_CAUSATION_ID] = causation_id
         subject = command_subject(aggregate, aggregate_id, command)

@@ -174,6 +174,36 @@ class ReplicaInUse(ConfigurationError):
     code = "replica_in_use"
 
 
+class Unauthorized(CqrsError):
+    """Raised when the HTTP gateway requires a bearer token and the request has no valid one."""
+
+    code = "unauthorized"
+
+
+class Forbidden(CqrsError):
+    """Raised when a valid token's scopes do not include the command or query it asks for."""
+
+    code = "forbidden"
+
+
+class MalformedRequest(CqrsError):
+    """Raised when an HTTP request cannot be read at all: broken JSON, a bad header value."""
+
+    code = "malformed"
+
+
+class PayloadTooLarge(CqrsError):
+    """Raised when an HTTP request body exceeds the gateway's size limit."""
+
+    code = "too_large"
+
+
+class UnsupportedMediaType(CqrsError):
+    """Raised when an HTTP request body is not ``application/json``."""
+
+    code = "unsupported_media_type"
+
+
 _BY_CODE: dict[str, type[CqrsError]] = {
     cls.code: cls
     for cls in (

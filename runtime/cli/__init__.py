@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import deploy, exits, processes, read, workers, write
+from . import deploy, exits, gateway, processes, read, workers, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ read.register(app)
 processes.register(app)
 workers.register(app)
 deploy.register(app)
+gateway.register(app)
 app.add_typer(bench_app)
 
 

@@ -193,3 +193,32 @@ def processes(
             f"{d['p50_ms']} / {d['p99_ms']} / {d['max_ms']}",
         )
     console.print(table)
+
+
+@bench_app.command("gateway")
+def gateway(
+    requests: int = typer.Option(8_000, "--requests", help="Timed requests per side and kind."),
+    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent HTTP requests."),
+    aggregates: int = typer.Option(1_000, "--aggregates", help="Distinct aggregate ids."),
+    rounds: int = typer.Option(8, "--rounds", help="Alternating rounds per side."),
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Commands and queries/s through the HTTP gateway vs a hand-written ASGI forwarder."""
+    from ..bench.gateway import GatewayBenchConfig, bench_gateway
+
+    quiet_logging()
+    config = GatewayBenchConfig(requests, in_flight, aggregates, rounds, nats_url)
+    result = run(lambda: bench_gateway(config), as_json=as_json)
+    if as_json:
+        print(codec.dumps(result).decode())
+        return
+    for kind in ("commands", "queries"):
+        print_comparison(result[kind], "throughput_ratio", as_json=False)
+        part = result[kind]
+        console.print(f"per round: {', '.join(f'{r:.2f}' for r in part['round_ratios'])}")
+        base_cpu, gateway_cpu = part["baseline"]["server_cpu_us"], part["runtime"]["server_cpu_us"]
+        console.print(
+            f"server CPU per request: baseline {base_cpu} µs, gateway {gateway_cpu} µs "
+            f"(cpu_ratio [bold]{part['cpu_ratio']:.2f}[/bold])"
+        )

@@ -55,7 +55,9 @@ def nats_config(
     app_spec: AppSpec = DEFAULT_APP,
     stream: Stream = "EVENTS",
     client: list[str] | None = typer.Option(
-        None, "--client", help="A client user (repeat for several; default: client)."
+        None,
+        "--client",
+        help="A client user (repeat for several; default: client and gateway).",
     ),
     worker: list[str] | None = typer.Option(
         None, "--worker", help="A worker user, as NAME or NAME=agg1,agg2 (default: worker)."
@@ -97,7 +99,7 @@ def nats_config(
         app_spec=app_spec,
         stream=stream,
         plan=UserPlan(
-            clients=tuple(client or ("client",)),
+            clients=tuple(client) if client else UserPlan().clients,
             workers=_served(worker, "worker"),
             projectors=_served(projector, "projector"),
             processes=_served(processes, "processes"),

@@ -23,6 +23,7 @@ NO_SERVER = 68  # EX_NOHOST: no server configured and none running
 UNAVAILABLE = 69  # EX_UNAVAILABLE: NATS unreachable or closed, nobody serves the subject
 SOFTWARE = 70  # EX_SOFTWARE: an internal error
 TEMPORARY = 75  # EX_TEMPFAIL: timeout, busy, conflict, stale, in use: retry later
+NO_PERMISSION = 77  # EX_NOPERM: a token missing or without the scope (the HTTP gateway's)
 CONFIG = 78  # EX_CONFIG: the set-up is inconsistent
 INTERRUPTED = 130  # Ctrl-C
 
@@ -32,6 +33,9 @@ BY_CODE: dict[str, int] = {
     "unknown_query": USAGE,
     "invalid": DATA,
     "schema": DATA,
+    "malformed": DATA,
+    "too_large": DATA,
+    "unsupported_media_type": DATA,
     "not_found": NOT_FOUND,
     "no_server": NO_SERVER,
     "unreachable": UNAVAILABLE,
@@ -48,6 +52,8 @@ BY_CODE: dict[str, int] = {
     "store_in_use": TEMPORARY,
     "replica_in_use": TEMPORARY,
     "configuration": CONFIG,
+    "unauthorized": NO_PERMISSION,
+    "forbidden": NO_PERMISSION,
 }
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import CqrsError, Timeout
+from ..gateway import GatewaySettings, run_gateway
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
@@ -75,6 +76,13 @@ def register(app: typer.Typer) -> None:
 
 def dev(
     typer_ctx: typer.Context,
+    gateway_host: Annotated[
+        str, typer.Option("--gateway-host", envvar="CQRS_GATEWAY_HOST", help="HTTP gateway's.")
+    ] = "127.0.0.1",
+    gateway_port: Annotated[
+        int,
+        typer.Option("--gateway-port", envvar="CQRS_GATEWAY_PORT", help="0: any free port."),
+    ] = 8080,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     stream: Stream = "EVENTS",
@@ -83,7 +91,8 @@ def dev(
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
 ) -> None:
-    """Embedded NATS server + workers, projections and process managers, until Ctrl-C.
+    """Embedded NATS server + workers, projections, process managers and the HTTP gateway,
+    until Ctrl-C.
 
     One `cqrs dev` per state directory: a second one is refused while the first runs. Ctrl-C,
     SIGTERM or SIGHUP (a closed terminal) stop it.
@@ -99,10 +108,15 @@ def dev(
             graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
             run_app(nc, application, settings=settings),
+            run_gateway(
+                nc, application, GatewaySettings(host=gateway_host, port=gateway_port)
+            ) as gateway,
         ):
             log.info(
                 "dev_ready",
                 nats=nc.connected_url.geturl() if nc.connected_url else None,
+                http=gateway.url,
+                openapi=f"{gateway.url}/docs",
                 commands=[
                     f"cmd.{a.name}.<id>.<{'|'.join(a.command_names)}>"
                     for a in application.aggregates

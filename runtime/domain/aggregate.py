@@ -182,6 +182,11 @@ class Aggregate(Generic[S]):
     def has_command(self, name: str) -> bool:
         return name in self._commands
 
+    def command_args_type(self, name: str) -> Any:
+        """The declared argument type of command ``name`` (None: it takes no arguments), as
+        schema generators such as the HTTP gateway's OpenAPI document need it."""
+        return self._commands[name].args_type
+
     # -- pure behaviour ------------------------------------------------------------------------
 
     def parse_command(self, command: str, body: Any) -> Any:

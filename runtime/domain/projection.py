@@ -228,6 +228,16 @@ class Projection(Generic[M]):
     def queries(self) -> list[str]:
         return sorted(self._queries)
 
+    def has_query(self, name: str) -> bool:
+        return name in self._queries
+
+    def query_types(self, name: str) -> tuple[Any, Any]:
+        """The declared argument type (None: no arguments) and result type (``Any`` when the
+        handler does not annotate it) of query ``name``, for schema generators."""
+        handler = self._queries[name]
+        result = typing.get_type_hints(handler.fn).get("return", Any)
+        return handler.args_type, result
+
     @property
     def event_types(self) -> list[str]:
         return sorted(self._handlers)

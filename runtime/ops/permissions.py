@@ -4,7 +4,8 @@ Five roles, each a function of the aggregates, projections and process managers 
 defines, so adding an aggregate type changes the generated permissions and nobody edits subject
 lists by hand:
 
-- ``client``: sends commands and queries; reads only replies on its own inbox prefix.
+- ``client``: sends commands and queries, and pings the services that answer them (the HTTP
+  gateway's readiness check); reads only replies on its own inbox prefix.
 - ``worker``: serves its aggregates' command subjects, appends to their event subjects, reads the
   event stream by direct get and keeps aggregate snapshots.
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
@@ -172,6 +173,8 @@ def command_subjects(app: App) -> list[str]:
 def client_grant(user: str, app: App) -> Grant:
     publish = command_subjects(app)
     publish += [f"{QUERY_PREFIX}.{p.name}.*" for p in app.projections]
+    publish += [f"$SRV.PING.{service_name('aggregate', a.name)}" for a in app.aggregates]
+    publish += [f"$SRV.PING.{service_name('projection', p.name)}" for p in app.projections]
     return Grant(tuple(publish), (f"{inbox_prefix(user)}.>",))
 
 
@@ -342,7 +345,7 @@ class UserPlan:
     ``workers``/``projectors`` map a user name to the names it serves (empty: all of the app's).
     """
 
-    clients: tuple[str, ...] = ("client",)
+    clients: tuple[str, ...] = ("client", "gateway")
     workers: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"worker": ()})
     projectors: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"projector": ()})
     processes: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"processes": ()})

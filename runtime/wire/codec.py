@@ -68,16 +68,18 @@ def to_builtins(value: Any) -> Any:
     return msgspec.to_builtins(value, builtin_types=None, enc_hook=_default)
 
 
-def convert(data: Any, type_: type[T], *, strict: bool = False) -> T:
+def convert(data: Any, type_: type[T], *, strict: bool = False, from_strings: bool = False) -> T:
     """Build a ``type_`` from decoded JSON; raise :class:`InvalidInput` naming the bad field.
 
     ``strict`` (client input: command and query arguments) also refuses unknown fields at every
     level, integers beyond 64 bits and unbounded or non-string decimals (:mod:`.strict`).
+    ``from_strings`` also converts strings to the numbers, booleans and so on the type declares,
+    as values from a URL's query string need.
     """
     if strict:
         check(data, type_)
     try:
-        return msgspec.convert(data, type_)
+        return msgspec.convert(data, type_, strict=not from_strings)
     except msgspec.ValidationError as exc:
         message, field = _described(str(exc))
         raise InvalidInput(message, details={"field": field}) from None

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+
 CQRS = [sys.executable, "-m", "runtime.cli"]
 
 
@@ -42,11 +44,13 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
 
 @contextmanager
 def running_dev(directory: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """`cqrs dev` in ``directory``, once it has logged that it is ready; Ctrl-C on the way out."""
+    """`cqrs dev` in ``directory``, once it has logged that it is ready (the ready line's fields
+    in ``process.ready``); Ctrl-C on the way out. Its HTTP gateway takes any free port, since
+    8080 may be taken on a shared machine."""
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("NATS_URL", None)
     process = subprocess.Popen(
-        [*CQRS, "dev", "--log-format", "json", *args],
+        [*CQRS, "dev", "--log-format", "json", "--gateway-port", "0", *args],
         cwd=directory,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -57,6 +61,7 @@ def running_dev(directory: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         assert process.stderr is not None
         for line in process.stderr:  # wait for the ready line, not for a time
             if '"dev_ready"' in line:
+                process.ready = orjson.loads(line)  # type: ignore[attr-defined]
                 break
         else:
             raise AssertionError(f"cqrs dev exited with {process.wait()}")

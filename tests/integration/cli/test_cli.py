@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
@@ -75,6 +76,11 @@ def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str])
         (1, "user.created.v1"),
         (2, "user.role_changed.v1"),
     ]
+
+    gateway = dev_process.ready["http"]  # type: ignore[attr-defined]
+    user = httpx.get(f"{gateway}/queries/users/get_user_by_id", params={"user_id": "u-1"})
+    assert user.status_code in (200, 404), user.text  # the read model may lag a moment
+    assert httpx.get(f"{gateway}/readyz").status_code == 200
 
     dev_process.send_signal(signal.SIGINT)
     assert dev_process.wait(30) == 0

@@ -340,3 +340,50 @@ def test_the_dockerfile_builds_what_the_manifests_run() -> None:
     assert env_names - PROCESS_ENV <= envvars("worker")
     assert "CQRS_READY_FILE" in envvars("health")
     assert shutil.which("cqrs") or (Path(find_binary()).parent / "cqrs").exists()
+
+
+def test_the_gateway_runs_in_compose_kubernetes_and_systemd() -> None:
+    """Each deployment runs `cqrs gateway` as the generated `gateway` client user, probing it
+    over HTTP, with only environment variables the command reads and a drain below the grace."""
+    assert generated_users()["gateway"] == "client"
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["gateway"]
+    assert compose["image"] == CQRS_IMAGE and compose["command"] == ["gateway"]
+    assert not set(compose["environment"]) - envvars("gateway") - PROCESS_ENV
+    assert compose["environment"]["NATS_USER"] == "gateway"
+    port = compose["environment"]["CQRS_GATEWAY_PORT"]
+    assert compose["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert "/readyz" in " ".join(compose["healthcheck"]["test"])
+    assert seconds(compose["stop_grace_period"]) > float(
+        compose["environment"]["CQRS_SHUTDOWN_TIMEOUT"]
+    )
+
+    docs = k8s_documents()
+    (deployment,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "cqrs-gateway"
+    ]
+    (service,) = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "cqrs-gateway"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == CQRS_IMAGE and container["args"] == ["gateway"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert not set(env) - envvars("gateway") - PROCESS_ENV
+    assert env["NATS_PASSWORD"]["secretKeyRef"]["key"] == password_var(env["NATS_USER"]).name
+    assert container["ports"][0]["containerPort"] == int(env["CQRS_GATEWAY_PORT"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["terminationGracePeriodSeconds"] > float(env["CQRS_SHUTDOWN_TIMEOUT"])
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd/cqrs-gateway.service")
+    assert unit["Service"]["ExecStart"].split()[1:] == ["gateway"]
+    unit_env = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "systemd/gateway.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert not set(unit_env) - envvars("gateway")
+    assert seconds(unit["Service"]["TimeoutStopSec"]) > float(unit_env["CQRS_SHUTDOWN_TIMEOUT"])
