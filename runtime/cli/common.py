@@ -116,6 +116,14 @@ ShutdownTimeout = Annotated[
         "giving up.",
     ),
 ]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        envvar="CQRS_METRICS_PORT",
+        help="Serve /metrics, /healthz and /readyz on this port (off when unset).",
+    ),
+]
 ReadyFile = Annotated[
     Path | None,
     typer.Option(

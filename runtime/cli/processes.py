@@ -12,6 +12,7 @@ from ..domain.app import DEFAULT_APP
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..ops.telemetry import process_telemetry
 from ..processes.settings import ProcessSettings
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -29,6 +30,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsPort,
     NatsUrl,
     Password,
     ReadyFile,
@@ -85,6 +87,7 @@ def processes(
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
     ready_file: ReadyFile = None,
+    metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -127,6 +130,7 @@ def processes(
         async with (
             graceful_shutdown(drain_budget) as shutdown,
             connect(options) as nc,
+            process_telemetry("cqrs-processes", nc, metrics_port),
             run_app(
                 nc,
                 application,

@@ -23,6 +23,7 @@ from ..errors import NoResponders, UnknownQuery
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..ops.telemetry import process_telemetry
 from ..processes.status import collect_processes
 from ..read.dead_letters import DeadLetters
 from ..read.rebuild import rebuild
@@ -48,6 +49,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsPort,
     NatsUrl,
     Password,
     ReadyFile,
@@ -123,6 +125,7 @@ def projector(
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
     ready_file: ReadyFile = None,
+    metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -164,6 +167,7 @@ def projector(
         async with (
             graceful_shutdown(drain_budget) as shutdown,
             connect(options) as nc,
+            process_telemetry("cqrs-projector", nc, metrics_port),
             run_app(
                 nc,
                 application,

@@ -22,6 +22,7 @@ from ..gateway import GatewaySettings, run_gateway
 from ..ops.run import run_app
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..ops.telemetry import process_telemetry
 from ..ownership.coordinator import DEFAULT_LEASE_TTL, OwnershipSettings
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -47,6 +48,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsPort,
     NatsUrl,
     Password,
     ReadyFile,
@@ -87,6 +89,7 @@ def dev(
     app_spec: AppSpec = DEFAULT_APP,
     stream: Stream = "EVENTS",
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    metrics_port: MetricsPort = None,
     state_dir: StateDir = STATE_DIR,
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
@@ -107,6 +110,7 @@ def dev(
         async with (
             graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
+            process_telemetry("cqrs-dev", nc, metrics_port),
             run_app(nc, application, settings=settings),
             run_gateway(
                 nc, application, GatewaySettings(host=gateway_host, port=gateway_port)
@@ -169,6 +173,7 @@ def worker(
     ] = DEFAULT_LEASE_TTL,
     shutdown_timeout: ShutdownTimeout = 30.0,
     ready_file: ReadyFile = None,
+    metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -211,6 +216,7 @@ def worker(
         async with (
             graceful_shutdown(drain_budget) as shutdown,
             connect(options) as nc,
+            process_telemetry("cqrs-worker", nc, metrics_port),
             run_app(
                 nc,
                 application,

@@ -8,6 +8,8 @@ from typing import Literal, TextIO, cast
 
 import structlog
 
+from ..observability.tracing import add_trace_ids
+
 LogFormat = Literal["auto", "console", "json"]
 
 
@@ -28,6 +30,7 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
         fmt = "console" if sys.stderr.isatty() else "json"
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

@@ -40,6 +40,7 @@ from nats.aio.msg import Msg
 from ..backoff import Backoff
 from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
+from ..observability.tracing import linked_span, tracer
 from ..transport.cleanup import cleanup_scope
 from ..wire import codec
 from ..wire.envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
@@ -210,6 +211,7 @@ class Projector(Generic[M]):
         before = position.applied
         consumer = self.consumer
         gap = False
+        t = tracer()
         for msg in msgs:
             seq, consumer_seq, deliveries = delivery_of(msg)
             first = deliveries == 1
@@ -231,7 +233,11 @@ class Projector(Generic[M]):
             if first:
                 consumer.next_consumer_seq = consumer_seq + 1
             try:
-                self._apply_message(msg, seq, 0)
+                if t is None:
+                    self._apply_message(msg, seq, 0)
+                else:  # a span of its own, linked to the command's that made the commit
+                    with linked_span(t, f"apply {self.projection.name}", msg.headers, seq):
+                        self._apply_message(msg, seq, 0)
             except EventFailed as failure:
                 report = await self.poison.handle(msg, seq, failure, self._apply_message)
                 if report is not None:

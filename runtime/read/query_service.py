@@ -17,6 +17,7 @@ halted state) as endpoint data; that is what ``cqrs status`` collects.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,12 @@ import structlog
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.micro.service import EndpointStats
+from opentelemetry.trace import Span
 
 from ..errors import CqrsError, Internal, InvalidInput, Stale, excerpt
+from ..observability import metrics
+from ..observability.metrics import OK
+from ..observability.tracing import activated, end_span, start_server_span, tracer
 from ..transport.cleanup import cleanup_scope
 from ..transport.micro import MicroService, Request, definition_service
 from ..wire import codec
@@ -67,6 +72,12 @@ class QueryService:
         self.service: MicroService | None = None
         self._tg: TaskGroup | None = None
         self.log = log.bind(projection=self.projection.name, replica=projector.replica)
+        process_metrics = metrics.current()
+        self.metrics = (
+            process_metrics.projection(self.projection.name, self.projection.queries)
+            if process_metrics is not None
+            else None
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[QueryService]:
@@ -109,37 +120,71 @@ class QueryService:
 
     async def handle(self, request: Request) -> None:
         """Answer at once, or hand a read-your-writes query to a waiting task."""
+        started = time.perf_counter() if self.metrics is not None else 0.0
+        query = request.subject.rsplit(".", 1)[-1]
+        t = tracer()
+        span = None
+        if t is not None:
+            name = self.projection.name
+            attributes = {"cqrs.projection": name, "cqrs.query": query}
+            span = start_server_span(t, f"query {name}", request.headers, attributes)
+        with activated(span):
+            await self._handle(request, query, started, span)
+
+    async def _handle(
+        self, request: Request, query: str, started: float, span: Span | None
+    ) -> None:
         try:
-            query = request.subject.rsplit(".", 1)[1]
-            if query == DIGEST_QUERY:
+            if query == DIGEST_QUERY:  # internal, not a query of the projection: not counted
                 digest = self.projector.digest()
                 await request.respond({"result": digest, "seq": digest["applied_seq"]})
+                if span is not None:
+                    end_span(span, OK)
                 return
             args = self.projection.parse_query(query, codec.loads_object(request.data))
             min_seq = min_seq_of(request.headers)
             if min_seq > self.projector.position:
                 if self._tg is None or self.projector.halted is not None:
                     raise self._stale(min_seq)
-                self._tg.start_soon(self._answer_when_reached, request, query, args, min_seq)
+                self._tg.start_soon(
+                    self._answer_when_reached, request, query, args, min_seq, started, span
+                )
                 return
             await request.respond(self._answer(query, args))
+            self._answered(query, OK, started, span)
         except CqrsError as exc:
             if exc.code != "not_found":
                 self.log.info(
                     "query_refused", subject=request.subject, code=exc.code, reason=exc.message
                 )
             await request.respond(exc)
+            self._answered(query, exc.code, started, span)
 
     async def _answer_when_reached(
-        self, request: Request, query: str, args: Any, min_seq: int
+        self,
+        request: Request,
+        query: str,
+        args: Any,
+        min_seq: int,
+        started: float,
+        span: Span | None,
     ) -> None:
         try:
             reached = await self.projector.wait_for(min_seq, self.projector.settings.stale_timeout)
             if not reached:
                 raise self._stale(min_seq)
             await request.respond(self._answer(query, args))
+            self._answered(query, OK, started, span)
         except CqrsError as exc:
             await request.respond(exc)
+            self._answered(query, exc.code, started, span)
+
+    def _answered(self, query: str, outcome: str, started: float, span: Span | None) -> None:
+        """Count a query answered, and end its span."""
+        if self.metrics is not None:
+            self.metrics.done(query, outcome, time.perf_counter() - started)
+        if span is not None:
+            end_span(span, outcome)
 
     def _answer(self, query: str, args: Any) -> bytes:
         """The encoded reply of one query, run against the current model."""

@@ -15,8 +15,10 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.projection import Projection
+from ..observability import metrics
 from ..transport.readiness import mark_not_ready, mark_ready
 from ..wire.naming import service_name
+from .gauges import ReplicaGaugeSource
 from .presence import claimed
 from .projector import Projector
 from .query_service import QueryService
@@ -36,9 +38,12 @@ async def run_replica(
     It first claims its replica id (see :mod:`runtime.read.presence`): another live replica
     with the same id makes it refuse with :class:`~runtime.errors.ReplicaInUse`. On exit the
     replica withdraws from the ready file, stops taking queries (answering the waiting ones),
-    stops consuming, writes a final snapshot and releases its id.
+    stops consuming, writes a final snapshot and releases its id. While it runs, the process's
+    metrics (when on) report its gauges.
     """
     projector = Projector(nc, projection, settings)
+    process_metrics = metrics.current()
+    gauges = ReplicaGaugeSource(projector)
     async with (
         claimed(
             nc,
@@ -56,6 +61,8 @@ async def run_replica(
             else {}
         )
         mark_ready(projector.settings.ready_file, instances)
+        if process_metrics is not None:
+            process_metrics.watch(gauges)
         log.info(
             "replica_started",
             projection=projection.name,
@@ -65,6 +72,8 @@ async def run_replica(
         try:
             yield projector
         finally:
+            if process_metrics is not None:
+                process_metrics.unwatch(gauges)
             mark_not_ready(projector.settings.ready_file, instances)
 
 

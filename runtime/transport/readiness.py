@@ -6,6 +6,8 @@ Kubernetes readiness probe and the compose health check) reads the file and ping
 services *by instance id* through NATS (``$SRV.PING.<service>.<id>``), so it checks this very
 process end to end (its connection, its subscriptions, the server between them) and not merely
 that some replica somewhere answers.
+
+The same services are also kept in memory (:func:`serving`), for the process's own ``/readyz``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from nats.aio.client import Client as NATS
 
 from ..errors import ConfigurationError, NoResponders, Timeout
 from .nats_errors import nats_call
+
+_serving: dict[str, str] = {}
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -45,6 +49,7 @@ def _write(path: Path, services: Mapping[str, str]) -> None:
 
 def mark_ready(path: Path | None, services: Mapping[str, str]) -> None:
     """Record ``services`` (micro service name -> instance id) as serving."""
+    _serving.update(services)
     if path is None:
         return
     current = _read(path)
@@ -54,6 +59,9 @@ def mark_ready(path: Path | None, services: Mapping[str, str]) -> None:
 
 def mark_not_ready(path: Path | None, names: Iterable[str]) -> None:
     """Withdraw ``names``: the probe fails from now on, while the process drains."""
+    names = list(names)
+    for name in names:
+        _serving.pop(name, None)
     if path is None:
         return
     with contextlib.suppress(ConfigurationError):
@@ -61,6 +69,11 @@ def mark_not_ready(path: Path | None, names: Iterable[str]) -> None:
         for name in names:
             current.pop(name, None)
         _write(path, current)
+
+
+def serving() -> dict[str, str]:
+    """The services this process serves now (micro service name -> instance id)."""
+    return dict(_serving)
 
 
 def ready_services(path: Path) -> dict[str, str]:

@@ -24,6 +24,10 @@ H_MSG_ID = "Nats-Msg-Id"
 H_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 # The keys and numbers of a command reply around its events (two 20-digit integers included).
 REPLY_ENVELOPE = 128
+# W3C trace context of the command that made a commit (see runtime/observability/tracing.py).
+H_TRACEPARENT = "traceparent"
+H_TRACESTATE = "tracestate"
+TRACE_HEADERS = (H_TRACEPARENT, H_TRACESTATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ class Commit:
     recorded_at: str
     seq: int = 0  # the stream sequence; 0 until stored
     timestamp: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # more headers: the trace context
     fingerprint: str = ""  # of the command's name and arguments (see wire/idempotency.py)
 
     @property
@@ -85,6 +89,8 @@ class Commit:
             headers[H_CAUSATION_ID] = self.causation_id
         if self.fingerprint:
             headers[H_FINGERPRINT] = self.fingerprint
+        if self.extra:
+            headers.update(self.extra)
         return headers
 
     def body(self) -> bytes:
@@ -119,6 +125,7 @@ class Commit:
             seq=msg.seq,
             timestamp=msg.timestamp,
             fingerprint=h.get(H_FINGERPRINT, ""),
+            extra={k: h[k] for k in TRACE_HEADERS if k in h},
         )
 
 

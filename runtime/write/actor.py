@@ -17,9 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate, CommandContext
 from ..errors import Conflict, CqrsError, Internal, Rejected, Timeout
+from ..observability.metrics import AggregateMetrics
+from ..observability.tracing import current_w3c, span_or_nothing, tracer
 from ..ownership.leases import Lease
 from ..wire import codec
 from ..wire.envelope import Commit, StoredEvent, command_reply
@@ -57,6 +60,9 @@ class CommandRequest:
     causation_id: str | None
     reply: Reply
     lease: Lease | None = None  # the partition lease it arrived under (None: fenced mode)
+    span: Span | None = None  # the receipt span, while an OpenTelemetry SDK is installed
+    trace_headers: dict[str, str] | None = None  # the request's W3C headers, for the commit
+    received: float = 0.0  # time.perf_counter() at receipt, while metrics are on
 
 
 class Actor:
@@ -213,7 +219,11 @@ class Actor:
     # -- handling ------------------------------------------------------------------------------
 
     async def handle(
-        self, request: CommandRequest, max_retries: int, stats: HostStats
+        self,
+        request: CommandRequest,
+        max_retries: int,
+        stats: HostStats,
+        metrics: AggregateMetrics | None = None,
     ) -> dict[str, Any]:
         """Decide, append and apply one command; return its success reply.
 
@@ -227,6 +237,10 @@ class Actor:
         this worker provably owns the aggregate: it holds the partition's lease, trusts it by its
         monotonic clock, and has confirmed this actor's state under that same lease. On a
         mismatch the actor catches up and decides again.
+
+        With tracing on, decide and append are spans under the request's (the host makes it
+        current), and the commit stores the append span's trace context; with it off, the
+        request's own ``traceparent`` is stored as it came.
         """
         lease = request.lease
         fresh = False  # the state was read from the stream after this command arrived
@@ -236,6 +250,7 @@ class Actor:
             fresh = True
         fingerprint = command_fingerprint(request.command, request.args)
         hashed = id_hash(request.command_id)
+        t = tracer() if request.span is not None else None
         for _attempt in range(max_retries + 1):
             seen = self.recent.find(hashed, self.last_seq) if self.recent is not None else None
             if seen is not None:
@@ -252,7 +267,8 @@ class Actor:
                 now=datetime.now(UTC),
             )
             try:
-                events = self.aggregate.decide(self.state, request.command, request.args, ctx)
+                with span_or_nothing(t, "decide", self.span_attributes, request):
+                    events = self.aggregate.decide(self.state, request.command, request.args, ctx)
             except Rejected:
                 if not fresh and await self.fenced(lease, stats):
                     fresh = True
@@ -264,36 +280,44 @@ class Actor:
                     continue
                 return self.reply(request.command_id, [])
             stored = [StoredEvent(self.aggregate.type_of(e), codec.to_builtins(e)) for e in events]
-            commit = Commit(
-                aggregate=self.aggregate.name,
-                aggregate_id=self.aggregate_id,
-                command=request.command,
-                command_id=request.command_id,
-                correlation_id=request.correlation_id,
-                causation_id=request.causation_id,
-                version=self.version + len(events),
-                events=stored,
-                recorded_at=ctx.now.isoformat(),
-                fingerprint=fingerprint,
-            )
-            try:
-                seq, duplicate = await self.store.append(commit, self.last_seq)
-            except WrongLastSequence:
-                # Someone appended first, or our own earlier attempt landed and its ack was lost.
-                stats.conflicts_retried += 1
-                await self.catch_up()
-                fresh = True
-                continue
-            except Timeout:
-                # The outcome is unknown: learn it from the stream. If the commit did not land,
-                # the caller gets `timeout` and retries with the same command id, which is safe.
-                await self.recover_after_timeout()
-                seen = self.recent.find(hashed, self.last_seq) if self.recent is not None else None
-                if seen is not None:
-                    known = await self.known_reply(seen, request.command_id, fingerprint)
-                    if known is not None:
-                        return known
-                raise
+            with span_or_nothing(t, "append", self.span_attributes, request) as span:
+                commit = Commit(
+                    aggregate=self.aggregate.name,
+                    aggregate_id=self.aggregate_id,
+                    command=request.command,
+                    command_id=request.command_id,
+                    correlation_id=request.correlation_id,
+                    causation_id=request.causation_id,
+                    version=self.version + len(events),
+                    events=stored,
+                    recorded_at=ctx.now.isoformat(),
+                    fingerprint=fingerprint,
+                    extra=current_w3c() if t is not None else request.trace_headers or {},
+                )
+                try:
+                    seq, duplicate = await self.store.append(commit, self.last_seq)
+                except WrongLastSequence:
+                    # Someone appended first, or our own earlier attempt landed and its ack was
+                    # lost.
+                    stats.conflicts_retried += 1
+                    if metrics is not None:
+                        metrics.conflicts.inc()
+                    await self.catch_up()
+                    fresh = True
+                    continue
+                except Timeout:
+                    # The outcome is unknown: learn it from the stream. If the commit did not
+                    # land, the caller gets `timeout` and retries with the same command id.
+                    await self.recover_after_timeout()
+                    recent = self.recent
+                    seen = recent.find(hashed, self.last_seq) if recent is not None else None
+                    if seen is not None:
+                        known = await self.known_reply(seen, request.command_id, fingerprint)
+                        if known is not None:
+                            return known
+                    raise
+                if span is not None:
+                    span.set_attribute("cqrs.seq", seq)
             if duplicate:
                 # Inside the duplicate window JetStream names the original commit's sequence.
                 return await self.reply_from(seq, request.command_id, fingerprint)
@@ -311,6 +335,14 @@ class Actor:
             f"{max_retries} retries",
             details={"aggregate": self.aggregate.name, "id": self.aggregate_id},
         )
+
+    def span_attributes(self, request: CommandRequest) -> dict[str, str]:
+        return {
+            "cqrs.aggregate": self.aggregate.name,
+            "cqrs.id": self.aggregate_id,
+            "cqrs.command": request.command,
+            "cqrs.command_id": request.command_id,
+        }
 
     def confirmed(self, lease: Lease | None) -> None:
         """This actor's state is the stream's as of now: trust it while ``lease`` holds."""

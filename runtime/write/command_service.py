@@ -10,6 +10,7 @@ let alone the stream.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,16 +18,19 @@ from typing import Any
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
+from ..observability import metrics
+from ..observability.tracing import start_server_span, tracer, w3c_headers
 from ..ownership.leases import Lease
 from ..transport.micro import Endpoint, MicroService, Request, definition_service
 from ..wire import codec
 from ..wire.envelope import H_CAUSATION_ID, H_COMMAND_ID, H_CORRELATION_ID
 from ..wire.naming import COMMAND_PREFIX, check_id, check_token
 from .actor import CommandRequest
-from .host import ActorHost
+from .host import ActorHost, answered
 
 log = structlog.get_logger("runtime.write.command_service")
 
@@ -53,6 +57,12 @@ class CommandService:
         self.aggregate = aggregate
         self.service: MicroService | None = None
         self.partitions: Endpoint | None = None
+        process_metrics = metrics.current()
+        self.metrics = (
+            process_metrics.aggregate(aggregate.name, aggregate.command_names)
+            if process_metrics is not None
+            else None
+        )
 
     async def start(self, *, any_partition: bool = False) -> None:
         """Join the aggregate's queue group; ``any_partition`` also takes partitioned subjects
@@ -92,8 +102,18 @@ class CommandService:
         ``lease`` is the partition lease the request arrived under (None: the queue-group
         subject, fenced mode); ``done`` runs once the request is answered, whatever the answer.
         """
+        started = time.perf_counter() if self.metrics is not None else 0.0
+        t = tracer()
+        span = None
+        if t is not None:
+            span = start_server_span(
+                t,
+                f"command {self.aggregate.name}",
+                request.headers,
+                {"cqrs.aggregate": self.aggregate.name, "messaging.destination": request.subject},
+            )
         try:
-            command_request, aggregate_id = self.parse(request, done)
+            command_request, aggregate_id = self.parse(request, done, started, span)
             command_request.lease = lease
             self.host.submit(self.aggregate.name, aggregate_id, command_request)
         except CqrsError as exc:
@@ -105,6 +125,8 @@ class CommandService:
                 reason=exc.message,
             )
             await request.respond(exc)
+            if self.metrics is not None or span is not None:
+                answered(self.metrics, request.subject.rsplit(".", 1)[-1], exc, started, span)
             if done is not None:
                 done()
 
@@ -120,7 +142,11 @@ class CommandService:
         await self.handle(request, lease, done)
 
     def parse(
-        self, request: Request, done: Callable[[], None] | None = None
+        self,
+        request: Request,
+        done: Callable[[], None] | None = None,
+        started: float = 0.0,
+        span: Span | None = None,
     ) -> tuple[CommandRequest, str]:
         # cmd.<aggregate>.<id>.<command>, or cmd.<partition>.<aggregate>.<id>.<command>
         aggregate_id, command = request.subject.rsplit(".", 2)[1:]
@@ -128,6 +154,9 @@ class CommandService:
         body = codec.loads_object(request.data)
         args = self.aggregate.parse_command(command, body)
         command_id, correlation_id, causation_id = request_ids(request.headers)
+        if span is not None:
+            attributes = {"cqrs.id": aggregate_id, "cqrs.command": command}
+            span.set_attributes({**attributes, "cqrs.command_id": command_id})
 
         async def reply(result: dict[str, Any] | CqrsError) -> None:
             try:
@@ -144,6 +173,9 @@ class CommandService:
                 correlation_id=correlation_id,
                 causation_id=causation_id,
                 reply=reply,
+                span=span,
+                trace_headers=w3c_headers(request.headers),
+                received=started,
             ),
             aggregate_id,
         )

@@ -21,9 +21,13 @@ from typing import Any
 import anyio
 import structlog
 from anyio.abc import TaskGroup
+from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate
 from ..errors import Busy, CqrsError, Internal, UnknownCommand
+from ..observability import metrics
+from ..observability.metrics import NOOP, OK, AggregateMetrics
+from ..observability.tracing import activated, end_span
 from ..ownership.coordinator import Coordinator
 from .actor import Actor, CommandRequest, HostStats
 from .snapshots import SnapshotStore, SnapshotWriter
@@ -43,6 +47,28 @@ class HostSettings:
     dispatchers: int = 256  # actors that may be running a command at the same time
     log_commands: bool = False  # an info line per handled command (on in `cqrs dev`)
     snapshot_drain_timeout: float = 5.0  # seconds shutdown waits for snapshot writes
+
+
+def outcome_of(result: dict[str, Any] | CqrsError) -> str:
+    """A reply's outcome label: its error code, ``ok`` (events appended) or ``noop``."""
+    if isinstance(result, CqrsError):
+        return result.code
+    return OK if result["events"] else NOOP
+
+
+def answered(
+    metrics: AggregateMetrics | None,
+    command: str,
+    result: dict[str, Any] | CqrsError,
+    received: float,
+    span: Span | None,
+) -> None:
+    """Count a command answered (receipt to reply), and end its receipt span."""
+    outcome = outcome_of(result)
+    if metrics is not None:
+        metrics.done(command, outcome, time.perf_counter() - received)
+    if span is not None:
+        end_span(span, outcome)
 
 
 class ActorHost:
@@ -65,6 +91,12 @@ class ActorHost:
         self._tg: TaskGroup | None = None
         self.in_flight = 0
         self.stats = HostStats()
+        process_metrics = metrics.current()
+        self.metrics = (
+            {a.name: process_metrics.aggregate(a.name, a.command_names) for a in aggregates}
+            if process_metrics is not None
+            else None
+        )
         self.ownership: Coordinator | None = None  # set by run_worker on a partitioned server
         self._idle = anyio.Event()
         self._idle.set()
@@ -113,12 +145,16 @@ class ActorHost:
         if actor is None:
             actor = Actor(definition, aggregate_id, self.store, self.snapshots)
             self.actors[key] = actor
+            if self.metrics is not None:
+                self.metrics[aggregate].live_actors.inc()
             self._evict_over_capacity()
         else:
             self.actors.move_to_end(key)
         if actor.mailbox is None:
             actor.mailbox = collections.deque()
         elif len(actor.mailbox) >= self.settings.mailbox_size:
+            if self.metrics is not None:
+                self.metrics[aggregate].mailbox_full.inc()
             raise Busy(
                 f"{aggregate}/{aggregate_id} has {len(actor.mailbox)} commands queued",
                 details={"aggregate": aggregate, "id": aggregate_id},
@@ -153,21 +189,47 @@ class ActorHost:
                 self._idle.set()
 
     async def _run_one(self, actor: Actor, request: CommandRequest) -> None:
-        context = {
+        # The receipt span (tracing on) is current while the actor works: its spans and its
+        # log lines belong to the command's trace.
+        with activated(request.span):
+            result = await self._decide(actor, request)
+        try:
+            await request.reply(result)
+        except Exception:
+            log.exception("reply_failed", **self._context(actor, request))
+        if self.metrics is not None or request.span is not None:
+            metrics = self.metrics[actor.aggregate.name] if self.metrics is not None else None
+            answered(metrics, request.command, result, request.received, request.span)
+        if self.snapshot_writer is not None and self._tg is not None:
+            self.snapshot_writer.after_command(actor, self._tg)
+
+    @staticmethod
+    def _context(actor: Actor, request: CommandRequest) -> dict[str, Any]:
+        return {
             "aggregate": actor.aggregate.name,
             "id": actor.aggregate_id,
             "command": request.command,
             "command_id": request.command_id,
             "correlation_id": request.correlation_id,
         }
-        result: dict[str, Any] | CqrsError
+
+    async def _decide(self, actor: Actor, request: CommandRequest) -> dict[str, Any] | CqrsError:
+        """Run one command on its actor; its success reply, or the error to answer."""
+        retries = self.settings.max_conflict_retries
+        aggregate_metrics = self.metrics[actor.aggregate.name] if self.metrics is not None else None
         try:
-            result = await actor.handle(request, self.settings.max_conflict_retries, self.stats)
+            result = await actor.handle(request, retries, self.stats, aggregate_metrics)
             self.stats.handled += 1
             if self.settings.log_commands:
-                log.info("command_handled", **context, version=result["version"], seq=result["seq"])
+                log.info(
+                    "command_handled",
+                    **self._context(actor, request),
+                    version=result["version"],
+                    seq=result["seq"],
+                )
+            return result
         except CqrsError as exc:
-            result = exc
+            context = self._context(actor, request)
             if exc.code in ("rejected", "invalid"):
                 self.stats.rejected += 1
                 log.info("command_rejected", **context, code=exc.code, reason=exc.message)
@@ -176,17 +238,12 @@ class ActorHost:
                 log.warning("command_failed", **context, code=exc.code, reason=exc.message)
                 if exc.code not in ("conflict", "busy"):
                     actor.reset()
+            return exc
         except Exception as exc:
             self.stats.failed += 1
-            log.exception("command_crashed", **context)
+            log.exception("command_crashed", **self._context(actor, request))
             actor.reset()  # the handler may have left the actor half-way; reload next time
-            result = Internal(f"{type(exc).__name__} while handling {request.command}")
-        try:
-            await request.reply(result)
-        except Exception:
-            log.exception("reply_failed", **context)
-        if self.snapshot_writer is not None and self._tg is not None:
-            self.snapshot_writer.after_command(actor, self._tg)
+            return Internal(f"{type(exc).__name__} while handling {request.command}")
 
     def _evict_over_capacity(self) -> None:
         excess = len(self.actors) - self.settings.max_actors
@@ -202,6 +259,8 @@ class ActorHost:
 
     def _leaving(self, actor: Actor) -> None:
         """An actor leaves memory: snapshot it if its snapshot is behind (see SnapshotWriter)."""
+        if self.metrics is not None:
+            self.metrics[actor.aggregate.name].live_actors.dec()
         if self.snapshot_writer is not None and self._tg is not None:
             self.snapshot_writer.before_passivation(actor, self._tg)
 

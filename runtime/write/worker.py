@@ -19,6 +19,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.aggregate import Aggregate
+from ..observability import metrics
 from ..ownership.coordinator import Coordinator, OwnershipSettings
 from ..ownership.leases import LeaseBucket
 from ..ownership.probe import server_partitions
@@ -76,6 +77,9 @@ async def run_worker(
         router = PartitionRouter(nc, {s.aggregate.name: s for s in services})
         coordinator = await _coordinator(nc, aggregates, settings, router)
         host.ownership = coordinator
+        process_metrics = metrics.current()
+        if process_metrics is not None and coordinator is not None:
+            process_metrics.ownership.append(coordinator)
         async with host.running():
             async with anyio.create_task_group() as tg:
                 try:
@@ -104,6 +108,8 @@ async def run_worker(
             if coordinator is not None:
                 with anyio.CancelScope(shield=True):
                     await coordinator.release_all()
+                if process_metrics is not None and coordinator in process_metrics.ownership:
+                    process_metrics.ownership.remove(coordinator)
             log.info(
                 "worker_stopped",
                 **asdict(host.stats),
