@@ -1,7 +1,10 @@
 """``cqrs bench commands``: command throughput of the runtime against a hand-written responder.
 
 Both sides do the same I/O per command: a NATS request in, one JetStream publish with
-``Nats-Expected-Last-Subject-Sequence`` and ``Nats-Msg-Id``, a reply out. The baseline is the
+``Nats-Expected-Last-Subject-Sequence`` and ``Nats-Msg-Id``, a reply out. With ``metrics`` a
+third side is a second worker with the process's metrics on (and the OpenTelemetry API without
+an SDK, as in production without tracing), serving a twin aggregate, so the cost of counting is
+measured in the same rounds as the rest. The baseline is the
 smallest correct nats-py program for that: a queue subscription whose callback spawns a task per
 request and remembers each aggregate's last sequence in a dict. Both are warmed over every
 aggregate first (one command each), so the timed phase compares steady-state throughput; the
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +26,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..domain.aggregate import Aggregate
+from ..observability import metrics
+from ..ownership.coordinator import OwnershipSettings
 from ..transport.streams import StreamSettings, ensure_event_stream
-from ..write.worker import run_worker
-from .common import Measurement, bench_server, drive, merge
+from ..write.worker import WorkerSettings, run_worker
+from .common import Measurement, bench_server, cost_ratios, drive, merge
 
 Send = Callable[[str, str], Awaitable[bool]]  # (aggregate id, command id) -> ok
 
@@ -40,17 +45,24 @@ class Deposited:
     amount: int
 
 
-account: Aggregate[int] = Aggregate("benchacct", 0, snapshot_every=None)
-
-
-@account.command("deposit")
 def deposit(state: int, cmd: Deposit) -> Deposited:
     return Deposited(cmd.amount)
 
 
-@account.event("benchacct.deposited.v1")
 def deposited(state: int, event: Deposited) -> int:
     return state + event.amount
+
+
+def make_account(name: str) -> Aggregate[int]:
+    """The one-event bench aggregate under ``name`` (twins serve the sides that differ)."""
+    aggregate: Aggregate[int] = Aggregate(name, 0, snapshot_every=None)
+    aggregate.command("deposit")(deposit)
+    aggregate.event(f"{name}.deposited.v1")(deposited)
+    return aggregate
+
+
+account = make_account("benchacct")
+observed_account = make_account("benchobs")
 
 
 async def with_event_stream(url: str) -> None:
@@ -69,6 +81,7 @@ class CommandBenchConfig:
     aggregates: int = 10_000
     nats_url: str | None = None
     rounds: int = 4
+    metrics: bool = False  # add a side with metrics on
 
 
 def _sender(caller: NATS, prefix: str) -> Send:
@@ -130,16 +143,39 @@ async def baseline_side(url: str) -> AsyncIterator[Send]:
 
 
 @contextlib.asynccontextmanager
-async def runtime_side(url: str) -> AsyncIterator[Send]:
-    """A worker serving the bench aggregate, and a sender for it."""
+async def runtime_side(
+    url: str, aggregate: Aggregate[int] = account, *, with_metrics: bool = False
+) -> AsyncIterator[Send]:
+    """A worker serving ``aggregate`` (with the process's metrics on, if asked), and a sender."""
     worker_nc = await nats.connect(url)
     caller = await nats.connect(url)
     try:
-        async with run_worker(worker_nc, [account]):
-            yield _sender(caller, "cmd.benchacct")
+        async with contextlib.AsyncExitStack() as stack:
+            # A lease bucket per aggregate type: workers of different types in one process must
+            # not share a membership, or partitions go to members that do not serve them.
+            settings = WorkerSettings(
+                ownership=OwnershipSettings(bucket=f"{aggregate.name}_leases")
+            )
+            with metrics_while_built(with_metrics):
+                await stack.enter_async_context(run_worker(worker_nc, [aggregate], settings))
+            yield _sender(caller, f"cmd.{aggregate.name}")
     finally:
         await caller.close()
         await worker_nc.close()
+
+
+@contextlib.contextmanager
+def metrics_while_built(on: bool) -> Iterator[None]:
+    """Metrics on for the components built inside (they look them up once, when built), off
+    again afterwards, so sides with and without them run side by side in one process."""
+    if not on:
+        yield
+        return
+    metrics.enable()
+    try:
+        yield
+    finally:
+        metrics.disable()
 
 
 async def compare(
@@ -154,8 +190,10 @@ async def compare(
 
     for name, send in sides.items():
         await drive(name, config.aggregates, config.in_flight, lane_for(name, send, "warm"))
+    order = list(sides.items())
     for r in range(config.rounds):
-        for name, send in sides.items():
+        # Every other round backwards, so no side always runs right after the same one.
+        for name, send in order if r % 2 == 0 else order[::-1]:
             results[name].append(
                 await drive(name, per_round, config.in_flight, lane_for(name, send, f"r{r}"))
             )
@@ -167,9 +205,21 @@ async def bench_commands(config: CommandBenchConfig) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     async with bench_server(config.nats_url) as url:
         await with_event_stream(url)
-        async with baseline_side(url) as baseline, runtime_side(url) as runtime:
-            measured = await compare(url, config, {"baseline": baseline, "runtime": runtime}, run)
+        async with contextlib.AsyncExitStack() as stack:
+            sides = {
+                "baseline": await stack.enter_async_context(baseline_side(url)),
+                "runtime": await stack.enter_async_context(runtime_side(url)),
+            }
+            if config.metrics:
+                sides["metrics"] = await stack.enter_async_context(
+                    runtime_side(url, observed_account, with_metrics=True)
+                )
+            measured = await compare(url, config, sides, run)
     base, ours = measured["baseline"], measured["runtime"]
+    extra: dict[str, Any] = {}
+    if "metrics" in measured:
+        observed = measured["metrics"]
+        extra = {"metrics": observed.summary(), **cost_ratios(ours, observed)}
     return {
         "benchmark": "commands",
         "commands": base.count,
@@ -179,4 +229,5 @@ async def bench_commands(config: CommandBenchConfig) -> dict[str, Any]:
         "baseline": base.summary(),
         "runtime": ours.summary(),
         "throughput_ratio": round(ours.per_second / base.per_second, 3) if base.per_second else 0,
+        **extra,
     }

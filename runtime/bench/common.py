@@ -28,10 +28,16 @@ class Measurement:
     seconds: float
     latencies_ms: list[float]
     errors: int = 0
+    cpu_seconds: float = 0.0  # this process's CPU time: the sides' own work, whatever the load
+    rounds: tuple[Measurement, ...] = ()  # the timed rounds this one merges
 
     @property
     def per_second(self) -> float:
         return self.count / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_op(self) -> float:
+        return self.cpu_seconds / self.count * 1e6 if self.count else 0.0
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -47,6 +53,7 @@ class Measurement:
             "p50_ms": round(self.percentile(0.50), 3),
             "p99_ms": round(self.percentile(0.99), 3),
             "errors": self.errors,
+            "cpu_us_per_op": round(self.cpu_us_per_op, 2),
         }
 
 
@@ -100,11 +107,12 @@ async def drive(
             latencies.append((time.perf_counter() - started) * 1000)
             errors += not ok
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as tg:
         for _ in range(in_flight):
             tg.start_soon(lane)
-    return Measurement(name, total, time.perf_counter() - started, latencies, errors)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return Measurement(name, total, seconds, latencies, errors, cpu)
 
 
 def merge(name: str, parts: list[Measurement]) -> Measurement:
@@ -115,7 +123,27 @@ def merge(name: str, parts: list[Measurement]) -> Measurement:
         sum(p.seconds for p in parts),
         [ms for p in parts for ms in p.latencies_ms],
         sum(p.errors for p in parts),
+        sum(p.cpu_seconds for p in parts),
+        tuple(parts),
     )
+
+
+def cost_ratios(plain: Measurement, observed: Measurement) -> dict[str, float]:
+    """How a side with metrics on compares with the same side without: throughput, and the
+    inverse of this process's CPU time per operation (the throughput ratio a machine without
+    neighbours would see, since both sides share the client and the server's work is equal).
+
+    The CPU ratio is the median over rounds run back to back, so a burst of a neighbour's work
+    during one round does not decide it.
+    """
+    pairs = zip(plain.rounds or (plain,), observed.rounds or (observed,), strict=False)
+    cpu = [p.cpu_us_per_op / o.cpu_us_per_op for p, o in pairs if o.cpu_us_per_op]
+    return {
+        "metrics_ratio": round(observed.per_second / plain.per_second, 3)
+        if plain.per_second
+        else 0.0,
+        "metrics_cpu_ratio": round(median(cpu), 3),
+    }
 
 
 def median(values: list[float]) -> float:

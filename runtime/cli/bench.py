@@ -10,6 +10,14 @@ from rich.table import Table
 from ..wire import codec
 from .common import Json, NatsUrl, console, quiet_logging, run
 
+InFlightOption = typer.Option(64, "--in-flight", help="Concurrent requests.")
+RoundsOption = typer.Option(4, "--rounds", help="Alternating timed rounds per side.")
+MetricsFlag = typer.Option(
+    False,
+    "--metrics/--no-metrics",
+    help="Also time a side with Prometheus metrics on (tracing: API only), against the runtime.",
+)
+
 bench_app = typer.Typer(
     name="bench", help="Measure the runtime against nats-py baselines.", no_args_is_help=True
 )
@@ -23,7 +31,9 @@ def print_comparison(result: dict[str, Any], ratio_key: str, *, as_json: bool) -
     table = Table(title=f"cqrs bench {result['benchmark']}")
     for column in ("side", "count", "seconds", "per second", "p50 ms", "p99 ms", "errors"):
         table.add_column(column, justify="right")
-    for side in ("baseline", "runtime"):
+    for side in ("baseline", "runtime", "metrics"):
+        if side not in result:
+            continue
         s = result[side]
         table.add_row(
             side,
@@ -36,13 +46,21 @@ def print_comparison(result: dict[str, Any], ratio_key: str, *, as_json: bool) -
         )
     console.print(table)
     console.print(f"{ratio_key} (runtime / baseline): [bold]{result[ratio_key]:.2f}[/bold]")
+    if "metrics_ratio" in result:
+        ratio = result["metrics_ratio"]
+        console.print(f"metrics_ratio (metrics / runtime): [bold]{ratio:.3f}[/bold]")
+    if "metrics_cpu_ratio" in result:
+        cpu = result["metrics_cpu_ratio"]
+        console.print(f"metrics_cpu_ratio (runtime / metrics CPU per op): [bold]{cpu:.3f}[/bold]")
 
 
 @bench_app.command("commands")
 def commands(
     count: int = typer.Option(20_000, "--commands", help="Timed commands per side."),
-    in_flight: int = typer.Option(64, "--in-flight", help="Concurrent requests."),
+    in_flight: int = InFlightOption,
     aggregates: int = typer.Option(10_000, "--aggregates", help="Distinct aggregate ids."),
+    rounds: int = RoundsOption,
+    with_metrics: bool = MetricsFlag,
     workers: int = typer.Option(
         0,
         "--workers",
@@ -64,7 +82,7 @@ def commands(
         return
     from ..bench.commands import CommandBenchConfig, bench_commands
 
-    config = CommandBenchConfig(count, in_flight, aggregates, nats_url)
+    config = CommandBenchConfig(count, in_flight, aggregates, nats_url, rounds, with_metrics)
     result = run(lambda: bench_commands(config), as_json=as_json)
     print_comparison(result, "throughput_ratio", as_json=as_json)
 
@@ -93,6 +111,25 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
         f"[bold]{result['throughput_ratio']:.2f}[/bold], "
         f"conflicts {100 * result['conflict_rate']:.3f} % of commands"
     )
+
+
+@bench_app.command("queries")
+def queries(
+    count: int = typer.Option(20_000, "--queries", help="Timed queries per side."),
+    rows: int = typer.Option(10_000, "--rows", help="Rows of the read model."),
+    in_flight: int = InFlightOption,
+    rounds: int = RoundsOption,
+    with_metrics: bool = MetricsFlag,
+    nats_url: NatsUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Queries/s and latency of a projection replica vs a hand-written nats-py responder."""
+    from ..bench.queries import QueryBenchConfig, bench_queries
+
+    quiet_logging()
+    config = QueryBenchConfig(rows, count, in_flight, rounds, with_metrics, nats_url)
+    result = run(lambda: bench_queries(config), as_json=as_json)
+    print_comparison(result, "query_ratio", as_json=as_json)
 
 
 @bench_app.command("load")
