@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from .backoff import Backoff
 from .errors import CqrsError, NoResponders, Timeout, error_from_wire
+from .observability.tracing import with_trace
 from .transport.connection import ConnectOptions, connect
 from .transport.limits import check_fits
 from .transport.nats_errors import nats_call
@@ -106,6 +107,7 @@ class Client:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         timeout: float | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> CommandResult:
         """Send one command and wait for its result.
 
@@ -120,6 +122,7 @@ class Client:
             headers[H_CORRELATION_ID] = correlation_id
         if causation_id:
             headers[H_CAUSATION_ID] = causation_id
+        with_trace(headers, trace)
         subject = command_subject(aggregate, aggregate_id, command)
         payload = {} if args is None else args
         overall = timeout or self.timeout
@@ -153,6 +156,7 @@ class Client:
         *,
         min_seq: int | CommandResult | None = None,
         timeout: float | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> QueryResult:
         """Ask one query. ``min_seq`` (a sequence, or a command's result) asks read-your-writes:
         the answer reflects at least that commit, or the query fails with ``stale``."""
@@ -163,6 +167,7 @@ class Client:
             min_seq = min_seq.seq
         if min_seq:
             headers[H_MIN_SEQ] = str(int(min_seq))
+        with_trace(headers, trace)
         body = await self._request(
             query_subject(projection, query),
             {} if args is None else args,

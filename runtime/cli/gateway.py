@@ -13,6 +13,7 @@ from ..domain.app import DEFAULT_APP
 from ..gateway import GatewaySettings, Tokens, run_gateway
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
+from ..ops.telemetry import process_telemetry
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
@@ -27,6 +28,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsPort,
     NatsUrl,
     Password,
     ShutdownTimeout,
@@ -70,6 +72,7 @@ def gateway(
         typer.Option("--timeout", envvar="CQRS_GATEWAY_TIMEOUT", help="Seconds per request (504)."),
     ] = 10.0,
     shutdown_timeout: ShutdownTimeout = 30.0,
+    metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -105,6 +108,7 @@ def gateway(
         async with (
             graceful_shutdown(drain_budget) as shutdown,
             connect(options, embedded=False) as nc,
+            process_telemetry("cqrs-gateway", nc, metrics_port),
             run_gateway(nc, application, settings, drain_timeout=drain_budget),
         ):
             await shutdown.wait(nc)

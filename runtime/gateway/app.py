@@ -14,6 +14,7 @@ projector validates them against the same schema the OpenAPI document shows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ from ..errors import (
     UnknownQuery,
     UnsupportedMediaType,
 )
+from ..observability import metrics
+from ..observability.metrics import OK, RequestMetrics
+from ..observability.tracing import activated, end_span, start_server_span, tracer, w3c_headers
 from ..transport.readiness import ping
 from ..wire import codec
 from ..wire.naming import check_id, service_name
@@ -121,6 +125,7 @@ class Gateway:
             body,
             command_id=command_id,
             correlation_id=correlation_id,
+            trace=_w3c(headers),
         )
         reply_headers = [
             (b"cqrs-seq", str(result.seq).encode()),
@@ -146,7 +151,9 @@ class Gateway:
             body = await self._json_object(request, headers)
         else:
             body = self._query_string_args(request, self.query_args[key])
-        result = await self.client.query(projection, query, body, min_seq=min_seq)
+        result = await self.client.query(
+            projection, query, body, min_seq=min_seq, trace=_w3c(headers)
+        )
         answer = {"result": result.result, "seq": result.seq}
         seq = str(result.seq).encode()
         return orjson.dumps(answer, default=codec.to_builtins), [(b"cqrs-seq", seq)]
@@ -225,28 +232,57 @@ class Gateway:
         return HTMLResponse(DOCS_PAGE.format(title="cqrs-runtime gateway"))
 
 
+TRACE_KEYS = (b"traceparent", b"tracestate")
+
+
 class _Route:
     """A command or query route as a plain ASGI app: the handler returns the JSON body and the
     headers of a success, and a runtime error becomes its problem. Starlette still routes to
     it and its middleware still wraps it; only the per-request response objects are skipped,
     which is most of what the framework costs on these two hot paths."""
 
-    def __init__(self, handle: Callable[[Request], Awaitable[Reply]]) -> None:
+    def __init__(
+        self,
+        handle: Callable[[Request], Awaitable[Reply]],
+        route: str,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
         self.handle = handle
+        self.route = route  # command or query: the first and last path parameters name it
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter() if self.metrics is not None else 0.0
         request = Request(scope, receive)
+        span = None
+        t = tracer()
+        if t is not None:
+            raw = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in TRACE_KEYS}
+            span = start_server_span(
+                t, f"{request.method} {self.route}", raw, {"http.target": scope["path"]}
+            )
+        with activated(span):
+            outcome = await self._answer(request, scope, receive, send)
+        if self.metrics is not None:
+            params = list(request.path_params.values())
+            target = f"{params[0]}.{params[-1]}" if params else ""
+            self.metrics.done(target, outcome, time.perf_counter() - started)
+        if span is not None:
+            end_span(span, outcome)
+
+    async def _answer(self, request: Request, scope: Scope, receive: Receive, send: Send) -> str:
+        """Answer one request; return its outcome (``ok`` or the error code)."""
         try:
             body, headers = await self.handle(request)
         except CqrsError as exc:
             await problem_for(exc)(scope, receive, send)
-            return
+            return exc.code
         except Exception:
             log.exception("gateway_request_failed", method=request.method, path=scope["path"])
             await problem("internal", "the gateway failed to handle the request")(
                 scope, receive, send
             )
-            return
+            return "internal"
         length = str(len(body)).encode()
         await send(
             {
@@ -256,6 +292,7 @@ class _Route:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        return OK
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -282,6 +319,8 @@ READ_HEADERS = frozenset(
         b"cqrs-min-seq",
         b"idempotency-key",
         b"x-correlation-id",
+        b"traceparent",
+        b"tracestate",
     }
 )
 
@@ -294,6 +333,14 @@ def _headers(request: Request) -> dict[bytes, str]:
         for name, value in request.scope["headers"]
         if name in READ_HEADERS
     }
+
+
+def _w3c(headers: dict[bytes, str]) -> dict[str, str] | None:
+    """The request's W3C trace headers, passed on to NATS as they came while no span is made
+    here (with an SDK the route's span is current and the client sends its context)."""
+    if b"traceparent" not in headers or tracer() is not None:
+        return None
+    return w3c_headers({k.decode(): v for k, v in headers.items() if k in TRACE_KEYS})
 
 
 def _optional_token(value: str | None, header: str) -> str | None:
@@ -331,9 +378,23 @@ def create_app(
     ``middleware`` wraps every route: the place for metrics, tracing and access logs.
     """
     gateway = Gateway(nc, app, settings)
+    process_metrics = metrics.current()
+    commands = queries = None
+    if process_metrics is not None:
+        names = [f"{a.name}.{c}" for a in app.aggregates for c in a.command_names]
+        commands = process_metrics.http("command", names)
+        queries = process_metrics.http("query", [f"{p}.{q}" for p, q in gateway.query_args])
     routes = [
-        Route("/commands/{aggregate}/{id}/{command}", _Route(gateway.command), methods=["POST"]),
-        Route("/queries/{projection}/{query}", _Route(gateway.query), methods=["GET", "POST"]),
+        Route(
+            "/commands/{aggregate}/{id}/{command}",
+            _Route(gateway.command, "command", commands),
+            methods=["POST"],
+        ),
+        Route(
+            "/queries/{projection}/{query}",
+            _Route(gateway.query, "query", queries),
+            methods=["GET", "POST"],
+        ),
         Route("/openapi.json", gateway.openapi_json, methods=["GET"]),
         Route("/docs", gateway.docs, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

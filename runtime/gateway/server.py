@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from ..domain.app import App
 from ..errors import ServerError
+from ..transport.readiness import mark_not_ready, mark_ready
 from .app import GatewaySettings, create_app
 
 log = structlog.get_logger("runtime.gateway")
@@ -124,4 +125,9 @@ async def run_gateway(
         drain_timeout=drain_timeout,
     ) as running:
         log.info("gateway_listening", url=running.url, auth=settings.tokens.required)
-        yield running
+        # Listed as serving for the process's /readyz on its metrics port (no ready file).
+        mark_ready(None, {"gateway": running.url})
+        try:
+            yield running
+        finally:
+            mark_not_ready(None, ["gateway"])

@@ -7,7 +7,9 @@ depend on them): ``cqrs_commands_total{aggregate, command, outcome}``,
 ``cqrs_queries_total{projection, query, outcome}``, ``cqrs_query_duration_seconds{projection,
 query}`` and, per projection replica, ``cqrs_projection_applied_sequence``,
 ``cqrs_projection_lag_events``, ``cqrs_projection_halted`` and
-``cqrs_projection_snapshot_age_seconds``.
+``cqrs_projection_snapshot_age_seconds``; the gateway's ``cqrs_http_requests_total{route,
+target, outcome}`` and ``cqrs_http_request_duration_seconds{route, target}``; a worker's
+``cqrs_owned_partitions{aggregate}`` and its lease moves.
 
 Metrics are on for a process once :func:`enable` has made its :class:`Metrics`; components look
 it up when they are built (:func:`current`) and keep ``None`` when it is off, so a process
@@ -100,8 +102,11 @@ class _RequestCollector(Collector):
     ``cqrs_<noun>_duration_seconds{owner, name}`` of every :class:`RequestMetrics` in
     ``sources``, for ``noun`` (command, query) and ``owner`` (aggregate, projection)."""
 
-    def __init__(self, noun: str, plural: str, owner: str, sources: dict[str, Any]) -> None:
+    def __init__(
+        self, noun: str, plural: str, owner: str, sources: dict[str, Any], label: str = ""
+    ) -> None:
         self.noun, self.plural, self.owner = noun, plural, owner
+        self.label = label or noun  # the name label: command, query, target
         self.sources: dict[str, RequestMetrics] = sources
         self.bounds = [*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"]
 
@@ -126,12 +131,12 @@ class _RequestCollector(Collector):
                 f"cqrs_{self.plural}",
                 f"{self.plural.capitalize()} answered, by outcome: ok, noop (a command that "
                 "appended nothing) or the reply's error code.",
-                labels=[self.owner, self.noun, "outcome"],
+                labels=[self.owner, self.label, "outcome"],
             ),
             HistogramMetricFamily(
                 f"cqrs_{self.noun}_duration_seconds",
                 f"Time from a {self.noun}'s receipt to its reply.",
-                labels=[self.owner, self.noun],
+                labels=[self.owner, self.label],
             ),
         )
 
@@ -273,6 +278,10 @@ class Metrics:
         self._projections: dict[str, RequestMetrics] = {}
         r.register(_RequestCollector("command", "commands", "aggregate", self._aggregates))
         r.register(_RequestCollector("query", "queries", "projection", self._projections))
+        self._http: dict[str, RequestMetrics] = {}
+        r.register(
+            _RequestCollector("http_request", "http_requests", "route", self._http, "target")
+        )
         self.replicas: list[ReplicaSource] = []
         r.register(_ReplicaCollector(self.replicas))
         self.ownership: list[OwnershipSource] = []
@@ -291,6 +300,14 @@ class Metrics:
         found = self._projections.get(name)
         if found is None:
             found = self._projections[name] = RequestMetrics(name, queries)
+        return found
+
+    def http(self, route: str, targets: Iterable[str]) -> RequestMetrics:
+        """The HTTP series of one gateway route (``command``, ``query``), by target
+        (``<aggregate>.<command>``, ``<projection>.<query>``)."""
+        found = self._http.get(route)
+        if found is None:
+            found = self._http[route] = RequestMetrics(route, targets)
         return found
 
     def watch(self, replica: ReplicaSource) -> None:

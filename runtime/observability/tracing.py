@@ -93,6 +93,15 @@ def end_span(span: Span, outcome: str) -> None:
     span.end()
 
 
+def with_trace(headers: dict[str, str], trace: Mapping[str, str] | None) -> None:
+    """Add a request's trace context to its NATS headers: ``trace`` when given (W3C headers
+    passed on as they came), else the active span's while an SDK is installed."""
+    if trace:
+        headers.update(trace)
+    elif tracer() is not None:
+        headers.update(current_w3c())
+
+
 def current_w3c() -> dict[str, str]:
     """The W3C headers of the active span, to store with a commit."""
     carrier: dict[str, str] = {}

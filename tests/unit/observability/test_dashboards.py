@@ -97,7 +97,7 @@ def test_prometheus_scrapes_the_port_the_manifests_open() -> None:
     config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
     for rule_file in config["rule_files"]:
         assert (OBSERVABILITY / rule_file).is_file()
-    for name in ("worker", "projector", "processes"):
+    for name in ("worker", "projector", "processes", "gateway"):
         documents = yaml.safe_load_all((DEPLOY / "k8s" / f"{name}.yaml").read_text())
         (workload,) = [d for d in documents if d and d["kind"] in ("Deployment", "StatefulSet")]
         template = workload["spec"]["template"]
