@@ -31,7 +31,7 @@ import structlog
 from ..errors import CqrsError
 from ..wire.partitions import DEFAULT_PARTITIONS, check_partitions
 from .leases import Lease, LeaseBucket
-from .rendezvous import choose
+from .rendezvous import choose, serving_members
 
 log = structlog.get_logger("runtime.ownership.coordinator")
 
@@ -125,7 +125,7 @@ class Coordinator:
         self.stats.rounds += 1
         try:
             await self.bucket.heartbeat(self.member, self.announcement())
-            members = set(await self.bucket.members()) | {self.member}
+            members = await self.bucket.members()
         except CqrsError as exc:
             self.stats.failed_rounds += 1
             log.warning("ownership_round_failed", member=self.member, reason=exc.message)
@@ -133,8 +133,11 @@ class Coordinator:
             return
         before = set(self.held)
         for aggregate in self.aggregates:
+            # Only members that serve this aggregate type compete for its partitions: a worker
+            # of other aggregates sharing the bucket must not win a partition it cannot serve.
+            serving = serving_members(members, aggregate) | {self.member}
             for partition in range(self.settings.partitions):
-                wanted = choose(members, aggregate, partition) == self.member
+                wanted = choose(serving, aggregate, partition) == self.member
                 try:
                     await self._settle(aggregate, partition, wanted=wanted)
                 except CqrsError as exc:

@@ -7,7 +7,8 @@ member joins or leaves, only the partitions it wins or held move (about 1/N of t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 def weight(member: str, aggregate: str, partition: int) -> int:
@@ -18,3 +19,10 @@ def weight(member: str, aggregate: str, partition: int) -> int:
 def choose(members: Iterable[str], aggregate: str, partition: int) -> str | None:
     """The member that should own ``partition`` of ``aggregate`` (None: no members)."""
     return max(members, key=lambda m: (weight(m, aggregate, partition), m), default=None)
+
+
+def serving_members(members: Mapping[str, Mapping[str, Any]], aggregate: str) -> set[str]:
+    """The members whose announcement lists ``aggregate`` among the types they serve."""
+    return {
+        member for member, info in members.items() if aggregate in (info.get("aggregates") or ())
+    }

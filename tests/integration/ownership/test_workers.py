@@ -157,3 +157,50 @@ async def test_workers_without_the_mapping_stay_exact(tmp_path: Path) -> None:
         server.stop()
     for proc in procs:
         assert proc.log.read_text().count('"commands_not_partitioned"') == 1
+
+
+async def owners_of(nc: NATS, aggregate: str) -> dict[int, str]:
+    """Partition -> owning member of ``aggregate``'s leases."""
+    bucket = LeaseBucket(nc, OwnershipSettings().bucket_for("EVENTS"), ttl=2)
+    await bucket.start()
+    return {
+        lease.partition: lease.owner
+        for lease in await bucket.leases()
+        if lease.aggregate == aggregate
+    }
+
+
+async def test_workers_of_different_aggregates_each_own_all_their_partitions(
+    nats_server: EmbeddedServer, nc: NATS, tmp_path: Path
+) -> None:
+    """A user-only and an order-only worker sharing the lease bucket: each owns every partition
+    of its own type, so every command is served and none waits for an owner that never comes."""
+    users = worker(tmp_path, "u", nats_server.url, "--aggregates", "user")
+    orders = worker(tmp_path, "o", nats_server.url, "--aggregates", "order")
+    with workers(users, orders):
+        await users.wait_ready()
+        await orders.wait_ready()
+
+        async def settled() -> bool:
+            by_type = [await owners_of(nc, "user"), await owners_of(nc, "order")]
+            return all(len(owners) == 16 and len(set(owners.values())) == 1 for owners in by_type)
+
+        await wait_until(settled, 20, "each worker to own all 16 partitions of its type")
+        assert set((await owners_of(nc, "user")).values()) != set(
+            (await owners_of(nc, "order")).values()
+        )
+        client = Client(nc, timeout=5)
+        for i in range(48):  # enough ids to reach every partition of both types
+            await client.send(
+                "user",
+                f"u-{i}",
+                "create",
+                {"name": "Ada", "email": f"ada{i}@example.com", "role": "customer"},
+            )
+            created = await client.send(
+                "order",
+                f"o-{i}",
+                "create",
+                {"user_id": f"u-{i}", "lines": [{"sku": "a", "quantity": 1, "unit_price": "1"}]},
+            )
+            assert created.version == 1
