@@ -19,12 +19,18 @@ _FINAL_CRLF = 2
 
 
 def header_size(headers: Mapping[str, str] | None) -> int:
-    """The bytes ``headers`` take on the wire (``NATS/1.0`` line, ``key: value`` lines)."""
+    """The bytes ``headers`` take on the wire (``NATS/1.0`` line, ``key: value`` lines), or a
+    few more: nats-py strips surrounding blanks, which this counts, so it never undercounts.
+
+    Every commit and reply is measured, so ASCII text (nearly all of it) is counted without
+    encoding it.
+    """
     if not headers:
         return 0
-    size = _HEADER_LINE + _FINAL_CRLF
+    size = _HEADER_LINE + _FINAL_CRLF + 4 * len(headers)  # ": " and CRLF on each line
     for key, value in headers.items():
-        size += len(key.strip().encode()) + 2 + len(value.strip().encode()) + 2
+        size += len(key) if key.isascii() else len(key.encode())
+        size += len(value) if value.isascii() else len(value.encode())
     return size
 
 
