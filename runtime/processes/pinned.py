@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from ..errors import ConfigurationError
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.startup import jetstream_call, raise_if_transient
 from ..wire import codec
 
 log = structlog.get_logger("runtime.processes.pinned")
@@ -62,10 +63,17 @@ class PinnedConsumer:
         self.log = log.bind(consumer=name, stream=stream)
 
     async def _api(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
-        with jetstream_setup(f"consumer {self.name}"):
+        what = f"consumer {self.name}"
+
+        async def request() -> dict[str, Any]:
             msg = await self.nc.request(subject, codec.dumps(body), timeout=self.timeout)
-        reply: dict[str, Any] = codec.loads(msg.data)
-        return reply
+            reply: dict[str, Any] = codec.loads(msg.data)
+            if "error" in reply:
+                raise_if_transient(reply["error"])  # waited out during start-up
+            return reply
+
+        with jetstream_setup(what):
+            return await jetstream_call(what, request)
 
     async def start(self) -> None:
         """Create the consumer, or check the existing one (its position is kept)."""

@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from ..domain.process_manager import ProcessManager
 from ..transport.micro import MicroService, Request
 from ..transport.readiness import mark_not_ready, mark_ready
+from ..transport.startup import waiting_for_jetstream
 from ..wire.naming import SERVICE_VERSION, process_status_subject, queue_group, service_name
 from .instances import InstanceStore
 from .reactor import Reactor
@@ -52,14 +53,16 @@ async def run_process_managers(
     settings = settings or ProcessSettings()
     instances = InstanceStore(nc, bucket=settings.bucket, replicas=settings.replicas)
     timers = TimerStore(nc, stream=settings.timers_stream, replicas=settings.replicas)
-    await instances.start()
-    await timers.start()
+    with waiting_for_jetstream(settings.startup_timeout):
+        await instances.start()
+        await timers.start()
     reactors = [Reactor(nc, m, settings, instances, timers) for m in managers]
     services: dict[str, MicroService] = {}
     async with anyio.create_task_group() as tg:
         try:
             for reactor in reactors:
-                await reactor.start()
+                with waiting_for_jetstream(settings.startup_timeout):
+                    await reactor.start()
                 services[reactor.manager.name] = await _status_service(nc, reactor)
                 tg.start_soon(reactor.run)
             ready = {service_name("process", n): s.id for n, s in services.items()}

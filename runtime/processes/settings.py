@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..backoff import Backoff
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 
 StartAt = Literal["new", "all"]
 
@@ -34,6 +35,7 @@ class ProcessSettings:
     command_timeout: float = 10.0
     retry: Backoff = RETRY_BACKOFF  # before retrying a failed reaction or fetch
     timeout: float = 5.0  # JetStream API calls
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT  # see runtime/transport/startup.py
     ready_file: Path | None = None
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from nats.js import api
 from ..domain.projection import Projection
 from ..errors import Internal
 from ..transport.nats_errors import jetstream_setup, nats_call, translate
+from ..transport.startup import jetstream_call
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit, RawMessage
 from .settings import ProjectorSettings
@@ -80,6 +81,7 @@ class ReplicaConsumer:
         self.name = consumer_name(projection.name, settings.replica)
         self.subjects = projection.subjects()
         self.log = log.bind(projection=projection.name, consumer=self.name)
+        self._what = f"consumer {self.name}"
         # The consumer numbers its first deliveries 1, 2, 3...; one that skips a number means
         # deliveries were lost on the way (a dropped connection, a consumer failover), which
         # later ones must not overtake. A redelivery keeps its first delivery's number.
@@ -125,11 +127,15 @@ class ReplicaConsumer:
             self.js, StreamSettings(name=self.stream, replicas=self.settings.replicas)
         )
         self.next_consumer_seq = 1  # a new, reset or recreated consumer starts over
-        with jetstream_setup(f"consumer {self.name}"):
+        with jetstream_setup(self._what):
             try:
-                info = await self.js.consumer_info(self.stream, self.name)
+                info = await jetstream_call(
+                    self._what, lambda: self.js.consumer_info(self.stream, self.name)
+                )
             except nats.js.errors.NotFoundError:
-                await self.js.add_consumer(self.stream, self._config(after_seq))
+                await jetstream_call(
+                    self._what, lambda: self.js.add_consumer(self.stream, self._config(after_seq))
+                )
                 self.log.info("consumer_created", start_seq=after_seq + 1)
             else:
                 reason = self._mismatch(info.config)
@@ -144,13 +150,20 @@ class ReplicaConsumer:
 
     async def _recreate(self, after_seq: int, reason: str) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self.js.delete_consumer(self.stream, self.name)
-        await self.js.add_consumer(self.stream, self._config(after_seq))
+            await jetstream_call(
+                self._what, lambda: self.js.delete_consumer(self.stream, self.name)
+            )
+        await jetstream_call(
+            self._what, lambda: self.js.add_consumer(self.stream, self._config(after_seq))
+        )
         self.log.info("consumer_recreated", start_seq=after_seq + 1, reason=reason)
 
     async def _reposition(self, after_seq: int, delivered: int) -> None:
         try:
-            await self.js.reset_consumer(self.stream, self.name, seq=after_seq + 1)
+            await jetstream_call(
+                self._what,
+                lambda: self.js.reset_consumer(self.stream, self.name, seq=after_seq + 1),
+            )
         except nats.js.errors.APIError as exc:  # below its start sequence, or an older server
             await self._recreate(after_seq, f"reset refused: {exc.description}")
             return

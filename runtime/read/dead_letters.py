@@ -21,6 +21,7 @@ from nats.js import api
 from ..transport.direct_get import DirectGetter
 from ..transport.limits import message_size
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 from ..wire import codec
 
@@ -78,7 +79,7 @@ class DeadLetters:
         what = f"the dead-letter stream {self.stream!r}"
         with jetstream_setup(what):
             try:
-                await self.js.stream_info(self.stream)
+                await jetstream_call(what, lambda: self.js.stream_info(self.stream))
                 return
             except nats.js.errors.NotFoundError:
                 pass

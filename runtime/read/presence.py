@@ -34,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from ..errors import ReplicaInUse
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT, jetstream_call, waiting_for_jetstream
 from ..transport.streams import create_once
 
 log = structlog.get_logger("runtime.read.presence")
@@ -63,7 +64,7 @@ async def presence_bucket(nc: NATS, *, ttl: float, replicas: int) -> KeyValue:
     what = f"the replica bucket {BUCKET!r}"
     with jetstream_setup(what):
         try:
-            return await js.key_value(BUCKET)
+            return await jetstream_call(what, lambda: js.key_value(BUCKET))
         except nats.js.errors.BucketNotFoundError:
             return await create_once(
                 lambda: js.create_key_value(config),
@@ -116,10 +117,17 @@ async def _take(kv: KeyValue, key: str, value: bytes, ttl: float) -> int:
 
 @contextlib.asynccontextmanager
 async def claimed(
-    nc: NATS, projection: str, replica: str, *, ttl: float = DEFAULT_TTL, replicas: int = 1
+    nc: NATS,
+    projection: str,
+    replica: str,
+    *,
+    ttl: float = DEFAULT_TTL,
+    replicas: int = 1,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
 ) -> AsyncIterator[None]:
     """Hold the claim of ``projection``/``replica`` while the context runs."""
-    kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
+    with waiting_for_jetstream(startup_timeout):
+        kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
     key = claim_key(projection, replica)
     value = orjson.dumps(
         {

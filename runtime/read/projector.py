@@ -42,6 +42,7 @@ from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
 from ..observability.tracing import linked_span, tracer
 from ..transport.cleanup import cleanup_scope
+from ..transport.startup import waiting_for_jetstream
 from ..wire import codec
 from ..wire.envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
 from .consumer import ReplicaConsumer, delivery_of
@@ -145,7 +146,8 @@ class Projector(Generic[M]):
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Projector[M]]:
         """Start, consume until the context exits, then stop consuming and take a snapshot."""
-        await self.start()
+        with waiting_for_jetstream(self.settings.startup_timeout):
+            await self.start()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg

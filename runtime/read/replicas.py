@@ -51,6 +51,7 @@ async def run_replica(
             projector.replica,
             ttl=projector.settings.presence_ttl,
             replicas=projector.settings.replicas,
+            startup_timeout=projector.settings.startup_timeout,
         ),
         projector.running(),
         QueryService(nc, projector).running() as queries,

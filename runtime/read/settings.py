@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..backoff import Backoff
 from ..errors import InvalidInput
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..wire.naming import check_id
 from .dead_letters import DEFAULT_STREAM as DEFAULT_DEAD_LETTER_STREAM
 from .presence import DEFAULT_TTL as PRESENCE_TTL
@@ -43,6 +44,7 @@ class ProjectorSettings:
     presence_ttl: float = PRESENCE_TTL  # seconds a dead replica's claim on its id outlives it
     replicas: int = 1  # JetStream replicas of the bucket and stream a replica creates
     timeout: float = 10.0  # JetStream API calls
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT  # see runtime/transport/startup.py
     ready_file: Path | None = None  # see runtime/transport/readiness.py
 
     def __post_init__(self) -> None:

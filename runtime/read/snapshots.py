@@ -43,6 +43,7 @@ from nats.js.object_store import ObjectStore
 from ..domain.projection import Projection
 from ..errors import Internal, NotFound
 from ..transport.nats_errors import jetstream_setup, nats_call, translate
+from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 
 log = structlog.get_logger("runtime.read.snapshots")
@@ -225,7 +226,7 @@ class ProjectionSnapshotStore:
         what = f"the snapshot bucket {self.bucket!r}"
         with jetstream_setup(what):
             try:
-                self._obs = await self.js.object_store(self.bucket)
+                self._obs = await jetstream_call(what, lambda: self.js.object_store(self.bucket))
                 return
             except nats.js.errors.NotFoundError:
                 if not create:
@@ -270,9 +271,10 @@ class ProjectionSnapshotStore:
 
     async def list(self, projection: str | None = None) -> list[ProjectionSnapshot]:
         """Every snapshot (of ``projection``), newest sequence first."""
-        with nats_call(f"listing the snapshots in {self.bucket!r}"):
+        what = f"the snapshots in {self.bucket!r}"
+        with nats_call(f"listing {what}"):
             try:
-                objects = await self.obs.list(ignore_deletes=True)
+                objects = await jetstream_call(what, lambda: self.obs.list(ignore_deletes=True))
             except nats.js.errors.NotFoundError:
                 return []
         infos = [i for o in objects if not o.deleted and (i := _info_from(o)) is not None]

@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 from ..errors import ConfigurationError
 from ..wire.naming import EVENT_PREFIX
 from .nats_errors import jetstream_setup
+from .startup import jetstream_call
 
 T = TypeVar("T")
 
@@ -29,14 +30,15 @@ async def create_once(
     create: Callable[[], Awaitable[T]], existing: Callable[[], Awaitable[T]], what: str
 ) -> T:
     """Create ``what``; if another process created it first, return that one (``existing``).
-    Any other refusal is a :class:`ConfigurationError` naming ``what``."""
+    Any other refusal is a :class:`ConfigurationError` naming ``what``. During start-up both
+    calls wait for JetStream (:mod:`runtime.transport.startup`)."""
     with jetstream_setup(what):
         try:
-            return await create()
+            return await jetstream_call(what, create)
         except nats.js.errors.APIError as exc:
             if exc.err_code != NAME_IN_USE:
                 raise
-        return await existing()
+        return await jetstream_call(what, existing)
 
 
 async def bind_key_value(
@@ -48,7 +50,7 @@ async def bind_key_value(
     try:
         with jetstream_setup(what):
             try:
-                return await js.key_value(bucket)
+                return await jetstream_call(what, lambda: js.key_value(bucket))
             except nats.js.errors.BucketNotFoundError:
                 return await create_once(
                     lambda: js.create_key_value(config), lambda: js.key_value(bucket), what
@@ -84,7 +86,7 @@ async def ensure_event_stream(js: nats.js.JetStreamContext, settings: StreamSett
     what = f"stream {settings.name!r}"
     with jetstream_setup(what):
         try:
-            info = await js.stream_info(settings.name)
+            info = await jetstream_call(what, lambda: js.stream_info(settings.name))
         except nats.js.errors.NotFoundError:
             info = await create_once(
                 lambda: js.add_stream(wanted), lambda: js.stream_info(settings.name), what

@@ -24,6 +24,7 @@ from ..ownership.coordinator import Coordinator, OwnershipSettings
 from ..ownership.leases import LeaseBucket
 from ..ownership.probe import server_partitions
 from ..transport.readiness import mark_not_ready, mark_ready
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT, waiting_for_jetstream
 from ..transport.streams import StreamSettings
 from ..wire.naming import service_name
 from .command_service import CommandService
@@ -43,6 +44,7 @@ class WorkerSettings:
     ownership: OwnershipSettings = field(default_factory=OwnershipSettings)
     partitioned: bool | None = None  # None: ask the server whether it maps commands
     timeout: float = 5.0
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT  # see runtime/transport/startup.py
     ready_file: Path | None = None  # see runtime/transport/readiness.py
 
 
@@ -60,7 +62,6 @@ async def run_worker(
     """
     settings = settings or WorkerSettings()
     store = EventStore(nc, settings.stream, timeout=settings.timeout)
-    await store.start()
     try:
         snapshots: SnapshotStore | None = None
         if settings.snapshots.enabled and any(a.snapshot_every is not None for a in aggregates):
@@ -71,11 +72,14 @@ async def run_worker(
                 stream_replicas=settings.stream.replicas,
                 timeout=settings.timeout,
             )
-            await snapshots.start()
-        host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
-        services = [CommandService(nc, host, a) for a in aggregates]
-        router = PartitionRouter(nc, {s.aggregate.name: s for s in services})
-        coordinator = await _coordinator(nc, aggregates, settings, router)
+        with waiting_for_jetstream(settings.startup_timeout):
+            await store.start()
+            if snapshots is not None:
+                await snapshots.start()
+            host = ActorHost(store, list(aggregates), settings.host, snapshots=snapshots)
+            services = [CommandService(nc, host, a) for a in aggregates]
+            router = PartitionRouter(nc, {s.aggregate.name: s for s in services})
+            coordinator = await _coordinator(nc, aggregates, settings, router)
         host.ownership = coordinator
         process_metrics = metrics.current()
         if process_metrics is not None and coordinator is not None:
