@@ -124,6 +124,15 @@ MetricsPort = Annotated[
         help="Serve /metrics, /healthz and /readyz on this port (off when unset).",
     ),
 ]
+StartupTimeout = Annotated[
+    float,
+    typer.Option(
+        "--startup-timeout",
+        envvar="CQRS_STARTUP_TIMEOUT",
+        help="Seconds to wait at start for JetStream (a cluster electing leaders) before "
+        "giving up.",
+    ),
+]
 ReadyFile = Annotated[
     Path | None,
     typer.Option(

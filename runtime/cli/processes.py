@@ -20,6 +20,7 @@ from ..transport.connection import (
     STATE_DIR,
     connect,
 )
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
 from ..write.worker import WorkerSettings
 from .common import (
@@ -35,6 +36,7 @@ from .common import (
     Password,
     ReadyFile,
     ShutdownTimeout,
+    StartupTimeout,
     StateDir,
     Stream,
     TlsCa,
@@ -86,6 +88,7 @@ def processes(
     ] = 15.0,
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
+    startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
@@ -117,6 +120,7 @@ def processes(
             start=start,
             ack_wait=ack_wait,
             pin_timeout=pin_timeout,
+            startup_timeout=startup_timeout,
             ready_file=ready_file,
         )
     except ValueError as exc:

@@ -35,6 +35,7 @@ from ..transport.connection import (
     STATE_DIR,
     connect,
 )
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_name
@@ -54,6 +55,7 @@ from .common import (
     Password,
     ReadyFile,
     ShutdownTimeout,
+    StartupTimeout,
     StateDir,
     Stream,
     TlsCa,
@@ -124,6 +126,7 @@ def projector(
     ] = 500,
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
+    startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
@@ -160,6 +163,7 @@ def projector(
             snapshot_interval=snapshot_interval or None,
             stale_timeout=stale_timeout,
             replicas=replicas,
+            startup_timeout=startup_timeout,
             ready_file=ready_file,
         )
         application = ctx.app()

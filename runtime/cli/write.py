@@ -31,6 +31,7 @@ from ..transport.connection import (
     connect,
     connect_embedded,
 )
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_id, check_name
@@ -53,6 +54,7 @@ from .common import (
     Password,
     ReadyFile,
     ShutdownTimeout,
+    StartupTimeout,
     StateDir,
     Stream,
     TlsCa,
@@ -172,6 +174,7 @@ def worker(
         ),
     ] = DEFAULT_LEASE_TTL,
     shutdown_timeout: ShutdownTimeout = 30.0,
+    startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
@@ -205,6 +208,7 @@ def worker(
             mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
         ),
         ownership=OwnershipSettings(partitions=partitions, lease_ttl=lease_ttl),
+        startup_timeout=startup_timeout,
         ready_file=ready_file,
     )
     drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
