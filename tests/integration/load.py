@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 
 from runtime import Client, CqrsError
 
-from .support import stream_commits
+from .support import StoredCommit, stream_commits
 
 RETRYABLE = {"timeout", "no_responders", "internal", "busy", "conflict"}
 
@@ -92,7 +92,11 @@ class CommandLoad:
 
 async def assert_exactly_once(nc: NATS, acked: set[str], stream: str = "EVENTS") -> int:
     """Every acknowledged command id is in the stream once, no id twice, versions contiguous."""
-    commits = await stream_commits(nc, stream)
+    return assert_commits_exactly_once(await stream_commits(nc, stream), acked)
+
+
+def assert_commits_exactly_once(commits: list[StoredCommit], acked: set[str]) -> int:
+    """:func:`assert_exactly_once` on commits already read from the stream."""
     counts = Counter(c.command_id for c in commits)
     missing = [c for c in acked if counts[c] == 0]
     doubled = {c: n for c, n in counts.items() if n > 1}

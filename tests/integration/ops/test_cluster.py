@@ -19,12 +19,13 @@ from runtime.domain.app import load_app
 from runtime.errors import ConfigurationError
 from runtime.ops.permissions import UserPlan
 from runtime.transport.connection import open_connection
+from runtime.transport.startup import is_transient
 from runtime.transport.streams import ensure_event_stream
 
-from ..load import CommandLoad, assert_exactly_once
+from ..load import CommandLoad, assert_commits_exactly_once
 from ..procs import READ_APP, NatsNode, WorkerProcess, cluster_nodes, password, running, wait_until
 from ..procs import workers as worker_processes
-from ..support import stream_commits
+from ..support import StoredCommit, stream_commits
 
 APP = load_app(READ_APP)
 PLAN = UserPlan()
@@ -68,16 +69,51 @@ async def event_stream_r3(nodes: Sequence[NatsNode], admin: NATS) -> None:
     await wait_until(created, 30, "the R3 event stream", period=0.2)
 
 
-async def replicas_current(admin: NATS, size: int = 3) -> bool:
+async def settled_leader(admin: NATS, size: int = 3) -> str | None:
+    """The EVENTS stream's leader if it has one and all its replicas are current, else None."""
     try:
         info = await admin.jetstream(timeout=2).stream_info("EVENTS")
     except (nats.errors.Error, nats.js.errors.Error):
-        return False
+        return None
     cluster = info.cluster
     if cluster is None or cluster.leader is None:
-        return False
+        return None
     replicas = cluster.replicas or []
-    return len(replicas) == size - 1 and all(r.current for r in replicas)
+    if len(replicas) == size - 1 and all(r.current for r in replicas):
+        return str(cluster.leader)
+    return None
+
+
+async def replicas_current(admin: NATS) -> bool:
+    """Whether the EVENTS stream has an elected leader and all its replicas are current."""
+    return await settled_leader(admin) is not None
+
+
+async def read_back(admin: NATS) -> list[StoredCommit] | None:
+    """Every commit of the settled stream; None while it is not settled, or while a JetStream
+    API call times out or finds no leader (a failover still going on)."""
+    if not await replicas_current(admin):
+        return None
+    try:
+        return await stream_commits(admin)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return None
+
+
+async def settled_commits(admin: NATS) -> list[StoredCommit]:
+    """Every commit of the stream, read once it has a leader and current replicas."""
+    commits: list[StoredCommit] | None = None
+
+    async def read() -> bool:
+        nonlocal commits
+        commits = await read_back(admin)
+        return commits is not None
+
+    await wait_until(read, 60, "the EVENTS stream to settle (a leader, current replicas), to read")
+    assert commits is not None
+    return commits
 
 
 def worker_pair(nodes: Sequence[NatsNode], directory: Path) -> tuple[WorkerProcess, ...]:
@@ -98,26 +134,44 @@ def projector(nodes: Sequence[NatsNode], directory: Path) -> WorkerProcess:
     )
 
 
-async def projection_converged(admin: NATS, client: Client) -> bool:
-    """The counters read model equals a full replay of the stream, at the stream's last seq."""
-    commits = await stream_commits(admin)
+async def projection_mismatch(admin: NATS, client: Client) -> str | None:
+    """Why the counters read model does not (yet) equal a full replay of the stream at its last
+    seq; None once it does."""
+    commits = await read_back(admin)
+    if commits is None:
+        return "the stream is not settled, or reading it back timed out"
     expected: dict[str, int] = {}
     for commit in commits:
         _, aggregate, aggregate_id = commit.subject.split(".")
         if aggregate == "counter":
             expected[aggregate_id] = expected.get(aggregate_id, 0) + 1
+    last_seq = commits[-1].seq
     try:
-        answer = await client.query("counters", "totals", min_seq=commits[-1].seq, timeout=10)
-    except CqrsError:
-        return False
-    return bool(answer.result == expected)
+        answer = await client.query("counters", "totals", min_seq=last_seq, timeout=10)
+    except CqrsError as exc:
+        return f"the query at seq {last_seq} failed: {exc.code} {exc.message}"
+    if answer.result == expected:
+        return None
+    differing = {
+        key: (answer.result.get(key), expected.get(key))
+        for key in set(answer.result) | set(expected)
+        if answer.result.get(key) != expected.get(key)
+    }
+    return f"at seq {answer.seq} (read model, replay): {sorted(differing.items())[:5]}"
 
 
 async def kill_stream_leader(cluster: Sequence[NatsNode], admin: NATS) -> NatsNode:
-    """SIGKILL the node that leads the EVENTS stream; return it (to start it again)."""
-    info = await admin.jetstream().stream_info("EVENTS")
-    assert info.cluster is not None
-    leader = next(n for n in cluster if n.name == info.cluster.leader)
+    """SIGKILL the node that leads the EVENTS stream, once that is settled; return it (to start
+    it again)."""
+    name: str | None = None
+
+    async def settled() -> bool:
+        nonlocal name
+        name = await settled_leader(admin)
+        return name is not None
+
+    await wait_until(settled, 60, "the EVENTS stream to settle (a leader, current replicas)")
+    leader = next(n for n in cluster if n.name == name)
     leader.kill()
     return leader
 
@@ -150,7 +204,7 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_command(
                 stop.set()
         assert resumed < 10, f"100 commands took {resumed:.1f}s after the leader was killed"
         assert not load.gave_up, f"{load.gave_up[:5]} {load.errors}"
-        await assert_exactly_once(admin, set(load.acked))
+        assert_commits_exactly_once(await settled_commits(admin), set(load.acked))
 
 
 async def test_a_projection_converges_after_the_stream_leader_fails_over(
@@ -177,7 +231,17 @@ async def test_a_projection_converges_after_the_stream_leader_fails_over(
                 await wait_until(lambda: replicas_current(admin), 60, "the node to catch up")
                 stop.set()
             client = Client(client_nc)
-            await wait_until(lambda: projection_converged(admin, client), 30, "the projection")
+            mismatch: str | None = "not compared yet"
+
+            async def converged() -> bool:
+                nonlocal mismatch
+                mismatch = await projection_mismatch(admin, client)
+                return mismatch is None
+
+            try:
+                await wait_until(converged, 60, "the projection to equal a replay of the stream")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}: {mismatch}\n{procs[-1].log_tail(8000)}") from None
             assert procs[-1].process is not None and procs[-1].process.poll() is None
 
 
@@ -203,4 +267,4 @@ async def test_a_killed_worker_s_retried_commands_apply_exactly_once(
             assert victim.process is not None and victim.process.wait() == -signal.SIGKILL
         assert not load.gave_up, f"{load.gave_up[:5]} {load.errors}"
         assert load.errors["timeout"] > 0, "the kill should have left commands unanswered"
-        await assert_exactly_once(admin, set(load.acked))
+        assert_commits_exactly_once(await settled_commits(admin), set(load.acked))
