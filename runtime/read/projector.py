@@ -114,6 +114,7 @@ class Projector(Generic[M]):
         self._upload_done.set()
         self._tg: TaskGroup | None = None
         self._consume_scope: anyio.CancelScope | None = None
+        self._consumer_lost = False  # its position is unknown until a recovery succeeds
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -184,14 +185,19 @@ class Projector(Generic[M]):
             while True:
                 if self.halted is not None:
                     await anyio.sleep_forever()  # keep serving queries; a restart retries
+                if self._consumer_lost:
+                    # Tried again until JetStream answers: after deliveries went missing, waiting
+                    # for the next one to notice could take until the next command, or ack_wait.
+                    failures += 1
+                    await anyio.sleep(FETCH_BACKOFF.delay(failures))
+                    await self._recover_consumer()
+                    continue
                 try:
                     msgs = await self.consumer.fetch(self.settings.batch)
                     failures = 0
                 except CqrsError as exc:
-                    failures += 1
                     self.log.warning("fetch_failed", code=exc.code, reason=exc.message)
-                    await anyio.sleep(FETCH_BACKOFF.delay(failures))
-                    await self._recover_consumer()
+                    self._consumer_lost = True
                     continue
                 if msgs:
                     await self.apply_batch(msgs)
@@ -199,12 +205,16 @@ class Projector(Generic[M]):
                     await self._snapshot_in_background()
 
     async def _recover_consumer(self) -> None:
-        """After a failed fetch (e.g. the consumer was deleted) put it after what is applied."""
+        """After a failed fetch (e.g. the consumer was deleted) or lost deliveries, put the
+        consumer right after what is applied; if that fails too, the consume loop tries again."""
         self._last_msg = None  # never ack a delivery of the consumer's previous position
+        self._consumer_lost = True
         try:
             await self.consumer.start(after_seq=self.applied)
         except CqrsError as exc:
             self.log.warning("consumer_recovery_failed", code=exc.code, reason=exc.message)
+            return
+        self._consumer_lost = False
 
     async def apply_batch(self, msgs: list[Msg]) -> None:
         """Apply a fetched batch in order; stop at a poison event under the ``halt`` policy, and

@@ -25,6 +25,7 @@ from runtime import (
     Projector,
     ProjectorSettings,
     Stale,
+    Timeout,
     run_replica,
 )
 from runtime.domain.app import App
@@ -39,6 +40,7 @@ from runtime.read.snapshots import (
 )
 from runtime.testing import ProjectionSpec
 
+from ..procs import wait_until
 from ..projection_support import (
     append_orders,
     counting,
@@ -239,6 +241,53 @@ async def test_deliveries_lost_on_the_way_are_not_overtaken(nc: NATS, store: Eve
     finally:
         await replica.consumer.stop()
     assert [e["expected"] for e in logs if e["event"] == "delivery_gap"] == [16]
+    assert calls.n == 30 and len(set(calls.seqs)) == 30
+    assert replica.model == await fold(nc, counting()[0])
+
+
+async def test_a_failed_consumer_recovery_is_tried_again_without_new_deliveries(
+    nc: NATS, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the last deliveries went missing and putting the consumer back fails once (JetStream
+    not answering in a failover), the replica tries again instead of waiting for an event that
+    may never come, and applies every event exactly once."""
+    projection, calls = counting()
+    first = await append_orders(store, 10, prefix="a")
+    replica = Projector(nc, projection, SETTINGS)
+    held, at_gate, gate = False, anyio.Event(), anyio.Event()
+    fetch, start = replica.consumer.fetch, replica.consumer.start
+    failures = 0
+
+    async def losing_fetch(batch: int) -> list[Any]:
+        nonlocal held
+        if not held:
+            return await fetch(batch)
+        at_gate.set()
+        await gate.wait()  # until every commit of the batch below is in the stream
+        msgs = await fetch(batch)
+        held = False
+        return msgs[1:]  # the first delivery is lost on the way
+
+    async def failing_start(*, after_seq: int) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise Timeout("JetStream did not answer while setting up the consumer")
+        await start(after_seq=after_seq)
+
+    monkeypatch.setattr(replica.consumer, "fetch", losing_fetch)
+    monkeypatch.setattr(replica.consumer, "start", failing_start)
+    with capture_logs() as logs:
+        async with replica.running():
+            await wait_until(lambda: replica.applied == first, 20, "the first commits")
+            held, failures = True, 1
+            await at_gate.wait()
+            last = await append_orders(store, 10, prefix="b")
+            gate.set()
+            await wait_until(lambda: replica.applied == last, 20, "the lost commits")
+    assert [e["event"] for e in logs if e["event"] == "consumer_recovery_failed"] == [
+        "consumer_recovery_failed"
+    ]
     assert calls.n == 30 and len(set(calls.seqs)) == 30
     assert replica.model == await fold(nc, counting()[0])
 
