@@ -28,6 +28,7 @@ from ..procs import workers as worker_processes
 from ..support import StoredCommit, stream_commits
 
 APP = load_app(READ_APP)
+RESUME_BOUND = 15.0  # seconds: the longest election (9 s), a client attempt (2 s), margin
 PLAN = UserPlan()
 
 
@@ -179,7 +180,7 @@ async def kill_stream_leader(cluster: Sequence[NatsNode], admin: NATS) -> NatsNo
 async def test_killing_the_stream_leader_loses_no_acknowledged_command(
     cluster: Sequence[NatsNode], tmp_path: Path
 ) -> None:
-    """SIGKILL the R3 stream's leader under load: service resumes within 10 s, and after it
+    """SIGKILL the R3 stream's leader under load: service resumes within 15 s, and after it
     rejoins every acknowledged command is in the stream exactly once."""
     async with connection(cluster, "admin") as admin, connection(cluster, "client") as client_nc:
         await event_stream_r3(cluster, admin)
@@ -202,7 +203,9 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_command(
                 after = len(load.acked)
                 await wait_until(lambda: len(load.acked) >= after + 200, 30, "more commands")
                 stop.set()
-        assert resumed < 10, f"100 commands took {resumed:.1f}s after the leader was killed"
+        # nats-server's followers wait 4-9 s (its raft election timeout) for a lost leader
+        # before they campaign; then the attempts in flight time out (2 s) and are sent again.
+        assert resumed < RESUME_BOUND, f"100 commands took {resumed:.1f}s after the leader died"
         assert not load.gave_up, f"{load.gave_up[:5]} {load.errors}"
         assert_commits_exactly_once(await settled_commits(admin), set(load.acked))
 
