@@ -133,6 +133,15 @@ StartupTimeout = Annotated[
         "giving up.",
     ),
 ]
+ScopedReads = Annotated[
+    bool,
+    typer.Option(
+        "--scoped-reads/--no-scoped-reads",
+        envvar="CQRS_SCOPED_READS",
+        help="Read aggregate histories through consumers scoped to the aggregates served, so "
+        "the NATS user needs no stream-wide direct get (the generated worker users have none).",
+    ),
+]
 ReadyFile = Annotated[
     Path | None,
     typer.Option(

@@ -53,6 +53,7 @@ from .common import (
     NatsUrl,
     Password,
     ReadyFile,
+    ScopedReads,
     ShutdownTimeout,
     StartupTimeout,
     StateDir,
@@ -175,6 +176,7 @@ def worker(
     ] = DEFAULT_LEASE_TTL,
     shutdown_timeout: ShutdownTimeout = 30.0,
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
+    scoped_reads: ScopedReads = False,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
@@ -203,7 +205,7 @@ def worker(
     """
     ctx = Context.of(typer_ctx, "cqrs-worker")
     settings = WorkerSettings(
-        stream=StreamSettings(name=ctx.stream, replicas=replicas),
+        stream=StreamSettings(name=ctx.stream, replicas=replicas, scoped_reads=scoped_reads),
         host=HostSettings(
             mailbox_size=mailbox_size, max_actors=max_actors, idle_timeout=idle_timeout
         ),

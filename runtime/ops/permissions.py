@@ -6,8 +6,8 @@ lists by hand:
 
 - ``client``: sends commands and queries, and pings the services that answer them (the HTTP
   gateway's readiness check); reads only replies on its own inbox prefix.
-- ``worker``: serves its aggregates' command subjects, appends to their event subjects, reads the
-  event stream by direct get and keeps aggregate snapshots.
+- ``worker``: serves its aggregates' command subjects, appends to their event subjects, reads
+  only their histories (scoped reads) and keeps aggregate snapshots.
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
   projection snapshots.
 - ``processes``: reads events through its process managers' shared consumers, sends commands,
@@ -188,15 +188,16 @@ def worker_grant(
 ) -> Grant:
     stream = resources.stream
     publish = [f"{EVENT_PREFIX}.{name}.*" for name in aggregates]
-    publish += [
-        _stream_api("INFO", stream),
-        _stream_api("CREATE", stream),
-        # Batched history reads: the server reads the subject from the request body, so this
-        # grant cannot be scoped to the worker's aggregates.
-        f"$JS.API.DIRECT.GET.{stream}",
-    ]
-    # An aggregate's newest commit, on the subject-suffixed form: scoped to its aggregates.
-    publish += [f"$JS.API.DIRECT.GET.{stream}.{EVENT_PREFIX}.{name}.*" for name in aggregates]
+    publish += [_stream_api("INFO", stream), _stream_api("CREATE", stream)]
+    # Reads are scoped to its aggregates (workers run with scoped reads): histories through
+    # consumers created on the filter-suffixed API (the server refuses a body whose filter is
+    # another), which expire unused, so no consumer info or delete is granted; the newest
+    # commit through the subject-suffixed direct get. No stream-wide direct get.
+    for name in aggregates:
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{stream}.*.{EVENT_PREFIX}.{name}.*",
+            f"$JS.API.DIRECT.GET.{stream}.{EVENT_PREFIX}.{name}.*",
+        ]
     subscribe = [
         f"{COMMAND_PREFIX}.{name}.*.* {queue_group('aggregate', name)}" for name in aggregates
     ]

@@ -51,6 +51,30 @@ def timestamp_ns(text: str) -> int:
     return seconds * 1_000_000_000 + int((match["frac"] or "0")[:9].ljust(9, "0"))
 
 
+def rfc3339(ns: int) -> str:
+    """The RFC 3339 UTC time of ``ns`` nanoseconds since the epoch, to the nanosecond (the form
+    of the server's ``Nats-Time-Stamp`` header)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    moment = EPOCH + timedelta(seconds=seconds)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+
+
+class Cut:
+    """Where a history read stops: at a stream sequence and/or an RFC 3339 time (inclusive)."""
+
+    __slots__ = ("limit_ns", "up_to_seq")
+
+    def __init__(self, up_to_seq: int | None, up_to_time: str | None) -> None:
+        self.up_to_seq = up_to_seq
+        self.limit_ns = timestamp_ns(up_to_time) if up_to_time is not None else None
+
+    def past(self, msg: RawMessage) -> bool:
+        """Whether ``msg`` comes after the cut."""
+        return (self.up_to_seq is not None and msg.seq > self.up_to_seq) or (
+            self.limit_ns is not None and timestamp_ns(msg.timestamp) > self.limit_ns
+        )
+
+
 class _Batch:
     """The replies of one batch request, collected by the subscription's callback.
 
@@ -131,7 +155,7 @@ class DirectGetter:
         ``up_to_seq`` and ``up_to_time`` (RFC 3339) keep only the messages at or before them.
         The server ignores both on ``next_by_subj`` batches, so the cut is made here.
         """
-        limit_ns = timestamp_ns(up_to_time) if up_to_time is not None else None
+        cut = Cut(up_to_seq, up_to_time)
         out: list[RawMessage] = []
         start = after_seq + 1
         while True:
@@ -139,9 +163,7 @@ class DirectGetter:
             batch: list[RawMessage] = []
             pending = await self._batch_request(request, batch)
             for msg in batch:
-                if (up_to_seq is not None and msg.seq > up_to_seq) or (
-                    limit_ns is not None and timestamp_ns(msg.timestamp) > limit_ns
-                ):
+                if cut.past(msg):
                     return out
                 out.append(msg)
             if pending == 0 or not batch:
@@ -153,6 +175,11 @@ class DirectGetter:
         out: list[RawMessage] = []
         await self._batch_request({"seq": seq, "batch": 1}, out)
         return out[0] if out and out[0].seq == seq else None
+
+    async def at(self, subject: str, seq: int) -> RawMessage | None:
+        """The message at stream sequence ``seq`` when it is on ``subject``, else None."""
+        msg = await self.get(seq)
+        return msg if msg is not None and msg.subject == subject else None
 
     async def last_for_subject(self, subject: str) -> RawMessage | None:
         """The newest message on ``subject`` (a literal subject), or None when there is none.

@@ -67,6 +67,9 @@ class StreamSettings:
     replicas: int = 1
     duplicate_window: float = 120.0  # seconds
     max_msg_size: int | None = None
+    # Read histories through subject-scoped consumers instead of stream-wide batched direct
+    # gets, so the NATS user needs no read grant beyond its aggregates (history_reader.py).
+    scoped_reads: bool = False
 
 
 async def ensure_event_stream(js: nats.js.JetStreamContext, settings: StreamSettings) -> None:

@@ -371,13 +371,13 @@ class Actor:
     ) -> dict[str, Any] | None:
         """The original reply when the commit the memory names for ``command_id`` (at ``seq``)
         is that command's, else None."""
-        commit = await self.store.commit_at(seq)
+        commit = await self.store.commit_at(self.aggregate.name, self.aggregate_id, seq)
         if commit is None or commit.command_id != command_id:
             return None  # a hash collision (or a commit gone): not this command
         return self.answer_retry(commit, fingerprint)
 
     async def reply_from(self, seq: int, command_id: str, fingerprint: str) -> dict[str, Any]:
-        commit = await self.store.commit_at(seq)
+        commit = await self.store.commit_at(self.aggregate.name, self.aggregate_id, seq)
         if commit is None or commit.command_id != command_id:
             raise Internal(f"the commit of command {command_id} is not at sequence {seq}")
         return self.answer_retry(commit, fingerprint)

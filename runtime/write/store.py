@@ -2,9 +2,10 @@
 
 Appends use ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate) and a
 ``Nats-Msg-Id`` scoped to the aggregate (JetStream dedupe; see :mod:`runtime.wire.idempotency`).
-Reads use batched direct get on the aggregate's subject. The stream is created if missing and
-checked if present: a stream with other settings is a configuration error, never silently
-reconfigured.
+Reads use batched direct get on the aggregate's subject, or consumers scoped to it
+(``StreamSettings.scoped_reads``, :mod:`runtime.transport.history_reader`). The stream is created
+if missing and checked if present: a stream with other settings is a configuration error, never
+silently reconfigured.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 
 from ..errors import Timeout
-from ..transport.direct_get import DirectGetter
+from ..transport.history_reader import history_reader
 from ..transport.limits import check_fits, too_large
 from ..transport.nats_errors import translate
 from ..transport.streams import StreamSettings, ensure_event_stream
@@ -40,7 +41,9 @@ class EventStore:
         self.settings = settings or StreamSettings()
         self.stream = self.settings.name
         self.timeout = timeout
-        self.reader = DirectGetter(nc, self.stream, timeout=timeout)
+        self.reader = history_reader(
+            nc, self.stream, scoped=self.settings.scoped_reads, timeout=timeout
+        )
 
     async def start(self) -> None:
         await ensure_event_stream(self.js, self.settings)
@@ -108,6 +111,7 @@ class EventStore:
         commit = await self.last_commit(aggregate, aggregate_id)
         return commit.seq if commit is not None else 0
 
-    async def commit_at(self, seq: int) -> Commit | None:
-        msg = await self.reader.get(seq)
+    async def commit_at(self, aggregate: str, aggregate_id: str, seq: int) -> Commit | None:
+        """The aggregate's commit at stream sequence ``seq``, or None when it has none there."""
+        msg = await self.reader.at(event_subject(aggregate, aggregate_id), seq)
         return Commit.from_message(msg) if msg is not None else None

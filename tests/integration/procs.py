@@ -227,6 +227,8 @@ class WorkerProcess:
             "CQRS_SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
             "CQRS_LOG_FORMAT": "json",
             "CQRS_STATE_DIR": str(self.directory / "state"),
+            # The generated worker users read histories through scoped consumers only.
+            **({"CQRS_SCOPED_READS": "true"} if self.user and self.command == "worker" else {}),
             **self.env,
         }
         if self.user:

@@ -8,17 +8,21 @@ from collections.abc import AsyncIterator
 import nats
 from nats.aio.client import Client as NATS
 
-from runtime import ConnectOptions
+from runtime import ConnectOptions, StreamSettings
 from runtime.domain.app import load_app
 from runtime.ops.permissions import UserPlan
+from runtime.write.worker import WorkerSettings
 
 from ..procs import NatsNode, password, wait_until
 
 APP = load_app()
 PLAN = UserPlan(
     clients=("alice", "bob"),
-    workers={"worker": (), "user-worker": ("user",)},
+    workers={"worker": (), "user-worker": ("user",), "order-worker": ("order",)},
 )
+
+# The generated worker users may read their aggregates' histories through scoped consumers only.
+SCOPED = WorkerSettings(stream=StreamSettings(scoped_reads=True))
 
 
 class Session:

@@ -15,7 +15,7 @@ from runtime.read.replicas import run_projections
 from runtime.transport.connection import open_connection
 
 from ..procs import NatsNode, wait_until
-from .accounts import options, session
+from .accounts import SCOPED, options, session
 
 USER = {"name": "Vic", "email": "vic@example.com", "role": "customer"}
 ORDER = {"user_id": "vic", "lines": [{"sku": "a", "quantity": 1, "unit_price": "2.50"}]}
@@ -54,7 +54,7 @@ async def test_replies_pointed_at_streams_store_nothing_and_harm_nobody(node: Na
         "query.users.get_user_by_id": "$O.cqrs-projections.C.x",
     }
     try:
-        async with run_worker(worker_nc, AGGREGATES):
+        async with run_worker(worker_nc, AGGREGATES, SCOPED):
             client = Client(client_nc, timeout=5)
             async with run_projections(projector_nc, PROJECTIONS, settings):
                 created = await client.send("user", "vic", "create", USER)

@@ -28,7 +28,7 @@ from runtime.wire.partitions import DEFAULT_PARTITIONS, partition_of
 
 from ..certs import CertFiles, make_certs
 from ..procs import NatsNode, password, single_node, wait_until
-from .accounts import APP, PLAN, options, session
+from .accounts import APP, PLAN, SCOPED, options, session
 
 
 async def with_event_stream(node: NatsNode) -> None:
@@ -54,7 +54,7 @@ async def test_the_demo_scenario_runs_with_least_privilege_users(node: NatsNode)
     client_nc = await open_connection(node.url, options("alice"))
     try:
         async with (
-            run_worker(worker_nc, AGGREGATES),
+            run_worker(worker_nc, AGGREGATES, SCOPED),
             run_projections(projector_nc, PROJECTIONS, ProjectorSettings(replica="r1")),
         ):
             client = Client(client_nc, timeout=5)
@@ -91,7 +91,7 @@ async def test_the_payment_deadline_runs_with_the_processes_user(
     lines = [{"sku": "a", "quantity": 1, "unit_price": "1.00"}]
     try:
         async with (
-            run_worker(worker_nc, AGGREGATES),
+            run_worker(worker_nc, AGGREGATES, SCOPED),
             run_process_managers(processes_nc, [payment_deadline], ProcessSettings()) as reactors,
         ):
             client = Client(client_nc, timeout=5)
@@ -136,7 +136,7 @@ async def test_a_client_cannot_read_other_clients_replies(node: NatsNode) -> Non
     """``alice`` may subscribe only under ``_INBOX_alice``; bob's replies stay bob's."""
     worker_nc = await open_connection(node.url, options("worker"))
     try:
-        async with run_worker(worker_nc, AGGREGATES), session(node, "alice") as alice:
+        async with run_worker(worker_nc, AGGREGATES, SCOPED), session(node, "alice") as alice:
             for subject in ("_INBOX_bob.>", "_INBOX.>", ">", "cmd.>"):
                 await alice.nc.subscribe(subject)
                 await alice.denied(f'subscription to "{subject}"')

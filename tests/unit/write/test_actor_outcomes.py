@@ -37,7 +37,7 @@ class FlakyStore:
     ) -> list[Commit]:
         return [c for c in self.commits if c.seq > after_seq]
 
-    async def commit_at(self, seq: int) -> Commit | None:
+    async def commit_at(self, aggregate: str, aggregate_id: str, seq: int) -> Commit | None:
         return self.commits[seq - 1]
 
 
