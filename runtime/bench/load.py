@@ -84,6 +84,7 @@ class LoadBenchConfig:
     loads: int = 50  # timed cold loads with the snapshot
     full_loads: int = 10  # timed cold loads by full replay
     live: int = 100_000  # cached idle orders for the memory measurement
+    scoped_reads: bool = False  # also time the loads through scoped consumers (same stream)
 
     def check(self) -> None:
         if not 2 <= self.aggregates <= self.messages - self.events + 1:
@@ -181,6 +182,20 @@ async def timed_loads(
                 check(actor)
     seconds = time.perf_counter() - started
     return [Measurement("load", len(ms), seconds, ms) for ms in latencies]
+
+
+def scoped_results(
+    direct: dict[str, Measurement], scoped: dict[str, Measurement]
+) -> dict[str, Any]:
+    """The scoped reads' latencies per kind of load, and each median's ratio to direct get's."""
+    out: dict[str, Any] = {}
+    for kind, loads in scoped.items():
+        out[f"load_p50_ms_{kind}_scoped"] = round(loads.percentile(0.5), 3)
+        out[f"load_p99_ms_{kind}_scoped"] = round(loads.percentile(0.99), 3)
+        out[f"scoped_p50_ratio_{kind}"] = round(
+            loads.percentile(0.5) / max(direct[kind].percentile(0.5), 1e-9), 2
+        )
+    return out
 
 
 def rss_bytes() -> int | None:
@@ -287,6 +302,8 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
         await store.start()
         snapshots = SnapshotStore(nc, store.stream)
         await snapshots.start()
+        scoped = EventStore(nc, replace(store.settings, scoped_reads=True), timeout=30.0)
+        await scoped.start()
         try:
             say(f"filling the stream with {config.messages:,} commits")
             started = time.perf_counter()
@@ -302,9 +319,11 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
                 if actor.version != config.events or state != expected:
                     raise RuntimeError(f"loaded version {actor.version}, state {actor.state}")
 
-            def from_snapshot(version: int) -> Callable[[], Awaitable[Actor]]:
+            def from_snapshot(
+                version: int, reads: EventStore = store
+            ) -> Callable[[], Awaitable[Actor]]:
                 async def load() -> Actor:
-                    actor = Actor(account, "hot", store, snapshots)
+                    actor = Actor(account, "hot", reads, snapshots)
                     await actor.catch_up()
                     if actor.snapshot_version != version:
                         raise RuntimeError("the load did not start from the snapshot")
@@ -312,10 +331,13 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
 
                 return load
 
-            async def full_replay() -> Actor:
-                actor = Actor(account, "hot", store)
-                await actor.catch_up()
-                return actor
+            def full_replay(reads: EventStore = store) -> Callable[[], Awaitable[Actor]]:
+                async def load() -> Actor:
+                    actor = Actor(account, "hot", reads)
+                    await actor.catch_up()
+                    return actor
+
+                return load
 
             # The snapshot the runtime would have written `tail` events before the end.
             taken, revision = await take_snapshot(store, snapshots, tail_seq, 0)
@@ -324,15 +346,20 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
                 f"{config.loads} from the snapshot + {config.tail} events, interleaved"
             )
             per_round = -(-config.loads // config.full_loads)
-            slow, fast = await timed_loads(
-                config.full_loads,
-                [(full_replay, 1), (from_snapshot(taken.version), per_round)],
-                check,
-            )
+            sides = [(full_replay(), 1), (from_snapshot(taken.version), per_round)]
+            if config.scoped_reads:  # the same loads through scoped consumers, interleaved
+                sides += [
+                    (full_replay(scoped), 1),
+                    (from_snapshot(taken.version, scoped), per_round),
+                ]
+            slow, fast, *scoped_loads = await timed_loads(config.full_loads, sides, check)
             # And the one it keeps for an aggregate whose last commit completed a snapshot_every.
             current, _ = await take_snapshot(store, snapshots, None, revision)
             say(f"{config.loads} cold loads from a current snapshot")
-            [fresh] = await timed_loads(1, [(from_snapshot(current.version), config.loads)], check)
+            sides = [(from_snapshot(current.version), config.loads)]
+            if config.scoped_reads:
+                sides.append((from_snapshot(current.version, scoped), config.loads))
+            fresh, *scoped_fresh = await timed_loads(1, sides, check)
             result: dict[str, Any] = {
                 "benchmark": "load",
                 "messages": config.messages,
@@ -353,9 +380,16 @@ async def bench_load(config: LoadBenchConfig, say: Say = lambda _: None) -> dict
             result["speedup_p50"] = round(
                 result["load_p50_ms_full_replay"] / max(result["load_p50_ms_snapshot"], 1e-9), 1
             )
+            if config.scoped_reads:
+                result |= scoped_results(
+                    {"full_replay": slow, "snapshot": fast, "snapshot_current": fresh},
+                    dict(zip(("full_replay", "snapshot"), scoped_loads, strict=True))
+                    | {"snapshot_current": scoped_fresh[0]},
+                )
             if config.live:
                 result |= await measure_memory(store, snapshots, config.live, say)
             return result
         finally:
+            await scoped.stop()
             await store.stop()
             await nc.close()

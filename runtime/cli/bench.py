@@ -141,6 +141,9 @@ def load(
     loads: int = typer.Option(50, "--loads", help="Timed cold loads from the snapshot."),
     full_loads: int = typer.Option(10, "--full-loads", help="Timed cold loads by full replay."),
     live: int = typer.Option(100_000, "--live", help="Idle orders for the memory part (0: skip)."),
+    scoped_reads: bool = typer.Option(
+        False, "--scoped-reads", help="Also time each load through scoped consumers."
+    ),
     as_json: Json = False,
 ) -> None:
     """Cold load of an old, busy aggregate with and without a snapshot; memory per idle one.
@@ -150,7 +153,9 @@ def load(
     from ..bench.load import LoadBenchConfig, bench_load
 
     quiet_logging()
-    config = LoadBenchConfig(messages, aggregates, events, tail, loads, full_loads, live)
+    config = LoadBenchConfig(
+        messages, aggregates, events, tail, loads, full_loads, live, scoped_reads
+    )
     try:
         config.check()
     except ValueError as exc:
