@@ -7,7 +7,8 @@ filter differs from the subject's (10131) or that adds ``filter_subjects`` (1013
 ``$JS.API.CONSUMER.CREATE.EVENTS.*.events.order.>`` lets a worker read ``order`` events only.
 
 Each read creates a push consumer delivering to an inbox of its own (ack none, no flow control,
-in memory, one replica) from the first sequence wanted. The create reply says how many messages
+in memory, one replica) from the first sequence wanted, unless the subject's newest message
+(by direct get) shows there is nothing to read. The create reply says how many messages
 are pending; each delivery's reply subject says how many remain, so the read ends at zero
 without a heartbeat or a timeout. The reader never deletes its consumers (a delete grant cannot
 be scoped to them): it unsubscribes, and the server removes the consumer once its inbox has had
@@ -44,8 +45,8 @@ class _Read:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def add(self, msg: Msg) -> None:
-        if self.done.done():
-            return
+        if self.done.done() or not msg.reply.startswith("$JS.ACK."):
+            return  # late, or not a delivery (nothing else is asked for on this inbox)
         # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or the same
         # after a domain and an account hash (and with a token more) in the newer form.
         tokens = msg.reply.split(".")
@@ -89,7 +90,10 @@ class ConsumerHistoryReader:
 
     async def at(self, subject: str, seq: int) -> RawMessage | None:
         """The message at stream sequence ``seq`` when it is on ``subject``, else None."""
-        found = await self.subject_history(subject, after_seq=seq - 1, up_to_seq=seq)
+        newest = await self._newest.last_for_subject(subject)
+        if newest is None or newest.seq <= seq:
+            return newest if newest is not None and newest.seq == seq else None
+        found = await self._consumed(subject, seq - 1, Cut(seq, None))
         return found[0] if found and found[0].seq == seq else None
 
     async def subject_history(
@@ -102,8 +106,19 @@ class ConsumerHistoryReader:
     ) -> list[RawMessage]:
         """Every message on ``subject`` (a literal subject) with a sequence above
         ``after_seq``, in order; ``up_to_seq`` and ``up_to_time`` (RFC 3339) keep only the
-        messages at or before them."""
-        read = _Read(subject, Cut(up_to_seq, up_to_time))
+        messages at or before them.
+
+        The subject's newest message is asked first, by the scoped direct get that any replica
+        answers: a new aggregate, or one with nothing after ``after_seq``, needs no consumer.
+        """
+        newest = await self._newest.last_for_subject(subject)
+        if newest is None or newest.seq <= after_seq:
+            return []
+        return await self._consumed(subject, after_seq, Cut(up_to_seq, up_to_time))
+
+    async def _consumed(self, subject: str, after_seq: int, cut: Cut) -> list[RawMessage]:
+        """The messages on ``subject`` after ``after_seq`` up to ``cut``, through a consumer."""
+        read = _Read(subject, cut)
         inbox = self._nc.new_inbox()
         name = f"cqrs_h_{secrets.token_hex(8)}"
         config: dict[str, Any] = {

@@ -60,10 +60,19 @@ async def test_an_order_worker_cannot_read_user_history(node: NatsNode) -> None:
         await js.publish("events.order.o-1", b"[]")
     async with session(node, "order-worker") as worker:
         reader = ConsumerHistoryReader(worker.nc, "EVENTS", timeout=2)
-        assert [m.seq for m in await reader.subject_history("events.order.o-1")] == [2]
-        with pytest.raises(Timeout):  # denied: no answer comes
-            await reader.subject_history("events.user.u-1")
-        await worker.denied('.events.user.u-1"')
+        await reader.start()
+        try:
+            assert [m.seq for m in await reader.subject_history("events.order.o-1")] == [2]
+            with pytest.raises(Timeout):  # denied: no answer comes
+                await reader.subject_history("events.user.u-1")
+        finally:
+            await reader.stop()
+        await worker.denied('publish to "$JS.API.DIRECT.GET.EVENTS.events.user.u-1"')
+        config = {"name": "c", "filter_subject": "events.user.u-1", "ack_policy": "none"}
+        create = {"stream_name": "EVENTS", "config": config, "action": "create"}
+        subject = "$JS.API.CONSUMER.CREATE.EVENTS.c.events.user.u-1"
+        await worker.nc.publish(subject, codec.dumps(create), reply=worker.nc.new_inbox())
+        await worker.denied(f'publish to "{subject}"')
         body = codec.dumps({"seq": 1, "next_by_subj": "events.user.u-1", "batch": 10})
         for subject in ("$JS.API.DIRECT.GET.EVENTS", "$JS.API.STREAM.MSG.GET.EVENTS"):
             with pytest.raises(nats.errors.TimeoutError):

@@ -73,4 +73,6 @@ async def test_the_message_at_a_sequence_must_be_on_the_subject(
     found = await reader.at(SUBJECT, seqs[1])
     assert found is not None and shape([found]) == [(seqs[1], SUBJECT, b"1", "c1")]
     assert await reader.at(SUBJECT, seqs[1] + 1) is None  # o-2's message
+    newest = await reader.at(SUBJECT, seqs[-1])
+    assert newest is not None and newest.data == b"2"
     assert await reader.at(SUBJECT, 10_000) is None
