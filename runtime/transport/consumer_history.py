@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 
 from ..errors import Internal, JetStreamError, Timeout
 from ..wire import codec
-from ..wire.envelope import RawMessage
+from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ, RawMessage
 from .direct_get import Cut, DirectGetter, rfc3339
 from .nats_errors import nats_call
 
@@ -109,12 +109,19 @@ class ConsumerHistoryReader:
         messages at or before them.
 
         The subject's newest message is asked first, by the scoped direct get that any replica
-        answers: a new aggregate, or one with nothing after ``after_seq``, needs no consumer.
+        answers: a new aggregate, one with nothing after ``after_seq`` or with one commit after
+        it needs no consumer.
         """
         newest = await self._newest.last_for_subject(subject)
         if newest is None or newest.seq <= after_seq:
             return []
-        return await self._consumed(subject, after_seq, Cut(up_to_seq, up_to_time))
+        cut = Cut(up_to_seq, up_to_time)
+        if newest.headers.get(H_EXPECTED_LAST_SUBJECT_SEQ) == str(after_seq):
+            # Published with the concurrency check, the newest message names its predecessor:
+            # it is all there is after ``after_seq`` (a commit that landed before its ack was
+            # lost, another writer's one commit), with no consumer and no stream leader needed.
+            return [] if cut.past(newest) else [newest]
+        return await self._consumed(subject, after_seq, cut)
 
     async def _consumed(self, subject: str, after_seq: int, cut: Cut) -> list[RawMessage]:
         """The messages on ``subject`` after ``after_seq`` up to ``cut``, through a consumer."""

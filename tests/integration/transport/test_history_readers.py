@@ -28,12 +28,14 @@ async def reader(request: pytest.FixtureRequest, nc: NATS) -> AsyncIterator[Hist
 async def fill(nc: NATS, count: int) -> list[int]:
     """``count`` messages on SUBJECT, each followed by one on another order; their sequences."""
     js = nc.jetstream()
-    seqs = []
+    seqs = [0]
     for i in range(count):
-        ack = await js.publish(SUBJECT, b"%d" % i, headers={"Cqrs-Command": f"c{i}"})
+        # As commits are published: naming the predecessor for the concurrency check.
+        headers = {"Cqrs-Command": f"c{i}", "Nats-Expected-Last-Subject-Sequence": str(seqs[-1])}
+        ack = await js.publish(SUBJECT, b"%d" % i, headers=headers)
         seqs.append(ack.seq)
         await js.publish("events.order.o-2", b"other")
-    return seqs
+    return seqs[1:]
 
 
 def shape(messages: list[RawMessage]) -> list[tuple[int, str, bytes, str | None]]:
@@ -49,6 +51,8 @@ async def test_a_history_is_every_message_of_the_subject_after_a_sequence(
     assert [m.seq for m in history] == seqs
     assert shape(history)[:2] == [(seqs[0], SUBJECT, b"0", "c0"), (seqs[1], SUBJECT, b"1", "c1")]
     assert [m.seq for m in await reader.subject_history(SUBJECT, after_seq=seqs[-3])] == seqs[-2:]
+    assert [m.seq for m in await reader.subject_history(SUBJECT, after_seq=seqs[-2])] == seqs[-1:]
+    assert await reader.subject_history(SUBJECT, after_seq=seqs[-2], up_to_seq=seqs[-2]) == []
     assert await reader.subject_history(SUBJECT, after_seq=seqs[-1]) == []
     assert await reader.subject_history("events.order.none") == []
 
