@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +11,10 @@ import typer
 from ..domain.app import DEFAULT_APP
 from ..gateway import GatewaySettings, Tokens, run_gateway
 from ..ops.shutdown import budgets as shutdown_budgets
-from ..ops.shutdown import graceful_shutdown
-from ..ops.telemetry import process_telemetry
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
     STATE_DIR,
-    connect,
 )
 from .common import (
     AppSpec,
@@ -37,8 +33,8 @@ from .common import (
     TlsCert,
     TlsKey,
     User,
-    run,
 )
+from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
 
@@ -93,10 +89,9 @@ def gateway(
     balancer. SIGTERM drains it: it stops accepting, answers what is in flight, exits 0.
     """
     ctx = Context.of(typer_ctx, "cqrs-gateway")
-    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
-    options = replace(ctx.connect, close_timeout=close_budget)
+    drain_budget = shutdown_budgets(shutdown_timeout)[0]
 
-    async def main() -> None:
+    def setup() -> Serving:
         settings = GatewaySettings(
             host=host,
             port=port,
@@ -105,15 +100,13 @@ def gateway(
             timeout=timeout,
         )
         application = ctx.app()
-        async with (
-            graceful_shutdown(drain_budget) as shutdown,
-            connect(options, embedded=False) as nc,
-            process_telemetry("cqrs-gateway", nc, metrics_port),
-            run_gateway(nc, application, settings, drain_timeout=drain_budget),
-        ):
-            await shutdown.wait(nc)
-            log.info("gateway_stopping")
-        if shutdown.forced:
-            raise typer.Exit(1)
+        return lambda nc: run_gateway(nc, application, settings, drain_timeout=drain_budget)
 
-    run(main)
+    serve(
+        ctx,
+        "gateway",
+        shutdown_timeout=shutdown_timeout,
+        metrics_port=metrics_port,
+        setup=setup,
+        embedded=False,
+    )

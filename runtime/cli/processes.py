@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Literal
 
 import structlog
@@ -10,15 +9,11 @@ import typer
 
 from ..domain.app import DEFAULT_APP
 from ..ops.run import run_app
-from ..ops.shutdown import budgets as shutdown_budgets
-from ..ops.shutdown import graceful_shutdown
-from ..ops.telemetry import process_telemetry
 from ..processes.settings import ProcessSettings
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
     STATE_DIR,
-    connect,
 )
 from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
@@ -44,8 +39,8 @@ from .common import (
     TlsKey,
     User,
     names,
-    run,
 )
+from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
 
@@ -125,29 +120,20 @@ def processes(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
-    options = replace(ctx.connect, close_timeout=close_budget)
 
-    async def main() -> None:
+    def setup() -> Serving:
         application = ctx.app()
         selected = application.select_process_managers(names(process_managers))
-        async with (
-            graceful_shutdown(drain_budget) as shutdown,
-            connect(options) as nc,
-            process_telemetry("cqrs-processes", nc, metrics_port),
-            run_app(
-                nc,
-                application,
-                aggregates=[],
-                projections=[],
-                process_managers=selected,
-                settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
-                process_settings=settings,
-            ),
-        ):
-            await shutdown.wait(nc)
-            log.info("processes_stopping")
-        if shutdown.forced:
-            raise typer.Exit(1)
+        return lambda nc: run_app(
+            nc,
+            application,
+            aggregates=[],
+            projections=[],
+            process_managers=selected,
+            settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
+            process_settings=settings,
+        )
 
-    run(main)
+    serve(
+        ctx, "processes", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
 import structlog
@@ -21,9 +20,6 @@ from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import NoResponders, UnknownQuery
 from ..ops.run import run_app
-from ..ops.shutdown import budgets as shutdown_budgets
-from ..ops.shutdown import graceful_shutdown
-from ..ops.telemetry import process_telemetry
 from ..processes.status import collect_processes
 from ..read.dead_letters import DeadLetters
 from ..read.rebuild import rebuild
@@ -67,6 +63,7 @@ from .common import (
     parse_json_arg,
     run,
 )
+from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
 
@@ -151,10 +148,8 @@ def projector(
     another live replica holds its replica id.
     """
     ctx = Context.of(typer_ctx, "cqrs-projector")
-    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
-    options = replace(ctx.connect, close_timeout=close_budget)
 
-    async def main() -> None:
+    def setup() -> Serving:
         settings = ProjectorSettings(
             stream=ctx.stream,
             replica=replica or default_replica(),
@@ -168,26 +163,19 @@ def projector(
         )
         application = ctx.app()
         selected = application.select_projections(names(projections))
-        async with (
-            graceful_shutdown(drain_budget) as shutdown,
-            connect(options) as nc,
-            process_telemetry("cqrs-projector", nc, metrics_port),
-            run_app(
-                nc,
-                application,
-                aggregates=[],
-                projections=selected,
-                process_managers=[],
-                settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
-                projector_settings=settings,
-            ),
-        ):
-            await shutdown.wait(nc)
-            log.info("projector_stopping")
-        if shutdown.forced:
-            raise typer.Exit(1)
+        return lambda nc: run_app(
+            nc,
+            application,
+            aggregates=[],
+            projections=selected,
+            process_managers=[],
+            settings=WorkerSettings(stream=StreamSettings(name=ctx.stream, replicas=replicas)),
+            projector_settings=settings,
+        )
 
-    run(main)
+    serve(
+        ctx, "projector", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup
+    )
 
 
 def query(

@@ -20,7 +20,6 @@ from ..domain.app import DEFAULT_APP
 from ..errors import CqrsError, Timeout
 from ..gateway import GatewaySettings, run_gateway
 from ..ops.run import run_app
-from ..ops.shutdown import budgets as shutdown_budgets
 from ..ops.shutdown import graceful_shutdown
 from ..ops.telemetry import process_telemetry
 from ..ownership.coordinator import DEFAULT_LEASE_TTL, OwnershipSettings
@@ -68,6 +67,7 @@ from .common import (
     run,
 )
 from .history import check_history_options, show_history
+from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
 
@@ -213,31 +213,20 @@ def worker(
         startup_timeout=startup_timeout,
         ready_file=ready_file,
     )
-    drain_budget, close_budget = shutdown_budgets(shutdown_timeout)
-    options = replace(ctx.connect, close_timeout=close_budget)
 
-    async def main() -> None:
+    def setup() -> Serving:
         application = ctx.app()
         selected = application.select_aggregates(names(aggregates))
-        async with (
-            graceful_shutdown(drain_budget) as shutdown,
-            connect(options) as nc,
-            process_telemetry("cqrs-worker", nc, metrics_port),
-            run_app(
-                nc,
-                application,
-                aggregates=selected,
-                projections=[],
-                process_managers=[],
-                settings=settings,
-            ),
-        ):
-            await shutdown.wait(nc)
-            log.info("worker_stopping")
-        if shutdown.forced:
-            raise typer.Exit(1)
+        return lambda nc: run_app(
+            nc,
+            application,
+            aggregates=selected,
+            projections=[],
+            process_managers=[],
+            settings=settings,
+        )
 
-    run(main)
+    serve(ctx, "worker", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup)
 
 
 def send(
