@@ -10,14 +10,12 @@ silently reconfigured.
 
 from __future__ import annotations
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 
 from ..errors import Timeout
 from ..transport.history_reader import history_reader
 from ..transport.limits import check_fits, too_large
-from ..transport.nats_errors import translate
+from ..transport.publisher import NoStream, Publisher, Refused
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
 from ..wire.naming import event_subject
@@ -41,6 +39,7 @@ class EventStore:
         self.settings = settings or StreamSettings()
         self.stream = self.settings.name
         self.timeout = timeout
+        self.publisher = Publisher(nc, timeout)
         self.reader = history_reader(
             nc, self.stream, scoped=self.settings.scoped_reads, timeout=timeout
         )
@@ -50,6 +49,7 @@ class EventStore:
         await self.reader.start()
 
     async def stop(self) -> None:
+        await self.publisher.stop()
         await self.reader.stop()
 
     async def append(self, commit: Commit, expected_last_seq: int) -> tuple[int, bool]:
@@ -68,19 +68,16 @@ class EventStore:
         reply_size = commit.reply_size_bound(body)
         if reply_size > self.nc.max_payload:
             raise too_large("the command's reply", reply_size, self.nc.max_payload)
+        what = f"the append to {subject}"
         try:
-            ack = await self.js.publish(subject, body, headers=headers)
-        except nats.js.errors.BadRequestError as exc:
+            ack = await self.publisher.publish(subject, body, headers, what)
+        except Refused as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
-            raise translate(exc, f"the append to {subject}") from None
-        except nats.errors.MaxPayloadError:
-            raise too_large("the command's commit", len(body), self.nc.max_payload) from None
-        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            raise exc.as_error(what) from None
+        except (Timeout, NoStream):
             # No ack, or a stream without a leader (a cluster failing over): unknown outcome.
             raise Timeout("JetStream did not acknowledge the commit in time") from None
-        except nats.errors.Error as exc:
-            raise translate(exc, f"the append to {subject}") from None
         return ack.seq, bool(ack.duplicate)
 
     async def history(

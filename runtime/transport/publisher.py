@@ -1,0 +1,154 @@
+"""JetStream publishes whose acknowledgements return on one subscription of this connection.
+
+``JetStreamContext.publish`` makes each publish a full NATS request: a fresh random inbox token,
+an ``asyncio.wait_for`` with its own timer, and the ack parsed by the standard ``json`` module
+into a dataclass. On the command path that machinery costs about as much as the worker's own
+work for a command. Here each publish names ``<inbox>.<n>`` as its reply subject, where the inbox
+is this publisher's one subscription and ``n`` counts up; the ack resolves the future waiting
+under ``n``; one loop timer, armed for the oldest publish still waiting, fails those that waited
+too long; and the ack is read with orjson. The I/O is exactly JetStream's: one message out, its
+ack back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from ..errors import JetStreamError, Timeout
+from .nats_errors import nats_call
+
+NO_RESPONDERS = "503"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """JetStream's acknowledgement of a stored message."""
+
+    seq: int
+    duplicate: bool
+
+
+class Refused(Exception):
+    """Raised (internally) when JetStream refused the message; ``err_code`` says why."""
+
+    def __init__(self, err_code: int, status: int, description: str) -> None:
+        super().__init__(description)
+        self.err_code = err_code
+        self.status = status
+        self.description = description
+
+    def as_error(self, what: str) -> JetStreamError:
+        return JetStreamError(
+            f"JetStream refused {what}: {self.description or self.status}",
+            details={"err_code": self.err_code, "status": self.status},
+        )
+
+
+class NoStream(Exception):
+    """Raised (internally) when no stream took the message (none, or one without a leader)."""
+
+
+class Publisher:
+    """Publishes to JetStream on ``nc`` and waits for each ack, ``timeout`` seconds at most."""
+
+    def __init__(self, nc: NATS, timeout: float) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self._prefix = ""
+        self._subscription: Subscription | None = None
+        self._subscribing = anyio.Lock()
+        self._counter = itertools.count(1)
+        # Oldest first (dicts keep insertion order): the timer only ever looks at the front.
+        self._waiting: dict[int, tuple[asyncio.Future[Msg], float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str], what: str) -> Ack:
+        """Publish and return JetStream's ack.
+
+        Raises :class:`Timeout` without an ack in time, :class:`Refused` when JetStream refused
+        the message, :class:`NoStream` when no stream answered, and the runtime error of any
+        nats-py failure (``what`` names the message in it).
+        """
+        if self._subscription is None:
+            await self._subscribe(what)
+        n = next(self._counter)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        self._waiting[n] = (future, deadline)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        try:
+            with nats_call(what):
+                await self.nc.publish(subject, body, reply=f"{self._prefix}{n}", headers=headers)
+            msg = await future
+        finally:
+            self._waiting.pop(n, None)
+        if not msg.data:
+            if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+                raise NoStream(f"no stream answered {what}")
+            raise Refused(0, int((msg.headers or {}).get("Status") or 0), "an empty ack")
+        ack: dict[str, Any] = orjson.loads(msg.data)
+        error = ack.get("error")
+        if error is not None:
+            raise Refused(
+                int(error.get("err_code") or 0),
+                int(error.get("code") or 0),
+                str(error.get("description") or ""),
+            )
+        return Ack(int(ack["seq"]), bool(ack.get("duplicate")))
+
+    @property
+    def waiting(self) -> int:
+        """Publishes waiting for their ack."""
+        return len(self._waiting)
+
+    async def stop(self) -> None:
+        """Stop listening for acks; publishes still waiting time out."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with nats_call("unsubscribing from JetStream acks"):
+                await subscription.unsubscribe()
+
+    async def _subscribe(self, what: str) -> None:
+        async with self._subscribing:
+            if self._subscription is not None:
+                return
+            prefix = f"{self.nc.new_inbox()}."
+            with nats_call(what):
+                self._subscription = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._prefix = prefix
+
+    async def _on_ack(self, msg: Msg) -> None:
+        try:
+            n = int(msg.subject[len(self._prefix) :])
+        except ValueError:
+            return
+        waiting = self._waiting.get(n)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(msg)
+
+    def _expire(self) -> None:
+        """Fail the publishes waiting past their deadline; re-arm for the oldest left."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waiting = self._waiting
+        while waiting:
+            n = next(iter(waiting))
+            future, deadline = waiting[n]
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._expire)
+                return
+            del waiting[n]
+            if not future.done():
+                future.set_exception(Timeout("JetStream did not acknowledge in time"))
