@@ -4,46 +4,48 @@ Inside the stream's duplicate window a retried command needs no memory: JetStrea
 append with the original commit's sequence. Beyond it (or when the retry decides nothing, so it
 never reaches the stream), the actor looks the command id up here. Each entry is 8 bytes: a
 32-bit hash of the command id and the low 32 bits of its commit's stream sequence (the full
-sequence is the newest one at or below the aggregate's last sequence with those low bits). Two
-``array`` columns keep the lookup a C-speed scan and grow only as commands arrive, so a small
-aggregate pays for what it did and a busy one at most ``capacity * 8`` bytes (2 KiB for 256).
+sequence is the newest one at or below the aggregate's last sequence with those low bits). The
+entries live in one ``bytearray``, searched with ``bytearray.find``: the lookup, made for every
+command, is a C-speed scan (1 us over 256 entries, where ``x in array`` takes 5 us), the
+memory grows only as commands arrive, so a small aggregate pays for what it did and a busy one at
+most ``capacity * 8`` bytes (2 KiB for 256), and a bytearray is not an object the garbage
+collector has to visit, which keeps its full collections short with many aggregates in memory.
 A hit is a hint that the caller verifies by reading the commit.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable, Iterator
 
 from ..wire.idempotency import id_hash
 
 LOW32 = 0xFFFFFFFF
+ENTRY = 8  # bytes: the hash, then the sequence's low 32 bits, both little-endian
 
 
 class CommandMemory:
     """A ring of (command id hash, commit sequence) pairs, oldest overwritten first."""
 
-    __slots__ = ("capacity", "hashes", "head", "seqs")
+    __slots__ = ("capacity", "head", "ring")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self.hashes = array("I")
-        self.seqs = array("I")
-        self.head = 0  # where the next entry goes once the ring is full
+        self.ring = bytearray()
+        self.head = 0  # the entry overwritten next once the ring is full
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return len(self.ring) // ENTRY
 
     def remember(self, command_id: str, seq: int) -> None:
         self.add(id_hash(command_id), seq)
 
     def add(self, hashed: int, seq: int) -> None:
-        if len(self.hashes) < self.capacity:
-            self.hashes.append(hashed)
-            self.seqs.append(seq & LOW32)
+        entry = hashed.to_bytes(4, "little") + (seq & LOW32).to_bytes(4, "little")
+        if len(self.ring) < self.capacity * ENTRY:
+            self.ring += entry
             return
-        self.hashes[self.head] = hashed
-        self.seqs[self.head] = seq & LOW32
+        at = self.head * ENTRY
+        self.ring[at : at + ENTRY] = entry
         self.head = (self.head + 1) % self.capacity
 
     def lookup(self, command_id: str, last_seq: int) -> int | None:
@@ -52,16 +54,22 @@ class CommandMemory:
 
     def find(self, hashed: int, last_seq: int) -> int | None:
         """The commit sequence remembered for a command id hash (a hint), or None."""
-        if hashed not in self.hashes:
-            return None
-        low = self.seqs[self.hashes.index(hashed)]
+        ring, key = self.ring, hashed.to_bytes(4, "little")
+        at = ring.find(key)
+        while at % ENTRY:  # a match across two fields; -1 % 8 is 7, so a miss loops too
+            if at == -1:
+                return None
+            at = ring.find(key, at + 1)
+        low = int.from_bytes(ring[at + 4 : at + ENTRY], "little")
         return last_seq - ((last_seq - low) & LOW32)
 
     def entries(self, last_seq: int) -> Iterator[tuple[int, int]]:
         """(hash, full sequence) pairs, oldest first, for the snapshot."""
-        order = list(range(self.head, len(self.hashes))) + list(range(self.head))
-        for i in order:
-            yield self.hashes[i], last_seq - ((last_seq - self.seqs[i]) & LOW32)
+        count = len(self)
+        for i in (*range(self.head, count), *range(self.head)):
+            hashed = int.from_bytes(self.ring[i * ENTRY : i * ENTRY + 4], "little")
+            low = int.from_bytes(self.ring[i * ENTRY + 4 : (i + 1) * ENTRY], "little")
+            yield hashed, last_seq - ((last_seq - low) & LOW32)
 
     @classmethod
     def of(cls, capacity: int, entries: Iterable[tuple[int, int]]) -> CommandMemory:

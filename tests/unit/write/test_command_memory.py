@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from runtime.write.command_memory import CommandMemory
 
 
@@ -33,7 +35,25 @@ def test_it_round_trips_through_its_snapshot_form_oldest_first() -> None:
 
 
 def test_a_small_aggregate_pays_for_what_it_did() -> None:
-    """The columns grow with the commands, so one command costs a few bytes, not 256 slots."""
+    """The ring grows with the commands, so one command costs 8 bytes, not 256 slots."""
     memory = CommandMemory(256)
     memory.remember("only", 1)
-    assert memory.hashes.buffer_info()[1] == 1
+    assert len(memory.ring) == 8
+
+
+def test_a_hash_matching_a_sequence_field_is_not_a_hit() -> None:
+    """A hash equal to a stored sequence's bytes (or straddling two fields) is not found."""
+    memory = CommandMemory(4)
+    memory.add(0x01020304, 0x0A0B0C0D)
+    memory.add(0x11121314, 0x1A1B1C1D)
+    assert memory.find(0x0A0B0C0D, 0x1A1B1C1D) is None
+    assert memory.find(0x14_0A0B0C, 0x1A1B1C1D) is None  # the low bytes of one, then the next
+    assert memory.find(0x11121314, 0x1A1B1C1D) == 0x1A1B1C1D
+
+
+def test_the_memory_is_invisible_to_the_garbage_collector() -> None:
+    """Its entries are one untracked buffer, so many aggregates add no work to full collections."""
+    memory = CommandMemory(256)
+    for n in range(300):
+        memory.remember(f"c-{n}", n)
+    assert not gc.is_tracked(memory.ring)
