@@ -9,6 +9,8 @@ Only the API is a dependency. Until an SDK's tracer provider is installed (:func
 does it from the standard ``OTEL_*`` variables, or the application does), :func:`tracer` is
 None and callers make no span at all: a command then costs one header lookup, which passes an
 incoming ``traceparent`` on to the commit unchanged so a traced projection can still link to it.
+The command and query services look the tracer up once, when built, as they do the metrics
+(the lookup reads the environment each time): install the SDK before building workers.
 """
 
 from __future__ import annotations

@@ -72,6 +72,8 @@ class QueryService:
         self.service: MicroService | None = None
         self._tg: TaskGroup | None = None
         self.log = log.bind(projection=self.projection.name, replica=projector.replica)
+        # Looked up once, like the metrics: install an SDK before building the service.
+        self.tracer = tracer()
         process_metrics = metrics.current()
         self.metrics = (
             process_metrics.projection(self.projection.name, self.projection.queries)
@@ -122,7 +124,7 @@ class QueryService:
         """Answer at once, or hand a read-your-writes query to a waiting task."""
         started = time.perf_counter() if self.metrics is not None else 0.0
         query = request.subject.rsplit(".", 1)[-1]
-        t = tracer()
+        t = self.tracer
         span = None
         if t is not None:
             name = self.projection.name

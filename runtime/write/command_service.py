@@ -57,6 +57,8 @@ class CommandService:
         self.aggregate = aggregate
         self.service: MicroService | None = None
         self.partitions: Endpoint | None = None
+        # Looked up once, like the metrics: install an SDK before building the worker.
+        self.tracer = tracer()
         process_metrics = metrics.current()
         self.metrics = (
             process_metrics.aggregate(aggregate.name, aggregate.command_names)
@@ -103,7 +105,7 @@ class CommandService:
         subject, fenced mode); ``done`` runs once the request is answered, whatever the answer.
         """
         started = time.perf_counter() if self.metrics is not None else 0.0
-        t = tracer()
+        t = self.tracer
         span = None
         if t is not None:
             span = start_server_span(
