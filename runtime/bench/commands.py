@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 
 from ..domain.aggregate import Aggregate
 from ..observability import metrics
+from ..ops.heap import settle_heap
 from ..ownership.coordinator import OwnershipSettings
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..write.worker import WorkerSettings, run_worker
@@ -158,6 +159,7 @@ async def runtime_side(
             )
             with metrics_while_built(with_metrics):
                 await stack.enter_async_context(run_worker(worker_nc, [aggregate], settings))
+            settle_heap()  # as `cqrs worker` does once started (the baseline gains too)
             yield _sender(caller, f"cmd.{aggregate.name}")
     finally:
         await caller.close()

@@ -15,6 +15,7 @@ import structlog
 import typer
 from nats.aio.client import Client as NATS
 
+from ..ops.heap import settle_heap
 from ..ops.shutdown import budgets, graceful_shutdown
 from ..ops.telemetry import process_telemetry
 from ..transport.connection import connect
@@ -48,6 +49,7 @@ def serve(
             process_telemetry(f"cqrs-{name}", nc, metrics_port),
             serving(nc),
         ):
+            settle_heap()
             await shutdown.wait(nc)
             log.info(f"{name}_stopping")
         if shutdown.forced:
