@@ -59,6 +59,7 @@ class CommandRequest:
     correlation_id: str
     causation_id: str | None
     reply: Reply
+    done: Callable[[], None] | None = None  # runs once the reply is sent (or failed)
     lease: Lease | None = None  # the partition lease it arrived under (None: fenced mode)
     span: Span | None = None  # the receipt span, while an OpenTelemetry SDK is installed
     trace_headers: dict[str, str] | None = None  # the request's W3C headers, for the commit

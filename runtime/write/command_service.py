@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -40,8 +40,11 @@ def request_ids(headers: dict[str, str] | None) -> tuple[str, str, str | None]:
     headers = headers or {}
     command_id = headers.get(H_COMMAND_ID) or uuid.uuid4().hex
     check_id(command_id, field=H_COMMAND_ID)
-    correlation_id = headers.get(H_CORRELATION_ID) or command_id
-    check_token(correlation_id, field=H_CORRELATION_ID)
+    correlation_id = headers.get(H_CORRELATION_ID)
+    if correlation_id:
+        check_token(correlation_id, field=H_CORRELATION_ID)
+    else:
+        correlation_id = command_id
     causation_id = headers.get(H_CAUSATION_ID) or None
     if causation_id is not None:
         check_token(causation_id, field=H_CAUSATION_ID)
@@ -104,6 +107,18 @@ class CommandService:
         ``lease`` is the partition lease the request arrived under (None: the queue-group
         subject, fenced mode); ``done`` runs once the request is answered, whatever the answer.
         """
+        refusal = self.receive(request, lease, done)
+        if refusal is not None:
+            await refusal
+
+    def receive(
+        self,
+        request: Request,
+        lease: Lease | None = None,
+        done: Callable[[], None] | None = None,
+    ) -> Awaitable[None] | None:
+        """:meth:`handle` without a coroutine of its own: None once the command is queued for
+        its actor (most commands), else the refusal's reply, for the caller to await."""
         started = time.perf_counter() if self.metrics is not None else 0.0
         t = self.tracer
         span = None
@@ -119,29 +134,43 @@ class CommandService:
             command_request.lease = lease
             self.host.submit(self.aggregate.name, aggregate_id, command_request)
         except CqrsError as exc:
-            log.info(
-                "command_refused",
-                aggregate=self.aggregate.name,
-                subject=request.subject,
-                code=exc.code,
-                reason=exc.message,
-            )
-            await request.respond(exc)
-            if self.metrics is not None or span is not None:
-                answered(self.metrics, request.subject.rsplit(".", 1)[-1], exc, started, span)
-            if done is not None:
-                done()
+            return self.refuse(request, exc, done, started, span)
+        return None
 
-    async def handle_owned(self, msg: Msg, lease: Lease, done: Callable[[], None]) -> None:
-        """A request of a partition this worker owns (see runtime/write/partitioned.py)."""
+    async def refuse(
+        self,
+        request: Request,
+        exc: CqrsError,
+        done: Callable[[], None] | None,
+        started: float,
+        span: Span | None,
+    ) -> None:
+        log.info(
+            "command_refused",
+            aggregate=self.aggregate.name,
+            subject=request.subject,
+            code=exc.code,
+            reason=exc.message,
+        )
+        await request.respond(exc)
+        if self.metrics is not None or span is not None:
+            answered(self.metrics, request.subject.rsplit(".", 1)[-1], exc, started, span)
+        if done is not None:
+            done()
+
+    def receive_owned(
+        self, msg: Msg, lease: Lease, done: Callable[[], None]
+    ) -> Awaitable[None] | None:
+        """A request of a partition this worker owns (see runtime/write/partitioned.py); as
+        :meth:`receive`."""
         endpoint = self.partitions
         if endpoint is None:
             raise RuntimeError("CommandService.start() was not called")
         request = endpoint.accept(msg)
         if request is None:
             done()
-            return
-        await self.handle(request, lease, done)
+            return None
+        return self.receive(request, lease, done)
 
     def parse(
         self,
@@ -159,14 +188,6 @@ class CommandService:
         if span is not None:
             attributes = {"cqrs.id": aggregate_id, "cqrs.command": command}
             span.set_attributes({**attributes, "cqrs.command_id": command_id})
-
-        async def reply(result: dict[str, Any] | CqrsError) -> None:
-            try:
-                await request.respond(result)
-            finally:
-                if done is not None:
-                    done()
-
         return (
             CommandRequest(
                 command=command,
@@ -174,7 +195,8 @@ class CommandService:
                 command_id=command_id,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
-                reply=reply,
+                reply=request.respond,
+                done=done,
                 span=span,
                 trace_headers=w3c_headers(request.headers),
                 received=started,

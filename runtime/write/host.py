@@ -215,6 +215,9 @@ class ActorHost:
             await request.reply(result)
         except Exception:
             log.exception("reply_failed", **self._context(actor, request))
+        finally:
+            if request.done is not None:
+                request.done()
         if self.metrics is not None or request.span is not None:
             metrics = self.metrics[actor.aggregate.name] if self.metrics is not None else None
             answered(metrics, request.command, result, request.received, request.span)

@@ -64,7 +64,9 @@ class PartitionRouter:
                 self.ignored += 1
                 return
             self.in_flight[key] += 1
-            await service.handle_owned(msg, lease, done)
+            refusal = service.receive_owned(msg, lease, done)
+            if refusal is not None:
+                await refusal
 
         old = self.subscriptions.pop(key, None)
         if old is not None:
