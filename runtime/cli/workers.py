@@ -76,6 +76,8 @@ def print_workers(report: dict[str, Any]) -> None:
     console.print(table)
     for aggregate, missing in sorted(report["unowned"].items()):
         console.print(f"[yellow]unowned[/yellow] {aggregate}: {_ranges(missing)}")
+    for aggregate, moving in sorted(report["moving"].items()):
+        console.print(f"[yellow]moving[/yellow] {aggregate}: {_ranges(moving)}")
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from runtime import Client
 from runtime.ownership.coordinator import OwnershipSettings
 from runtime.ownership.leases import LeaseBucket
+from runtime.ownership.report import workers_report
 from runtime.transport.embedded import EmbeddedServer
 
 from ..flipflop import FlipFlop
@@ -57,6 +58,25 @@ async def test_three_workers_flip_flop_exactly(
     assert owned == list(range(16)) and not report["unowned"]
     assert not flips.anomalies + again.anomalies, (flips.anomalies + again.anomalies)[:5]
     assert not await flips.histories_exact(nc) + await again.histories_exact(nc)
+
+
+async def test_three_workers_settle_on_even_shares(
+    nats_server: EmbeddedServer, nc: NATS, tmp_path: Path
+) -> None:
+    """Three workers end up owning 6, 5 and 5 of the 16 partitions, with nothing moving."""
+    with workers(*(worker(tmp_path, n, nats_server.url) for n in "abc")) as procs:
+        for proc in procs:
+            await proc.wait_ready()
+
+        async def settled() -> bool:
+            report = await workers_report(nc, "EVENTS")
+            owning = [w for w in report["workers"] if w["owns"].get("user")]
+            return len(owning) == 3 and not report["unowned"] and not report["moving"]
+
+        await wait_until(settled, 30, "three workers to settle")
+        report = await workers_report(nc, "EVENTS")
+    shares = sorted(len(w["owns"]["user"]) for w in report["workers"])
+    assert shares == [5, 5, 6]
 
 
 async def test_flip_flop_survives_a_sigkill_and_a_new_worker(
