@@ -1,7 +1,8 @@
 """Membership and rebalancing: which partitions this worker should own, and keeping them.
 
 Every ``ttl / 3`` seconds a worker announces itself (its heartbeat key), reads the live members,
-and for each (aggregate type, partition) asks rendezvous hashing who should own it:
+and for each (aggregate type, partition) asks rendezvous hashing with bounded loads
+(:mod:`.rendezvous`) who should own it:
 
 - a partition it holds and should keep: renew the lease (compare-and-set on its revision); when
   the renewal fails someone else has taken it, and the worker stops serving it at once;
@@ -31,11 +32,14 @@ import structlog
 from ..errors import CqrsError
 from ..wire.partitions import DEFAULT_PARTITIONS, check_partitions
 from .leases import Lease, LeaseBucket
-from .rendezvous import choose, serving_members
+from .rendezvous import assign, serving_members
 
 log = structlog.get_logger("runtime.ownership.coordinator")
 
 DEFAULT_LEASE_TTL = 10  # seconds: a dead worker's partitions move within this
+
+
+HANDOVER_POLL = 0.25  # seconds between rounds while a partition is being handed over to us
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class Coordinator:
     member: str = field(default_factory=new_member_id)
     held: dict[tuple[str, int], Lease] = field(default_factory=dict)
     stats: OwnershipStats = field(default_factory=OwnershipStats)
+    awaited: int = 0  # partitions this worker should own but another still holds
 
     def __post_init__(self) -> None:
         check_partitions(self.settings.partitions)
@@ -116,7 +121,12 @@ class Coordinator:
             await self.round()
 
     def _next_wait(self, period: float) -> float:
-        """Until the next round, or sooner when a lease would otherwise lapse unrenewed."""
+        """Until the next round, or sooner when a lease would otherwise lapse unrenewed, or
+        while a partition this worker should own is still being handed over: its former owner
+        releases it once its commands are answered, and until this worker takes it nobody
+        serves it (clients retry), so the lease is tried again every ``HANDOVER_POLL``."""
+        if self.awaited:
+            return HANDOVER_POLL
         now = time.monotonic()
         soonest = min((lease.valid_until for lease in self.held.values()), default=now + period)
         return max(0.05, min(period, soonest - now - period / 2))
@@ -132,12 +142,14 @@ class Coordinator:
             await self._drop_lapsed()
             return
         before = set(self.held)
+        self.awaited = 0
         for aggregate in self.aggregates:
             # Only members that serve this aggregate type compete for its partitions: a worker
             # of other aggregates sharing the bucket must not win a partition it cannot serve.
             serving = serving_members(members, aggregate) | {self.member}
+            owners = assign(serving, aggregate, self.settings.partitions)
             for partition in range(self.settings.partitions):
-                wanted = choose(serving, aggregate, partition) == self.member
+                wanted = owners.get(partition) == self.member
                 try:
                     await self._settle(aggregate, partition, wanted=wanted)
                 except CqrsError as exc:
@@ -169,10 +181,12 @@ class Coordinator:
                 await self._lose(lease, "taken_over")
         elif wanted:
             taken = await self.bucket.acquire(aggregate, partition, self.member)
-            if taken is not None:
-                self.held[key] = taken
-                self.stats.acquired += 1
-                await self.server.take(taken)
+            if taken is None:
+                self.awaited += 1
+                return
+            self.held[key] = taken
+            self.stats.acquired += 1
+            await self.server.take(taken)
 
     async def hand_off(self, lease: Lease) -> None:
         """Stop taking the partition's commands, finish those received, release the lease."""
