@@ -25,18 +25,22 @@ from typing import Any
 
 import anyio
 import nats
+import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 
+from ..backoff import Backoff
 from ..errors import CqrsError
 from ..ownership.probe import server_partitions
 from ..ownership.report import workers_report
 from ..wire.partitions import DEFAULT_PARTITIONS
-from .commands import _sender, with_event_stream
+from .commands import Send, _sender, with_event_stream
 from .common import Measurement, bench_server, drive, merge
 
 APP = "runtime.bench.commands:account"
 SETTLE_TIMEOUT = 60.0
+RESENDS = 20
+RESEND_BACKOFF = Backoff(first=0.01, maximum=0.5)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def worker_processes(
 
 async def settled(nc: NATS, stream: str, workers: int, directory: Path) -> None:
     """Wait until every worker is ready and (on a server that partitions commands) the
-    partitions are spread over all of them."""
+    partitions are spread over all of them as the live members assign them, none moving."""
     partitioned = await server_partitions(nc, DEFAULT_PARTITIONS)
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
@@ -91,7 +95,7 @@ async def settled(nc: NATS, stream: str, workers: int, directory: Path) -> None:
         if ready:
             report = await workers_report(nc, stream)
             owners = {w["member"] for w in report["workers"] if w["owns"].get("benchacct")}
-            if len(owners) == workers and not report["unowned"]:
+            if len(owners) == workers and not report["unowned"] and not report["moving"]:
                 return
         if time.monotonic() > deadline:
             raise CqrsError(f"{workers} workers did not settle within {SETTLE_TIMEOUT}s")
@@ -117,12 +121,27 @@ def conflicts_retried(directory: Path, workers: int) -> int:
     return total
 
 
+def resending(send: Send) -> Send:
+    """``send``, sent again while no worker answers, as the runtime's Client does: during a
+    handover a partition has no subscriber for a moment, and a run must not fail for it."""
+
+    async def resend(aggregate_id: str, command_id: str) -> bool:
+        for attempt in range(RESENDS):
+            try:
+                return await send(aggregate_id, command_id)
+            except nats.errors.NoRespondersError:
+                await anyio.sleep(RESEND_BACKOFF.delay(attempt))
+        return await send(aggregate_id, command_id)
+
+    return resend
+
+
 async def measure(url: str, workers: int, config: ScaleBenchConfig) -> tuple[Measurement, int]:
     """Throughput of ``workers`` worker processes, and the conflicts they retried."""
     run = uuid.uuid4().hex[:6]
     caller = await nats.connect(url)
     try:
-        send = _sender(caller, "cmd.benchacct")
+        send = resending(_sender(caller, "cmd.benchacct"))
         with (
             tempfile.TemporaryDirectory(prefix="cqrs-bench-workers-") as tmp,
             worker_processes(url, workers, Path(tmp)) as procs,
