@@ -37,8 +37,6 @@ from .rendezvous import assign, serving_members
 log = structlog.get_logger("runtime.ownership.coordinator")
 
 DEFAULT_LEASE_TTL = 10  # seconds: a dead worker's partitions move within this
-
-
 HANDOVER_POLL = 0.25  # seconds between rounds while a partition is being handed over to us
 
 

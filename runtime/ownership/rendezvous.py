@@ -6,8 +6,8 @@ with few partitions its shares are uneven: 16 partitions over 3 workers came out
 so one worker took 56 % of the commands and three workers were slower than one. So shares are
 bounded: the (partition, member) pairs are taken in order of weight, and a partition goes to
 the first member that wants it and is not full, each member holding ``partitions // members``
-or one more. A join or leave
-then also moves a few partitions between the other members, to keep the shares even.
+or one more. A join or leave then also moves a few partitions between the other members, to
+keep the shares even.
 """
 
 from __future__ import annotations
