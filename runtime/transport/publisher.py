@@ -13,11 +13,13 @@ ack back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -116,7 +118,7 @@ class Publisher:
         """Stop listening for acks; publishes still waiting time out."""
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
-            with nats_call("unsubscribing from JetStream acks"):
+            with contextlib.suppress(nats.errors.Error):  # the connection may already be closed
                 await subscription.unsubscribe()
 
     async def _subscribe(self, what: str) -> None:

@@ -83,3 +83,11 @@ async def test_publishes_never_acknowledged_time_out_and_later_ones_still_work(
     ack = await publisher.publish("silent.x", b"", {H_MSG_ID: "m-x"}, "a test")
     assert (ack.seq, ack.duplicate) == (7, False)
     await publisher.stop()
+
+
+async def test_stopping_after_the_connection_closed_is_quiet(publisher: Publisher) -> None:
+    """A publisher stopped on a connection that is already closed stops without an error."""
+    await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "m-1"}, "a test")
+    await publisher.nc.close()
+    await publisher.stop()
+    assert publisher.waiting == 0
