@@ -131,6 +131,7 @@ class Coordinator:
 
     async def round(self) -> None:
         self.stats.rounds += 1
+        self.awaited = 0  # a failed round waits the normal period, not the handover's
         try:
             await self.bucket.heartbeat(self.member, self.announcement())
             members = await self.bucket.members()
@@ -140,7 +141,6 @@ class Coordinator:
             await self._drop_lapsed()
             return
         before = set(self.held)
-        self.awaited = 0
         for aggregate in self.aggregates:
             # Only members that serve this aggregate type compete for its partitions: a worker
             # of other aggregates sharing the bucket must not win a partition it cannot serve.

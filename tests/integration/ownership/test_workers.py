@@ -30,11 +30,15 @@ def worker(tmp_path: Path, name: str, url: str, *extra: str) -> WorkerProcess:
 
 
 async def all_owned(nc: NATS, owners: int) -> bool:
-    """Whether every user partition has a lease, spread over ``owners`` members."""
+    """Whether every user partition has a lease, spread over ``owners`` members, and none is
+    still moving to the member the live ones assign it to (a rebalance has finished)."""
     bucket = LeaseBucket(nc, OwnershipSettings().bucket_for("EVENTS"), ttl=2)
     await bucket.start()
     leases = [lease for lease in await bucket.leases() if lease.aggregate == "user"]
-    return len(leases) == 16 and len({lease.owner for lease in leases}) == owners
+    if len(leases) != 16 or len({lease.owner for lease in leases}) != owners:
+        return False
+    report = await workers_report(nc, "EVENTS", OwnershipSettings(lease_ttl=2))
+    return not report["unowned"] and not report["moving"]
 
 
 async def test_three_workers_flip_flop_exactly(
@@ -68,12 +72,7 @@ async def test_three_workers_settle_on_even_shares(
         for proc in procs:
             await proc.wait_ready()
 
-        async def settled() -> bool:
-            report = await workers_report(nc, "EVENTS")
-            owning = [w for w in report["workers"] if w["owns"].get("user")]
-            return len(owning) == 3 and not report["unowned"] and not report["moving"]
-
-        await wait_until(settled, 30, "three workers to settle")
+        await wait_until(lambda: all_owned(nc, 3), 30, "three workers to settle")
         report = await workers_report(nc, "EVENTS")
     shares = sorted(len(w["owns"]["user"]) for w in report["workers"])
     assert shares == [5, 5, 6]
