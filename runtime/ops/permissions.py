@@ -220,10 +220,6 @@ def worker_grant(
             _stream_api("CREATE", kv_stream),
             f"$KV.{leases}.>",
             f"$JS.API.DIRECT.GET.{kv_stream}.>",
-            f"$JS.API.CONSUMER.CREATE.{kv_stream}",
-            f"$JS.API.CONSUMER.CREATE.{kv_stream}.>",
-            f"$JS.API.CONSUMER.INFO.{kv_stream}.>",
-            f"$JS.API.CONSUMER.DELETE.{kv_stream}.>",
         ]
     bucket = resources.aggregate_snapshot_bucket
     if bucket is not None:

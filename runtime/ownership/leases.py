@@ -207,18 +207,24 @@ class LeaseBucket:
         return sorted(views, key=lambda v: (v.aggregate, v.partition))
 
     async def _entries(self, prefix: str) -> list[tuple[str, bytes]]:
+        """The keys under ``prefix`` that hold a value, with it.
+
+        The keys come from the bucket stream's subject list, one answer from the server.
+        nats-py's ``kv.keys()`` watches the bucket instead and, when a key is written while it
+        watches, can end early or find nothing (about one call in ten with workers renewing
+        their leases): a member list missing live members makes a worker hand off partitions it
+        should keep, and ``cqrs workers`` showed every partition unowned.
+        """
+        subjects = f"$KV.{self.bucket}."
         with nats_call("listing the lease bucket"):
-            try:
-                keys = await self.kv.keys()
-            except nats.js.errors.NoKeysError:
-                return []
+            kv = self.kv
+            info = await self.js.stream_info(f"KV_{self.bucket}", f"{subjects}{prefix}>")
             out = []
-            for key in keys:
-                if not key.startswith(prefix):
-                    continue
+            for subject in sorted(info.state.subjects or {}):
+                key = subject.removeprefix(subjects)
                 with contextlib.suppress(
                     nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError
                 ):
-                    entry = await self.kv.get(key)
+                    entry = await kv.get(key)
                     out.append((key, entry.value or b""))
             return out
