@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from ..errors import CqrsError, InvalidInput
-from ..transport.nats_errors import nats_call, translate
+from ..transport.nats_errors import nats_call, no_responders, translate
 from ..wire import codec
 from ..wire.naming import service_name
 from .consumer import CONSUMER_PREFIX
@@ -49,8 +49,8 @@ async def gather(nc: NATS, subject: str, *, timeout: float = 0.5) -> list[Any]:
                 break
             except nats.errors.Error as exc:
                 raise translate(exc, f"the request on {subject}") from None
-            if msg.headers and msg.headers.get("Status") == "503":
-                break  # no responders
+            if no_responders(msg):
+                break
             with contextlib.suppress(InvalidInput):  # not a discovery answer: not ours to read
                 replies.append(codec.loads(msg.data))
     finally:

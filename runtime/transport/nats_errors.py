@@ -15,6 +15,7 @@ from types import TracebackType
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 
 from ..errors import (
     ConfigurationError,
@@ -26,6 +27,9 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
+
+STATUS_HEADER = "Status"  # on a message the server sends in place of an answer
+NO_RESPONDERS_STATUS = "503"
 
 # Connection states in which nothing can be sent now, but may be later.
 UNAVAILABLE: dict[type[nats.errors.Error], tuple[str, str]] = {
@@ -59,11 +63,23 @@ def translate(exc: nats.errors.Error, what: str) -> CqrsError:
         if isinstance(exc, kind):
             return Unavailable(f"{message} ({what})", details={"reason": reason})
     if isinstance(exc, nats.js.errors.APIError):
-        return JetStreamError(
-            f"JetStream refused {what}: {exc.description or exc.code}",
-            details={"err_code": exc.err_code, "status": exc.code},
-        )
+        return refusal(what, exc.err_code, exc.code, exc.description)
     return Internal(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def refusal(
+    what: str, err_code: int | None, status: int | None, description: str | None
+) -> JetStreamError:
+    """The error for JetStream refusing ``what``, carrying JetStream's code and status."""
+    return JetStreamError(
+        f"JetStream refused {what}: {description or status}",
+        details={"err_code": err_code, "status": status},
+    )
+
+
+def no_responders(msg: Msg) -> bool:
+    """Whether ``msg`` is the server's status message saying nothing took a request."""
+    return (msg.headers or {}).get(STATUS_HEADER) == NO_RESPONDERS_STATUS
 
 
 class nats_call:  # lower case: it reads as the function it replaced, ``with nats_call(...)``

@@ -26,9 +26,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..errors import JetStreamError, Timeout
-from .nats_errors import nats_call
-
-NO_RESPONDERS = "503"
+from .nats_errors import STATUS_HEADER, nats_call, no_responders, refusal, translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +47,7 @@ class Refused(Exception):
         self.description = description
 
     def as_error(self, what: str) -> JetStreamError:
-        return JetStreamError(
-            f"JetStream refused {what}: {self.description or self.status}",
-            details={"err_code": self.err_code, "status": self.status},
-        )
+        return refusal(what, self.err_code, self.status, self.description)
 
 
 class NoStream(Exception):
@@ -73,15 +68,15 @@ class Publisher:
         self._waiting: dict[int, tuple[asyncio.Future[Msg], float]] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    async def publish(self, subject: str, body: bytes, headers: dict[str, str], what: str) -> Ack:
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Ack:
         """Publish and return JetStream's ack.
 
         Raises :class:`Timeout` without an ack in time, :class:`Refused` when JetStream refused
         the message, :class:`NoStream` when no stream answered, and the runtime error of any
-        nats-py failure (``what`` names the message in it).
+        nats-py failure (its message names the subject, built only then: this is a hot path).
         """
         if self._subscription is None:
-            await self._subscribe(what)
+            await self._subscribe(subject)
         n = next(self._counter)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
@@ -90,15 +85,17 @@ class Publisher:
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         try:
-            with nats_call(what):
+            try:
                 await self.nc.publish(subject, body, reply=f"{self._prefix}{n}", headers=headers)
+            except nats.errors.Error as exc:
+                raise translate(exc, f"the publish to {subject}") from None
             msg = await future
         finally:
             self._waiting.pop(n, None)
         if not msg.data:
-            if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-                raise NoStream(f"no stream answered {what}")
-            raise Refused(0, int((msg.headers or {}).get("Status") or 0), "an empty ack")
+            if no_responders(msg):
+                raise NoStream(f"no stream answered the publish to {subject}")
+            raise Refused(0, int((msg.headers or {}).get(STATUS_HEADER) or 0), "an empty ack")
         ack: dict[str, Any] = orjson.loads(msg.data)
         error = ack.get("error")
         if error is not None:
@@ -121,12 +118,12 @@ class Publisher:
             with contextlib.suppress(nats.errors.Error):  # the connection may already be closed
                 await subscription.unsubscribe()
 
-    async def _subscribe(self, what: str) -> None:
+    async def _subscribe(self, subject: str) -> None:
         async with self._subscribing:
             if self._subscription is not None:
                 return
             prefix = f"{self.nc.new_inbox()}."
-            with nats_call(what):
+            with nats_call(f"the publish to {subject}"):
                 self._subscription = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
             self._prefix = prefix
 

@@ -68,13 +68,12 @@ class EventStore:
         reply_size = commit.reply_size_bound(body)
         if reply_size > self.nc.max_payload:
             raise too_large("the command's reply", reply_size, self.nc.max_payload)
-        what = f"the append to {subject}"
         try:
-            ack = await self.publisher.publish(subject, body, headers, what)
+            ack = await self.publisher.publish(subject, body, headers)
         except Refused as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
-            raise exc.as_error(what) from None
+            raise exc.as_error(f"the append to {subject}") from None
         except (Timeout, NoStream):
             # No ack, or a stream without a leader (a cluster failing over): unknown outcome.
             raise Timeout("JetStream did not acknowledge the commit in time") from None

@@ -26,7 +26,7 @@ async def test_each_publish_gets_its_own_ack(publisher: Publisher) -> None:
     acks: dict[int, int] = {}
 
     async def one(i: int) -> None:
-        ack = await publisher.publish(f"events.user.u-{i}", b"[]", {H_MSG_ID: f"m-{i}"}, "a test")
+        ack = await publisher.publish(f"events.user.u-{i}", b"[]", {H_MSG_ID: f"m-{i}"})
         acks[i] = ack.seq
 
     async with anyio.create_task_group() as tg:
@@ -39,19 +39,19 @@ async def test_each_publish_gets_its_own_ack(publisher: Publisher) -> None:
 
 async def test_a_duplicate_is_acknowledged_with_the_original_sequence(publisher: Publisher) -> None:
     """A second publish with the same Nats-Msg-Id is a duplicate naming the first's sequence."""
-    first = await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "same"}, "a test")
-    await publisher.publish("events.user.u-2", b"[]", {H_MSG_ID: "other"}, "a test")
-    again = await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "same"}, "a test")
+    first = await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "same"})
+    await publisher.publish("events.user.u-2", b"[]", {H_MSG_ID: "other"})
+    again = await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "same"})
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.seq == first.seq
 
 
 async def test_a_refusal_carries_jetstreams_code(publisher: Publisher) -> None:
     """A publish expecting another last sequence is refused with JetStream's error code."""
-    await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "m-1"}, "a test")
+    await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "m-1"})
     with pytest.raises(Refused) as caught:
         await publisher.publish(
-            "events.user.u-1", b"[]", {H_MSG_ID: "m-2", H_EXPECTED_LAST_SUBJECT_SEQ: "0"}, "a test"
+            "events.user.u-1", b"[]", {H_MSG_ID: "m-2", H_EXPECTED_LAST_SUBJECT_SEQ: "0"}
         )
     assert caught.value.err_code == WRONG_LAST_SEQUENCE
     assert caught.value.as_error("the append").err_code == WRONG_LAST_SEQUENCE
@@ -60,7 +60,7 @@ async def test_a_refusal_carries_jetstreams_code(publisher: Publisher) -> None:
 async def test_a_subject_no_stream_takes_is_no_stream(nc: NATS) -> None:
     """A publish to a subject outside every stream raises NoStream at once, not a timeout."""
     with pytest.raises(NoStream):
-        await Publisher(nc, timeout=30.0).publish("nowhere.x", b"[]", {H_MSG_ID: "m"}, "a test")
+        await Publisher(nc, timeout=30.0).publish("nowhere.x", b"[]", {H_MSG_ID: "m"})
 
 
 async def test_publishes_never_acknowledged_time_out_and_later_ones_still_work(
@@ -77,17 +77,17 @@ async def test_publishes_never_acknowledged_time_out_and_later_ones_still_work(
     publisher = Publisher(nc, timeout=0.2)
     for i in range(3):
         with pytest.raises(Timeout):
-            await publisher.publish(f"silent.{i}", b"", {H_MSG_ID: f"m-{i}"}, "a test")
+            await publisher.publish(f"silent.{i}", b"", {H_MSG_ID: f"m-{i}"})
     assert publisher.waiting == 0
     answer.set()
-    ack = await publisher.publish("silent.x", b"", {H_MSG_ID: "m-x"}, "a test")
+    ack = await publisher.publish("silent.x", b"", {H_MSG_ID: "m-x"})
     assert (ack.seq, ack.duplicate) == (7, False)
     await publisher.stop()
 
 
 async def test_stopping_after_the_connection_closed_is_quiet(publisher: Publisher) -> None:
     """A publisher stopped on a connection that is already closed stops without an error."""
-    await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "m-1"}, "a test")
+    await publisher.publish("events.user.u-1", b"[]", {H_MSG_ID: "m-1"})
     await publisher.nc.close()
     await publisher.stop()
     assert publisher.waiting == 0
