@@ -16,6 +16,7 @@ from ..transport.connection import (
     DEFAULT_MAX_RECONNECTS,
     STATE_DIR,
 )
+from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -28,6 +29,7 @@ from .common import (
     NatsUrl,
     Password,
     ShutdownTimeout,
+    StartupTimeout,
     StateDir,
     TlsCa,
     TlsCert,
@@ -68,6 +70,9 @@ def gateway(
         typer.Option("--timeout", envvar="CQRS_GATEWAY_TIMEOUT", help="Seconds per request (504)."),
     ] = 10.0,
     shutdown_timeout: ShutdownTimeout = 30.0,
+    # Taken like every long-running command's, so that one CQRS_STARTUP_TIMEOUT serves a whole
+    # deployment; the gateway itself makes no JetStream call while it starts, so nothing waits.
+    startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     metrics_port: MetricsPort = None,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,

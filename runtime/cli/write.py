@@ -23,6 +23,8 @@ from ..ops.run import run_app
 from ..ops.shutdown import graceful_shutdown
 from ..ops.telemetry import process_telemetry
 from ..ownership.coordinator import DEFAULT_LEASE_TTL, OwnershipSettings
+from ..processes.settings import ProcessSettings
+from ..read.settings import ProjectorSettings
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
@@ -93,6 +95,7 @@ def dev(
     stream: Stream = "EVENTS",
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
     metrics_port: MetricsPort = None,
+    startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     state_dir: StateDir = STATE_DIR,
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
@@ -108,13 +111,25 @@ def dev(
     async def main() -> None:
         application = ctx.app()
         settings = WorkerSettings(
-            stream=StreamSettings(name=ctx.stream), host=HostSettings(log_commands=True)
+            stream=StreamSettings(name=ctx.stream),
+            host=HostSettings(log_commands=True),
+            startup_timeout=startup_timeout,
         )
         async with (
             graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
             process_telemetry("cqrs-dev", nc, metrics_port),
-            run_app(nc, application, settings=settings),
+            run_app(
+                nc,
+                application,
+                settings=settings,
+                projector_settings=ProjectorSettings(
+                    stream=ctx.stream, startup_timeout=startup_timeout
+                ),
+                process_settings=ProcessSettings(
+                    stream=ctx.stream, startup_timeout=startup_timeout
+                ),
+            ),
             run_gateway(
                 nc, application, GatewaySettings(host=gateway_host, port=gateway_port)
             ) as gateway,

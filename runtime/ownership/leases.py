@@ -7,6 +7,12 @@ members can never both succeed. A member announces itself with ``member.<id>`` (
 with the same TTL). nats-py's ``KeyValue.update`` takes no TTL, so the writes here are plain
 JetStream publishes with the KV headers; reads go through the KV API.
 
+While a worker starts, the calls of its first ownership round wait for JetStream like its other
+set-up calls (:mod:`runtime.transport.startup`): a lease bucket created a moment ago may not have
+elected its leader yet. A write retried after a timeout may find its first attempt stored; a
+lease write then fails its compare-and-set, and the next round finds the lease holding this
+member's id and takes it over as its own.
+
 Whether a lease is still held is judged by the holder's *monotonic* clock: a lease renewed at
 ``t`` is trusted until ``t + ttl * TRUST``, counted from before the renewal was sent, so the
 server's expiry always comes later. A process paused past that (SIGSTOP, a long GC) finds its
@@ -16,6 +22,7 @@ lease untrusted the moment it wakes, before it answers anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from ..errors import ConfigurationError
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.startup import jetstream_call
 from ..transport.streams import bind_key_value
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
@@ -100,9 +108,10 @@ class LeaseBucket:
 
     async def bind(self) -> bool:
         """Bind an existing bucket (for readers); False when there is none."""
-        with jetstream_setup(f"the lease bucket {self.bucket!r}"):
+        what = f"the lease bucket {self.bucket!r}"
+        with jetstream_setup(what):
             try:
-                self._kv = await self.js.key_value(self.bucket)
+                self._kv = await jetstream_call(what, lambda: self.js.key_value(self.bucket))
             except nats.js.errors.BucketNotFoundError:
                 return False
         return True
@@ -122,8 +131,11 @@ class LeaseBucket:
         """Publish ``value`` with the TTL; None when ``last`` no longer matches."""
         headers = {} if last is None else {H_EXPECTED_LAST_SUBJECT_SEQ: str(last)}
         try:
-            ack = await self.js.publish(
-                f"$KV.{self.bucket}.{key}", value, headers=headers, msg_ttl=self.ttl
+            ack = await jetstream_call(
+                f"the lease bucket {self.bucket!r}",
+                lambda: self.js.publish(
+                    f"$KV.{self.bucket}.{key}", value, headers=headers, msg_ttl=self.ttl
+                ),
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code in WRONG_LAST_SEQUENCE:
@@ -138,7 +150,7 @@ class LeaseBucket:
             last = 0
             released = False
             try:
-                entry = await self.kv.get(key)
+                entry = await jetstream_call(f"the lease {key!r}", lambda: self.kv.get(key))
             except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
                 # No message left (never held, or expired), or a delete marker (released by its
                 # last owner, which nats-py reports as "not found" with the marker's entry).
@@ -216,15 +228,18 @@ class LeaseBucket:
         should keep, and ``cqrs workers`` showed every partition unowned.
         """
         subjects = f"$KV.{self.bucket}."
+        what = f"the lease bucket {self.bucket!r}"
         with nats_call("listing the lease bucket"):
             kv = self.kv
-            info = await self.js.stream_info(f"KV_{self.bucket}", f"{subjects}{prefix}>")
+            info = await jetstream_call(
+                what, lambda: self.js.stream_info(f"KV_{self.bucket}", f"{subjects}{prefix}>")
+            )
             out = []
             for subject in sorted(info.state.subjects or {}):
                 key = subject.removeprefix(subjects)
                 with contextlib.suppress(
                     nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError
                 ):
-                    entry = await kv.get(key)
+                    entry = await jetstream_call(what, functools.partial(kv.get, key))
                     out.append((key, entry.value or b""))
             return out

@@ -27,6 +27,7 @@ from nats.js import api
 
 from ..errors import ConfigurationError, JetStreamError
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 from ..wire import codec
 from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
@@ -106,7 +107,7 @@ class TimerStore:
         what = f"the timers stream {self.stream!r}"
         with jetstream_setup(what):
             try:
-                info = await self.js.stream_info(self.stream)
+                info = await jetstream_call(what, lambda: self.js.stream_info(self.stream))
             except nats.js.errors.NotFoundError:
                 info = await create_once(
                     lambda: self.js.add_stream(wanted),

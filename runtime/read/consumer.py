@@ -31,6 +31,7 @@ from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.startup import jetstream_call
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit, RawMessage
+from ..wire.timestamps import format_timestamp
 from .settings import ProjectorSettings
 
 log = structlog.get_logger("runtime.read.consumer")
@@ -57,12 +58,16 @@ def delivery_of(msg: Msg) -> tuple[int, int, int]:
 
 
 def commit_of(msg: Msg) -> Commit:
-    """The :class:`Commit` a message delivered by a JetStream consumer holds."""
-    metadata = msg.metadata
+    """The :class:`Commit` a message delivered by a JetStream consumer holds, with its stored
+    time to the nanosecond (nats-py's ``msg.metadata`` rounds it to microseconds)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) != 9 and len(tokens) < 11:
+        raise Internal(f"not a JetStream delivery: reply subject {msg.reply!r}")
+    seq, stored_ns = (tokens[5], tokens[7]) if len(tokens) == 9 else (tokens[7], tokens[9])
     raw = RawMessage(
-        seq=metadata.sequence.stream,
+        seq=int(seq),
         subject=msg.subject,
-        timestamp=metadata.timestamp.isoformat(),
+        timestamp=format_timestamp(int(stored_ns)),
         headers=msg.headers or {},
         data=msg.data,
     )

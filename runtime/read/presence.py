@@ -12,6 +12,11 @@ unrenewed, its holder is gone (a ``kill -9``, a lost node) and the claim is take
 restarted replica waits at most one TTL, and a supervisor's quick restarts do not trip its
 restart limits. A replica that finds its claim taken by another process stops with the same
 error rather than keep consuming beside it.
+
+Each claim carries a token drawn when the replica starts. A create or renewal whose answer was
+lost (a timeout while a cluster elects leaders) may still have been stored; when it is tried
+again, the token tells this replica's own claim from another's. While the replica starts, the
+claim waits for JetStream like its other set-up calls (:mod:`runtime.transport.startup`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -92,27 +98,53 @@ def _refusal(projection: str, replica: str, holder: dict[str, Any], ttl: float) 
 
 
 async def _take(kv: KeyValue, key: str, value: bytes, ttl: float) -> int:
-    """Create the claim; wait out one that is not renewed; refuse one that is."""
+    """Create the claim; wait out one that is not renewed; refuse one that is. A claim that
+    carries ``value``'s token is this replica's own (a create whose answer was lost)."""
     projection, replica = key.split(".", 1)
+    token = _holder(value).get("token")
+    what = f"claiming replica {replica!r} of {projection!r}"
     deadline = anyio.current_time() + ttl + 2 * POLL
     seen: tuple[int, dict[str, Any]] | None = None
     while True:
-        with nats_call(f"claiming replica {replica!r} of {projection!r}"):
+        with nats_call(what):
             try:
-                return int(await kv.create(key, value))
+                return int(await jetstream_call(what, lambda: kv.create(key, value)))
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass
             try:
-                entry = await kv.get(key)
+                entry = await jetstream_call(what, lambda: kv.get(key))
             except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
                 continue  # it expired or was released in between: try again
         holder = _holder(entry.value)
+        if token is not None and holder.get("token") == token:
+            log.info("replica_claim_recovered", projection=projection, replica=replica)
+            return int(entry.revision or 0)
         if seen is None:
             seen = (int(entry.revision or 0), holder)
             log.info("replica_claim_held", projection=projection, replica=replica, **holder)
         elif int(entry.revision or 0) != seen[0] or anyio.current_time() > deadline:
             raise _refusal(projection, replica, holder, ttl)
         await anyio.sleep(POLL)
+
+
+async def _renewed(kv: KeyValue, key: str, value: bytes, revision: int) -> int | None:
+    """Renew the claim at ``revision``; its new revision, or None when another replica holds it."""
+    try:
+        return int(await kv.update(key, value, last=revision))
+    except nats.js.errors.KeyWrongLastSequenceError:
+        pass
+    # Our last renewal was stored though its answer was lost, or our claim is gone (expired
+    # while this process was stalled, or the server lost it).
+    try:
+        entry = await kv.get(key)
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        entry = None
+    if entry is not None and _holder(entry.value).get("token") == _holder(value).get("token"):
+        return int(entry.revision or 0)
+    try:
+        return int(await kv.create(key, value))
+    except nats.js.errors.KeyWrongLastSequenceError:
+        return None
 
 
 @contextlib.asynccontextmanager
@@ -126,17 +158,18 @@ async def claimed(
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
 ) -> AsyncIterator[None]:
     """Hold the claim of ``projection``/``replica`` while the context runs."""
-    with waiting_for_jetstream(startup_timeout):
-        kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
     key = claim_key(projection, replica)
     value = orjson.dumps(
         {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            "token": uuid.uuid4().hex,
         }
     )
-    revision = await _take(kv, key, value, ttl)
+    with waiting_for_jetstream(startup_timeout):
+        kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
+        revision = await _take(kv, key, value, ttl)
     holder = _holder(value)
 
     async def renew() -> None:
@@ -144,15 +177,14 @@ async def claimed(
         while True:
             await anyio.sleep(ttl / 3)
             try:
-                revision = int(await kv.update(key, value, last=revision))
-            except nats.js.errors.KeyWrongLastSequenceError:
-                try:  # our claim is gone (expired while we were stalled, or the server lost it)
-                    revision = int(await kv.create(key, value))
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    log.error("replica_claim_lost", projection=projection, replica=replica)
-                    raise _refusal(projection, replica, holder, ttl) from None
+                renewed = await _renewed(kv, key, value, revision)
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning("replica_claim_renewal_failed", error=str(exc) or type(exc).__name__)
+                continue
+            if renewed is None:
+                log.error("replica_claim_lost", projection=projection, replica=replica)
+                raise _refusal(projection, replica, holder, ttl)
+            revision = renewed
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(renew)

@@ -292,8 +292,14 @@ class ProjectionSnapshotStore:
     async def load(self, projection: Projection[M], info: ProjectionSnapshot) -> M:
         """Download and decode one snapshot; raise :class:`CorruptSnapshot` when it is bad."""
         sink = _Inflater()
-        try:
+
+        async def download() -> None:
+            nonlocal sink
+            sink = _Inflater()  # each attempt from the first chunk
             await self.obs.get(info.object_name, writeinto=sink)  # type: ignore[arg-type]
+
+        try:  # at start, waits for JetStream like the bucket and the listing before it
+            await jetstream_call(f"snapshot {info.object_name}", download)
         except nats.js.errors.DigestMismatchError:
             raise CorruptSnapshot("the snapshot's digest does not match its bytes") from None
         except (nats.js.errors.ObjectNotFoundError, nats.js.errors.BadObjectMetaError) as exc:

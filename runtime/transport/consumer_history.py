@@ -29,7 +29,8 @@ from nats.aio.msg import Msg
 from ..errors import Internal, JetStreamError, Timeout
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ, RawMessage
-from .direct_get import Cut, DirectGetter, rfc3339
+from ..wire.timestamps import format_timestamp
+from .direct_get import Cut, DirectGetter
 from .nats_errors import nats_call
 
 
@@ -54,7 +55,7 @@ class _Read:
         raw = RawMessage(
             seq=int(tokens[at]),
             subject=self.subject,
-            timestamp=rfc3339(int(tokens[at + 2])),
+            timestamp=format_timestamp(int(tokens[at + 2])),
             headers=msg.headers or {},
             data=msg.data,
         )

@@ -10,53 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import Internal, InvalidInput, NoResponders, Timeout, excerpt
+from ..errors import Internal, NoResponders, Timeout
 from ..wire import codec
 from ..wire.envelope import RawMessage
+from ..wire.timestamps import stored_timestamp, timestamp_ns
 from .nats_errors import nats_call
-
-RFC3339 = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
-    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
-)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def timestamp_ns(text: str) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time, exactly (stream timestamps have ns).
-
-    Raises :class:`InvalidInput` for anything else, including a time without an offset.
-    """
-    match = RFC3339.fullmatch(text.strip())
-    if match is None:
-        raise InvalidInput(
-            f"{excerpt(text)} is not an RFC 3339 time such as 2026-11-26T10:00:00Z",
-            details={"field": "time"},
-        )
-    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
-    try:
-        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{excerpt(text)} is not a valid time: {exc}", details={"field": "time"}
-        ) from None
-    seconds = (moment - EPOCH) // timedelta(seconds=1)
-    return seconds * 1_000_000_000 + int((match["frac"] or "0")[:9].ljust(9, "0"))
-
-
-def rfc3339(ns: int) -> str:
-    """The RFC 3339 UTC time of ``ns`` nanoseconds since the epoch, to the nanosecond (the form
-    of the server's ``Nats-Time-Stamp`` header)."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    moment = EPOCH + timedelta(seconds=seconds)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
 class Cut:
@@ -104,7 +67,7 @@ class _Batch:
                 RawMessage(
                     seq=int(headers["Nats-Sequence"]),
                     subject=headers["Nats-Subject"],
-                    timestamp=headers.get("Nats-Time-Stamp", ""),
+                    timestamp=stored_timestamp(headers.get("Nats-Time-Stamp", "")),
                     headers=headers,
                     data=msg.data,
                 )

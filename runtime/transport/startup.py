@@ -79,25 +79,31 @@ def is_transient(exc: Exception) -> bool:
     responders"): at start that cannot be told from a server still recovering its store, so it
     is waited for too, and reported as what it probably is once the deadline passes.
     """
-    # nats-py's TimeoutError is also the built-in one (through asyncio's).
-    if isinstance(exc, TimeoutError | nats.errors.NoRespondersError):
+    # nats-py's TimeoutError is also the built-in one (through asyncio's). A publish to a
+    # stream without a leader yet (a bucket created a moment ago) finds no responders too.
+    if isinstance(
+        exc, TimeoutError | nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError
+    ):
         return True
     if isinstance(exc, nats.js.errors.ServiceUnavailableError):  # without a code: no responders
         return True
     if isinstance(exc, nats.js.errors.APIError):
-        return exc.code == 503 or exc.err_code in TRANSIENT_ERR_CODES
+        # Some of nats-py's own subclasses (the KV ones) never set the codes.
+        code, err_code = getattr(exc, "code", None), getattr(exc, "err_code", None)
+        return code == 503 or err_code in TRANSIENT_ERR_CODES
     return False
 
 
 async def jetstream_call(what: str, call: Callable[[], Awaitable[T]]) -> T:
     """Make one JetStream API call, ``call()``, for ``what`` (e.g. "the event stream EVENTS").
 
-    Outside a start-up window it is made once. Inside one, transient failures are retried until
-    the window's deadline; the last one is raised (with the JetStream client's own exception
-    type, for the caller to translate).
+    Outside a start-up window it is made once, as it is once the window's deadline has passed
+    (a task started inside a window inherits it). Inside one, transient failures are retried
+    until the window's deadline; the last one is raised (with the JetStream client's own
+    exception type, for the caller to translate).
     """
     window = _window.get()
-    if window is None:
+    if window is None or time.monotonic() >= window.deadline:
         return await call()
     attempt = 0
     while True:

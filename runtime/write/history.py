@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar
 
 from ..domain.aggregate import Aggregate
 from ..errors import InvalidInput, NotFound
-from ..transport.direct_get import timestamp_ns
 from ..wire import codec
 from ..wire.envelope import Commit
 from ..wire.naming import check_id
+from ..wire.timestamps import timestamp_ns
 from .store import EventStore
 
 S = TypeVar("S")

@@ -9,6 +9,7 @@ the mapping it says so once and serves every command through the queue group, in
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ async def run_worker(
     the commands already queued finish and answer, and only then does the event store close.
     """
     settings = settings or WorkerSettings()
+    start_by = time.monotonic() + settings.startup_timeout
     store = EventStore(nc, settings.stream, timeout=settings.timeout)
     try:
         snapshots: SnapshotStore | None = None
@@ -90,7 +92,9 @@ async def run_worker(
                     for service in services:
                         await service.start(any_partition=settings.partitioned is False)
                     if coordinator is not None:
-                        await coordinator.round()
+                        # The first round is part of starting: its lease bucket may be new.
+                        with waiting_for_jetstream(start_by - time.monotonic()):
+                            await coordinator.round()
                         tg.start_soon(coordinator.run)
                     mark_ready(settings.ready_file, _instances(services))
                     log.info(

@@ -38,6 +38,8 @@ class CommandLoad:
     gave_up: list[tuple[str, str]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # not retried: (id, code)
     errors: Counter[str] = field(default_factory=Counter)
+    # command id -> aggregate id, of the commands that timed out at least once
+    unanswered: dict[str, str] = field(default_factory=dict)
     in_flight: int = 0
 
     def acked_after(self, moment: float) -> list[float]:
@@ -76,6 +78,8 @@ class CommandLoad:
                     )
                 except CqrsError as exc:
                     self.errors[exc.code] += 1
+                    if exc.code == "timeout":
+                        self.unanswered[command_id] = aggregate_id
                     if not self.retry:
                         self.refused.append((command_id, exc.code))
                         return

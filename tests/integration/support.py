@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import api
 
 from runtime import Aggregate, EventMeta, ProcessManager, Reaction, Rejected, Send
+from runtime.read.status import gather
 from runtime.wire.envelope import H_COMMAND_ID, H_VERSION
+
+from .procs import wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +106,18 @@ async def stream_commits(nc: NATS, stream: str = "EVENTS") -> list[StoredCommit]
 async def message_count(nc: NATS, stream: str = "EVENTS") -> int:
     info = await nc.jetstream().stream_info(stream)
     return int(info.state.messages)
+
+
+async def discovery_replies(nc: NATS, subject: str, count: int) -> list[Any]:
+    """The replies of ``count`` service instances to a discovery request (``$SRV...``), asked
+    again until all of them answer within one scatter-gather window (a busy machine may delay
+    one past it)."""
+    found: list[Any] = []
+
+    async def all_answered() -> bool:
+        nonlocal found
+        found = await gather(nc, subject)
+        return len(found) >= count
+
+    await wait_until(all_answered, 30, f"{count} replies to {subject}")
+    return found

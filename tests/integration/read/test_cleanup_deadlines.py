@@ -29,10 +29,13 @@ async def test_a_projector_stops_by_its_deadline_when_the_server_hangs(
     pid = nats_server.process.pid
     try:
         with anyio.fail_after(SLOW / 2):  # without deadlines this would wait out SLOW
-            with anyio.move_on_after(DEADLINE):
+            # The shutdown deadline starts once the server is frozen, however long the start took.
+            with anyio.CancelScope() as shutdown:
                 async with run_replica(nc, orders, settings) as replica:
                     assert await replica.wait_for(3, timeout=10)
                     os.kill(pid, signal.SIGSTOP)
+                    shutdown.deadline = anyio.current_time() + DEADLINE
                     await anyio.sleep_forever()
+            assert shutdown.cancelled_caught
     finally:
         os.kill(pid, signal.SIGCONT)

@@ -21,10 +21,10 @@ from runtime import (
 )
 from runtime.domain.app import App
 from runtime.ops.run import run_app
-from runtime.read.status import gather
 from runtime.testing import ProjectionSpec
 
 from ..projection_support import append_orders, order_created, read_commits
+from ..support import discovery_replies
 
 SETTINGS = ProjectorSettings(
     replica="r1", snapshot_every=None, snapshot_interval=None, stale_timeout=0.5
@@ -107,7 +107,7 @@ async def test_two_replicas_converge_and_share_the_queries(nc: NATS, store: Even
         client = Client(nc)
         for i in range(60):
             await client.query("orders", "get_order_by_id", {"order_id": f"o-{i}"})
-        stats = await gather(nc, "$SRV.STATS.projection-orders")
+        stats = await discovery_replies(nc, "$SRV.STATS.projection-orders", 2)
         served = sorted(s["endpoints"][0]["num_requests"] for s in stats)
         assert len(served) == 2 and min(served) > 0 and sum(served) == 60
         replicas = {s["endpoints"][0]["data"]["replica"] for s in stats}
@@ -117,7 +117,7 @@ async def test_two_replicas_converge_and_share_the_queries(nc: NATS, store: Even
 async def test_queries_are_discoverable(nc: NATS, store: EventStore) -> None:
     """$SRV.INFO lists the projection's query subject and queries, like the commands."""
     async with run_replica(nc, orders, SETTINGS):
-        [info] = await gather(nc, "$SRV.INFO.projection-orders")
+        [info] = await discovery_replies(nc, "$SRV.INFO.projection-orders", 1)
         assert info["endpoints"][0]["subject"] == "query.orders.*"
         assert info["metadata"]["queries"] == "get_order_by_id,get_orders_for_user"
 

@@ -12,11 +12,11 @@ from nats.micro.service import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RES
 
 from aggregates import AGGREGATES
 from runtime import InvalidInput, run_worker
-from runtime.read.status import gather
 from runtime.transport.micro import MicroService, Request
 from runtime.wire import codec
 
 from ..procs import wait_until
+from ..support import discovery_replies
 
 
 def echo_service(nc: NATS, **kwargs: Any) -> MicroService:
@@ -103,7 +103,7 @@ async def test_an_invalid_command_counts_as_an_error_of_the_aggregate_service(nc
     """A worker's $SRV.STATS counts a refused command in num_errors, with its code."""
     async with run_worker(nc, AGGREGATES):
         await nc.request("cmd.user.u-1.create", b'{"name": "A"}', timeout=5)
-        [stats] = await gather(nc, "$SRV.STATS.aggregate-user", timeout=1.0)
+        [stats] = await discovery_replies(nc, "$SRV.STATS.aggregate-user", 1)
         pong = await nc.request(f"$SRV.PING.aggregate-user.{stats['id']}", b"", timeout=2)
     [endpoint] = stats["endpoints"]
     assert (endpoint["num_requests"], endpoint["num_errors"]) == (1, 1)

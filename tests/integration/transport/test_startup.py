@@ -86,7 +86,7 @@ async def test_processes_started_before_the_cluster_forms_serve_once_it_has(
             node.kill()
 
 
-@pytest.mark.parametrize("command", ["worker", "projector", "processes"])
+@pytest.mark.parametrize("command", ["worker", "projector", "processes", "dev"])
 async def test_a_process_gives_up_on_a_server_without_jetstream_after_its_startup_timeout(
     tmp_path: Path, command: str
 ) -> None:
@@ -105,7 +105,12 @@ async def test_a_process_gives_up_on_a_server_without_jetstream_after_its_startu
             user=None,
             command=command,
             app=EVERYTHING,
-            extra=("--startup-timeout", "2"),
+            # `cqrs dev` uses the server NATS_URL names; its gateway must not take a busy port.
+            extra=(
+                "--startup-timeout",
+                "2",
+                *(("--gateway-port", "0") if command == "dev" else ()),
+            ),
         )
         with worker_processes(proc):
             code = await proc.wait_exit(60)

@@ -29,10 +29,10 @@ from runtime import (
     run_worker,
 )
 from runtime.cli import app as cli
-from runtime.transport.direct_get import timestamp_ns
 from runtime.transport.embedded import EmbeddedServer
 from runtime.wire import codec
 from runtime.wire.envelope import Commit
+from runtime.wire.timestamps import timestamp_ns
 from runtime.write.actor import Actor
 
 from ..ledger import make_ledger, send

@@ -107,3 +107,17 @@ def test_connecting_commands_share_the_connection_options(command: str) -> None:
     assert params["nats_url"].envvar == "NATS_URL"  # type: ignore[attr-defined]
     assert "--nats" in params["nats_url"].opts
     assert params["connect_timeout"].envvar == "CQRS_CONNECT_TIMEOUT"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", ["dev", "worker", "projector", "processes", "gateway"])
+def test_every_long_running_command_takes_the_startup_timeout(command: str) -> None:
+    """Each long-running command takes --startup-timeout (and CQRS_STARTUP_TIMEOUT), so one
+    setting serves a whole deployment."""
+    group = typer.main.get_command(app)
+    options = {
+        name: param
+        for param in group.commands[command].params  # type: ignore[attr-defined]
+        for name in getattr(param, "opts", [])
+    }
+    assert "--startup-timeout" in options
+    assert options["--startup-timeout"].envvar == "CQRS_STARTUP_TIMEOUT"

@@ -43,11 +43,12 @@ class Flaky:
         nats.js.errors.ServiceUnavailableError(),
         NO_LEADER,
         nats.js.errors.ServerError(code=500, err_code=10009, description="no leader"),
+        nats.js.errors.NoStreamResponseError(),
     ],
 )
 def test_no_answer_and_no_leader_are_transient(error: Exception) -> None:
-    """Timeouts, no responders, 503s and "cannot handle the request" mean JetStream is not there
-    yet."""
+    """Timeouts, no responders (to an API call or a publish), 503s and "cannot handle the
+    request" mean JetStream is not there yet."""
     assert is_transient(error)
 
 
@@ -57,6 +58,7 @@ def test_no_answer_and_no_leader_are_transient(error: Exception) -> None:
         nats.js.errors.NotFoundError(code=404, err_code=10059, description="stream not found"),
         nats.js.errors.BadRequestError(code=400, err_code=10058, description="name in use"),
         nats.js.errors.ServerError(code=500, err_code=10074, description="replicas > 1"),
+        nats.js.errors.KeyWrongLastSequenceError(description="wrong last sequence: 4"),
         ValueError("a bug"),
     ],
 )
@@ -114,3 +116,17 @@ def test_a_transient_raw_api_error_is_raised_for_the_wait() -> None:
     with pytest.raises(nats.js.errors.ServiceUnavailableError):
         raise_if_transient({"code": 503, "err_code": 10008, "description": "unavailable"})
     raise_if_transient({"code": 404, "err_code": 10014, "description": "consumer not found"})
+
+
+async def test_a_window_past_its_deadline_makes_a_call_once_without_waiting() -> None:
+    """A call made after the window's deadline (in a task the window's block started) fails at
+    once, as outside a window, and logs nothing."""
+    call = Flaky(NO_LEADER)
+    with (
+        capture_logs() as logs,
+        waiting_for_jetstream(-1, QUICK),
+        pytest.raises(nats.js.errors.ServiceUnavailableError),
+    ):
+        await jetstream_call("the lease bucket X", call)
+    assert call.calls == 1
+    assert logs == []

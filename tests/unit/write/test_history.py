@@ -1,13 +1,9 @@
-"""Past states without NATS: folding prefixes of commits, diffs, and RFC 3339 times."""
+"""Past states without NATS: folding prefixes of commits, and diffs."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
-from runtime import InvalidInput
-from runtime.transport.direct_get import timestamp_ns
 from runtime.wire.envelope import Commit, StoredEvent
 from runtime.write.history import diff_states, fold_until
 from tests.commits import make_commit
@@ -48,16 +44,3 @@ def test_a_diff_lists_only_the_fields_that_changed() -> None:
         {"path": "address.city", "before": "Bern", "after": "Genf"},
         {"path": "status", "before": "paid", "after": "shipped"},
     ]
-
-
-def test_stream_timestamps_keep_their_nanoseconds_and_offsets_count() -> None:
-    """Times compare exactly to the nanosecond, whatever offset they are written in."""
-    assert timestamp_ns("1970-01-01T00:00:01.000000001Z") == 1_000_000_001
-    assert timestamp_ns("2026-11-26T12:00:00.5+02:00") == timestamp_ns("2026-11-26T10:00:00.5Z")
-
-
-@pytest.mark.parametrize("text", ["yesterday", "2026-11-26", "2026-11-26T10:00:00"])
-def test_a_time_without_date_clock_and_offset_is_invalid(text: str) -> None:
-    """Anything but a full RFC 3339 time with an offset is refused."""
-    with pytest.raises(InvalidInput):
-        timestamp_ns(text)
