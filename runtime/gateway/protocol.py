@@ -128,14 +128,17 @@ class GuardedProtocol(HttpToolsProtocol):
         idle connection is closed silently, as HTTP expects of keep-alive."""
         if self.transport.is_closing():
             return
-        cycle = self.cycle
-        if (
-            self.phase in (HEAD, BODY)
-            and not self.pipeline
-            and (cycle is None or cycle.response_complete or not cycle.response_started)
-        ):
-            code = "overloaded" if reason == "evicted" else "request_timeout"
-            self._answer(code, "the request did not arrive in time; the connection is closed")
+        cycle = self.cycle  # the newest request whose head is complete
+        if self.pipeline:
+            cut_short = False  # answers are still due on it, in order
+        elif self.phase == HEAD:
+            cut_short = cycle is None or cycle.response_complete
+        else:
+            cut_short = self.phase == BODY and cycle is not None and not cycle.response_started
+        if cut_short and reason == "evicted":
+            self._answer("overloaded", "too many connections: this unfinished request made room")
+        elif cut_short:
+            self._answer("request_timeout", "the request did not arrive in time")
         self.registry.stats.close(reason)
         self.registry.forget(self)
         self.transport.close()

@@ -279,6 +279,20 @@ async def test_oversized_heads_are_refused(gateway: Gateway, head: str, status: 
     assert b"connection: close" in answer
 
 
+async def test_pipelined_requests_are_answered_up_to_a_bound(gateway: Gateway) -> None:
+    """Ten pipelined requests on one connection are all answered in order; a connection that
+    pipelines forty at once is closed rather than buffered, and counted."""
+    before = await gateway.closed("too_many_pipelined")
+    request = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    with gateway.connect() as sock:
+        sock.sendall(request * 9 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        assert _read_all(sock).count(b"HTTP/1.1 200 ") == 10
+    with gateway.connect() as sock:
+        sock.sendall(request * 40)
+        assert _read_all(sock).count(b"HTTP/1.1 200 ") < 40
+    assert await gateway.closed("too_many_pipelined") == before + 1
+
+
 async def test_one_client_cannot_take_every_request_slot(gateway: Gateway) -> None:
     """A client (here: an address) with its limit of requests in flight is answered 429 with
     Retry-After, while another client is still served."""
