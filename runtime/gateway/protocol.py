@@ -120,7 +120,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self.deadline = time.monotonic() + seconds
         waiting = self.registry.waiting
         waiting.pop(self, None)
-        waiting[self] = None  # to the end: the newest waiter is the last evicted
+        if self.cycle is None or self.cycle.response_complete:
+            # To the end: the newest waiter is the last evicted. A connection still answering
+            # an earlier request (a pipelined head arriving) is not evicted at all.
+            waiting[self] = None
 
     def close_for(self, reason: str) -> None:
         """Close the connection, counted under ``reason``. A request cut short is answered
@@ -264,6 +267,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         elif self.phase == APP:
             self._wait(IDLE, self.limits.idle_timeout)
+        elif self.phase == HEAD:
+            self.registry.waiting[self] = None  # answered; now only a head is pending
 
 
 def guarded_protocol(connections: Connections) -> type[GuardedProtocol]:
