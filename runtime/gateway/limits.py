@@ -73,8 +73,8 @@ class ClientLimiter:
     already has ``limit`` commands and queries in flight, so one client cannot take every
     connection's worth of NATS requests.
 
-    A client is its bearer token when tokens are required (the raw ``Authorization`` value: an
-    invalid one is answered 401 at once and costs no NATS request) and its address otherwise;
+    A client is its bearer token when tokens are required (not yet checked: an invalid one is
+    answered 401 at once and costs no NATS request) and its address otherwise;
     behind a reverse proxy that address is the one the proxy puts in ``X-Forwarded-For``, which
     uvicorn honours for the proxies in ``FORWARDED_ALLOW_IPS`` (loopback by default). Only
     clients with a request in flight are remembered, so the table is bounded by the connections.
@@ -116,7 +116,9 @@ class ClientLimiter:
         if self.by_token:
             for name, value in scope["headers"]:
                 if name == b"authorization":
-                    return value
+                    # The token as Tokens.authenticate reads it, so that spelling the scheme
+                    # or the spaces differently does not make another client of the same token.
+                    return value.partition(b" ")[2].strip()
             return b""
         client = scope.get("client")
         return client[0] if client else ""

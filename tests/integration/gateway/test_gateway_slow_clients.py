@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import httpx
@@ -332,24 +331,3 @@ async def test_one_client_cannot_take_every_request_slot(gateway: Gateway) -> No
         assert sorted(statuses) == [409] * (PER_CLIENT + 1)
     finally:
         await nc.close()
-
-
-def test_the_limits_are_documented_options(tmp_path: Path) -> None:
-    """Each deadline and limit is an option of `cqrs gateway`, with its environment variable."""
-    from typer.testing import CliRunner
-
-    from runtime.cli import app
-
-    text = CliRunner().invoke(app, ["gateway", "--help"], env={"COLUMNS": "200"}).output
-    for option in (
-        "--header-timeout",
-        "--body-timeout",
-        "--body-min-rate",
-        "--idle-timeout",
-        "--max-connections",
-        "--max-header-size",
-        "--max-headers",
-        "--max-url-length",
-        "--max-in-flight-per-client",
-    ):
-        assert option in text

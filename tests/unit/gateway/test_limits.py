@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import anyio
@@ -38,8 +39,10 @@ class Held:
         await send({"type": "http.response.body", "body": b""})
 
 
-def scope(path: str, token: bytes | None = None, client: str = "192.0.2.1") -> dict[str, Any]:
-    headers = [(b"authorization", b"Bearer " + token)] if token else []
+def scope(
+    path: str, token: bytes | None = None, client: str = "192.0.2.1", scheme: bytes = b"Bearer "
+) -> dict[str, Any]:
+    headers = [(b"authorization", scheme + token)] if token else []
     return {"type": "http", "path": path, "headers": headers, "client": (client, 50000)}
 
 
@@ -72,12 +75,13 @@ async def test_a_token_at_its_limit_is_answered_429_and_another_token_is_not() -
         tg.start_soon(one, b"t1")
         await anyio.wait_all_tasks_blocked()
         assert await call(limiter, scope("/queries/p/q", b"t1")) == 429
+        assert await call(limiter, scope("/queries/p/q", b"t1 ", scheme=b"bearer   ")) == 429
         tg.start_soon(one, b"t2")
         await anyio.wait_all_tasks_blocked()
         assert app.entered == 3
         app.release.set()
     assert statuses == [200, 200, 200]
-    assert stats.limited == 1
+    assert stats.limited == 2
     assert limiter.in_flight == {}
 
 
@@ -90,3 +94,16 @@ async def test_routes_that_spend_no_nats_request_are_not_limited() -> None:
     assert await call(limiter, scope("/healthz")) == 200
     assert await call(limiter, scope("/commands/a/1/b")) == 429
     assert await call(limiter, scope("/commands/a/1/b", client="192.0.2.2")) == 200
+
+
+def test_the_limits_are_options_of_cqrs_gateway() -> None:
+    """Each deadline and limit is an option of `cqrs gateway`, with its environment variable."""
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    text = CliRunner().invoke(app, ["gateway", "--help"], env={"COLUMNS": "300"}).output
+    for field in fields(ConnectionLimits):
+        option = "--" + field.name.replace("_", "-")
+        assert option in text, option
+        assert "CQRS_GATEWAY_" + field.name.upper() in text, field.name
