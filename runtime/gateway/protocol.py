@@ -78,10 +78,10 @@ class Connections:
             self._timer = None
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(SWEEP_PERIOD, self._sweep, loop)  # first: come what may
         now = time.monotonic()
         for connection in [c for c in self.open if 0 < c.deadline < now]:
             connection.close_for(TIMED_OUT[connection.phase])
-        self._timer = loop.call_later(SWEEP_PERIOD, self._sweep, loop)
 
 
 class _Refused(Exception):
@@ -107,7 +107,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.limits = self.registry.limits
         self.phase = IDLE
         self.deadline = 0.0  # monotonic; 0: none
-        self.head_size = 0  # bytes of the head not yet parsed into a complete line
+        self.head_size = 0  # bytes received while the head was still incomplete
         self.line_size = 0  # bytes of the request target and the complete header lines
         self.header_count = 0
         self.body_length = -1  # the Content-Length, -1 when none (chunked, or no body)
