@@ -79,7 +79,10 @@ def _raise_file_limit(connections: int) -> None:
     wanted = connections + 256
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a platform ceiling below the hard limit (macOS)
+            target = soft
         if target < wanted:
             log.warning("gateway_file_limit_low", max_connections=connections, open_files=target)
 
