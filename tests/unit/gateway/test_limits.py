@@ -7,9 +7,13 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import generate_latest
+from typer.testing import CliRunner
 
+from runtime.cli import app as cli
 from runtime.errors import ConfigurationError
 from runtime.gateway.limits import ClientLimiter, ConnectionLimits, LimitStats
+from runtime.observability.metrics import Metrics
 
 
 def test_a_body_deadline_grows_with_its_length_at_the_minimum_rate() -> None:
@@ -98,12 +102,22 @@ async def test_routes_that_spend_no_nats_request_are_not_limited() -> None:
 
 def test_the_limits_are_options_of_cqrs_gateway() -> None:
     """Each deadline and limit is an option of `cqrs gateway`, with its environment variable."""
-    from typer.testing import CliRunner
-
-    from runtime.cli import app
-
-    text = CliRunner().invoke(app, ["gateway", "--help"], env={"COLUMNS": "300"}).output
+    text = CliRunner().invoke(cli, ["gateway", "--help"], env={"COLUMNS": "300"}).output
     for field in fields(ConnectionLimits):
         option = "--" + field.name.replace("_", "-")
         assert option in text, option
         assert "CQRS_GATEWAY_" + field.name.upper() in text, field.name
+
+
+def test_what_the_limits_did_is_in_the_metrics() -> None:
+    """Closed connections by reason, open connections and 429s are series of the process."""
+    registry = Metrics()
+    stats = LimitStats(closed={"header_timeout": 2, "evicted": 5}, open=3, limited=1)
+    registry.watch_gateway(stats)
+    text = generate_latest(registry.registry).decode()
+    assert 'cqrs_http_connections_closed_total{reason="header_timeout"} 2.0' in text
+    assert 'cqrs_http_connections_closed_total{reason="evicted"} 5.0' in text
+    assert "cqrs_http_open_connections 3.0" in text
+    assert "cqrs_http_client_limited_total 1.0" in text
+    registry.unwatch_gateway(stats)
+    assert "cqrs_http_open_connections 3.0" not in generate_latest(registry.registry).decode()
