@@ -2,9 +2,10 @@
 ASGI forwarder (:mod:`runtime.bench.gateway_baseline`) in the same run.
 
 One embedded nats-server, one worker and one projection replica serve both sides. The gateway
-(``cqrs gateway``) and the baseline each run in a process of their own behind the same uvicorn
-set-up, and one load generator drives both with the same requests: aiohttp, whose client costs
-a fraction of httpx's per request, so the generator is not what limits either side. Every
+(``cqrs gateway``) and the baseline each run in a process of their own under uvicorn (the
+gateway with its connection deadlines and limits, the baseline without), and one load
+generator drives both with the same requests: aiohttp, whose client costs a fraction of
+httpx's per request, so the generator is not what limits either side. Every
 aggregate is warmed first on each side; the timed rounds alternate between the sides so a noisy
 neighbour slows both alike.
 """

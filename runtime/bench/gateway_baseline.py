@@ -3,8 +3,9 @@ same HTTP requests to the same NATS responders with raw nats-py.
 
 It does what any correct forwarder must (split the path, read the body, pass the idempotency
 key, send the request, return the reply with its sequence) and nothing else: no validation, no
-problem documents, no tokens. ``python -m runtime.bench.gateway_baseline`` and the gateway side
-both serve through :func:`runtime.gateway.server.serve_asgi`, so they differ only in the app.
+problem documents, no tokens, no deadlines or limits on its connections.
+``python -m runtime.bench.gateway_baseline`` and the gateway side both serve through
+:func:`runtime.gateway.server.serve_asgi`, this one as plain uvicorn with httptools.
 """
 
 from __future__ import annotations

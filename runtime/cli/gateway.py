@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
 
 from ..domain.app import DEFAULT_APP
-from ..gateway import GatewaySettings, Tokens, run_gateway
+from ..gateway import ConnectionLimits, GatewaySettings, Tokens, run_gateway
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -39,6 +39,13 @@ from .common import (
 from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
+DEFAULTS = ConnectionLimits()
+
+
+def _option(name: str, help: str, min: float) -> Any:
+    """A ``cqrs gateway`` limit option, read also from ``CQRS_GATEWAY_<NAME>``."""
+    env = "CQRS_GATEWAY_" + name.removeprefix("--").replace("-", "_").upper()
+    return typer.Option(name, envvar=env, help=help, min=min)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +76,60 @@ def gateway(
         float,
         typer.Option("--timeout", envvar="CQRS_GATEWAY_TIMEOUT", help="Seconds per request (504)."),
     ] = 10.0,
+    max_connections: Annotated[
+        int,
+        _option(
+            "--max-connections",
+            "Connections open at once; at the cap the oldest idle or unfinished one is closed.",
+            min=1,
+        ),
+    ] = DEFAULTS.max_connections,
+    header_timeout: Annotated[
+        float,
+        _option(
+            "--header-timeout",
+            "Seconds from a request's first byte to its last header (then 408, closed).",
+            min=0.1,
+        ),
+    ] = DEFAULTS.header_timeout,
+    body_timeout: Annotated[
+        float,
+        _option(
+            "--body-timeout",
+            "Seconds a request body may take, plus its length at --body-min-rate (then 408).",
+            min=0.1,
+        ),
+    ] = DEFAULTS.body_timeout,
+    body_min_rate: Annotated[
+        int, _option("--body-min-rate", "Bytes per second a body must at least arrive at.", min=1)
+    ] = DEFAULTS.body_min_rate,
+    idle_timeout: Annotated[
+        float,
+        _option(
+            "--idle-timeout",
+            "Seconds a connection may stay open without a request (keep-alive) before closing.",
+            min=0.1,
+        ),
+    ] = DEFAULTS.idle_timeout,
+    max_header_size: Annotated[
+        int,
+        _option("--max-header-size", "Bytes of request line and headers (431 beyond).", min=256),
+    ] = DEFAULTS.max_header_size,
+    max_headers: Annotated[
+        int, _option("--max-headers", "Header lines of a request (431 beyond).", min=1)
+    ] = DEFAULTS.max_headers,
+    max_url_length: Annotated[
+        int, _option("--max-url-length", "Bytes of a request's target (414 beyond).", min=16)
+    ] = DEFAULTS.max_url_length,
+    max_in_flight_per_client: Annotated[
+        int,
+        _option(
+            "--max-in-flight-per-client",
+            "Commands and queries one token (without tokens: one address) may have in flight "
+            "(429 beyond).",
+            min=1,
+        ),
+    ] = DEFAULTS.max_in_flight_per_client,
     shutdown_timeout: ShutdownTimeout = 30.0,
     # Taken like every long-running command's, so that one CQRS_STARTUP_TIMEOUT serves a whole
     # deployment; the gateway itself makes no JetStream call while it starts, so nothing waits.
@@ -103,6 +164,17 @@ def gateway(
             tokens=Tokens.load(tokens_file) if tokens_file else Tokens(),
             max_body_size=max_body_size,
             timeout=timeout,
+            limits=ConnectionLimits(
+                max_connections=max_connections,
+                header_timeout=header_timeout,
+                body_timeout=body_timeout,
+                body_min_rate=body_min_rate,
+                idle_timeout=idle_timeout,
+                max_header_size=max_header_size,
+                max_headers=max_headers,
+                max_url_length=max_url_length,
+                max_in_flight_per_client=max_in_flight_per_client,
+            ),
         )
         application = ctx.app()
         return lambda nc: run_gateway(nc, application, settings, drain_timeout=drain_budget)

@@ -3,6 +3,7 @@ from the same schemas the runtime validates with (``cqrs gateway``)."""
 
 from .app import GatewaySettings, create_app
 from .auth import Tokens
+from .limits import ConnectionLimits
 from .server import run_gateway
 
-__all__ = ["GatewaySettings", "Tokens", "create_app", "run_gateway"]
+__all__ = ["ConnectionLimits", "GatewaySettings", "Tokens", "create_app", "run_gateway"]

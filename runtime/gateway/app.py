@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -49,6 +49,7 @@ from ..transport.readiness import ping
 from ..wire import codec
 from ..wire.naming import check_id, service_name
 from .auth import Tokens
+from .limits import ConnectionLimits
 from .openapi import openapi_document
 from .problems import problem, problem_for
 
@@ -74,7 +75,7 @@ class GatewaySettings:
     tokens: Tokens = field(default_factory=Tokens)
     max_body_size: int = 512 * 1024
     timeout: float = 10.0  # seconds a command or query may take before the answer is 504
-    max_connections: int = 1024
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # deadlines, sizes, caps
     ready_timeout: float = 1.0  # seconds each service has to answer /readyz's ping
 
 
@@ -277,6 +278,8 @@ class _Route:
         except CqrsError as exc:
             await problem_for(exc)(scope, receive, send)
             return exc.code
+        except ClientDisconnect:  # gone mid-body, or cut off at its deadline: nobody to answer
+            return "disconnected"
         except Exception:
             log.exception("gateway_request_failed", method=request.method, path=scope["path"])
             await problem("internal", "the gateway failed to handle the request")(

@@ -41,14 +41,32 @@ STATUS: dict[str, tuple[int, str]] = {
     "too_large": (413, "Request too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "not_ready": (503, "Not ready"),
+    # answered by the connection itself, before a request reaches the app (.protocol)
+    "request_timeout": (408, "Request not received in time"),
+    "uri_too_long": (414, "Request target too long"),
+    "headers_too_large": (431, "Request header fields too large"),
+    "overloaded": (503, "Too many connections"),
 }
-RETRY_LATER = frozenset({"busy", "stale", "no_responders", "unavailable", "not_ready"})
+RETRY_LATER = frozenset(
+    {"busy", "stale", "no_responders", "unavailable", "not_ready", "overloaded"}
+)
 
 
 def problem(
     code: str, detail: str, details: dict[str, Any] | None = None, *, instance: str | None = None
 ) -> Response:
     """The problem+json response for ``code``."""
+    status, body = problem_body(code, detail, details, instance=instance)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if code in RETRY_LATER else {}
+    if code == "unauthorized":
+        headers["WWW-Authenticate"] = "Bearer"
+    return Response(body, status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def problem_body(
+    code: str, detail: str, details: dict[str, Any] | None = None, *, instance: str | None = None
+) -> tuple[int, bytes]:
+    """The status and the problem+json document of ``code``."""
     status, title = STATUS.get(code, STATUS["internal"])
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
@@ -60,10 +78,7 @@ def problem(
     }
     if instance is not None:
         body["instance"] = instance
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if code in RETRY_LATER else {}
-    if code == "unauthorized":
-        headers["WWW-Authenticate"] = "Bearer"
-    return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
+    return status, orjson.dumps(body)
 
 
 def problem_for(exc: CqrsError, *, instance: str | None = None) -> Response:

@@ -4,12 +4,15 @@ The listening socket is bound before the server starts, so the gateway's URL is 
 connectable) as soon as :func:`run_gateway` yields, also with port 0. Signals stay with the
 runtime (:mod:`runtime.ops.shutdown`): on exit uvicorn stops accepting, finishes the requests in
 flight within the drain budget, and only then does the caller close the NATS connection.
+The gateway's connections run under the deadlines and limits of :mod:`.protocol`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import resource
 import socket
 from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass
@@ -23,8 +26,11 @@ from starlette.types import ASGIApp
 
 from ..domain.app import App
 from ..errors import ServerError
+from ..observability import metrics
 from ..transport.readiness import mark_not_ready, mark_ready
 from .app import GatewaySettings, create_app
+from .limits import ClientLimiter, LimitStats
+from .protocol import Connections, guarded_protocol
 
 log = structlog.get_logger("runtime.gateway")
 
@@ -66,29 +72,49 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def _raise_file_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets and then some (NATS, files): raise the
+    soft limit on open files towards the hard one, as far as needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a platform ceiling below the hard limit (macOS)
+            target = soft
+        if target < wanted:
+            log.warning("gateway_file_limit_low", max_connections=connections, open_files=target)
+
+
 @contextlib.asynccontextmanager
 async def serve_asgi(
     asgi: ASGIApp,
     host: str,
     port: int,
     *,
-    max_connections: int = 1024,
+    connections: Connections | None = None,
     drain_timeout: float = 10.0,
 ) -> AsyncIterator[RunningGateway]:
     """Serve any ASGI app with uvicorn in this event loop until the context exits, then drain
-    it. The gateway and the benchmark's hand-written baseline both run behind this."""
+    it. The gateway serves under ``connections``' deadlines and limits; without them this is
+    plain uvicorn with httptools, as the benchmark's hand-written baseline runs."""
     config = uvicorn.Config(
         asgi,
         host=host,
         port=port,
+        http="httptools" if connections is None else guarded_protocol(connections),
+        ws="none",
         log_config=None,
         access_log=False,
         lifespan="off",
         server_header=False,
-        limit_concurrency=max_connections,
+        limit_concurrency=1024 if connections is None else None,
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = _Server(config)
+    if connections is not None:
+        _raise_file_limit(connections.limits.max_connections)
     sock = _bind(host, port, config.backlog)
     # What start-up allocated (the app's definitions, the CLI, the schemas) lives as long as
     # the process: out of the collector's sight, full collections under load stay short.
@@ -96,6 +122,8 @@ async def serve_asgi(
     gc.freeze()
     bound_host, bound_port = sock.getsockname()[:2]
     running = RunningGateway(str(bound_host), int(bound_port))
+    if connections is not None:
+        connections.start(asyncio.get_running_loop())
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
@@ -104,6 +132,8 @@ async def serve_asgi(
             finally:
                 server.should_exit = True
     finally:
+        if connections is not None:
+            connections.stop()
         sock.close()
 
 
@@ -117,12 +147,20 @@ async def run_gateway(
     middleware: Sequence[Middleware] = (),
 ) -> AsyncIterator[RunningGateway]:
     """Serve the gateway of ``app`` over ``nc`` until the context exits, then drain it."""
-    async with serve_asgi(
+    limits = settings.limits
+    stats = LimitStats()
+    asgi = ClientLimiter(
         create_app(nc, app, settings, middleware=middleware),
-        settings.host,
-        settings.port,
-        max_connections=settings.max_connections,
-        drain_timeout=drain_timeout,
+        limits.max_in_flight_per_client,
+        by_token=settings.tokens.required,
+        stats=stats,
+    )
+    connections = Connections(limits, stats, max_body=settings.max_body_size)
+    process_metrics = metrics.current()
+    if process_metrics is not None:
+        process_metrics.watch_gateway(stats)
+    async with serve_asgi(
+        asgi, settings.host, settings.port, connections=connections, drain_timeout=drain_timeout
     ) as running:
         log.info("gateway_listening", url=running.url, auth=settings.tokens.required)
         # Listed as serving for the process's /readyz on its metrics port (no ready file).
@@ -131,3 +169,5 @@ async def run_gateway(
             yield running
         finally:
             mark_not_ready(None, ["gateway"])
+            if process_metrics is not None:
+                process_metrics.unwatch_gateway(stats)

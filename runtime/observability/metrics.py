@@ -8,8 +8,10 @@ depend on them): ``cqrs_commands_total{aggregate, command, outcome}``,
 query}`` and, per projection replica, ``cqrs_projection_applied_sequence``,
 ``cqrs_projection_lag_events``, ``cqrs_projection_halted`` and
 ``cqrs_projection_snapshot_age_seconds``; the gateway's ``cqrs_http_requests_total{route,
-target, outcome}`` and ``cqrs_http_request_duration_seconds{route, target}``; a worker's
-``cqrs_owned_partitions{aggregate}`` and its lease moves.
+target, outcome}``, ``cqrs_http_request_duration_seconds{route, target}``,
+``cqrs_http_connections_closed_total{reason}``, ``cqrs_http_open_connections`` and
+``cqrs_http_client_limited_total``; a worker's ``cqrs_owned_partitions{aggregate}`` and its
+lease moves.
 
 Metrics are on for a process once :func:`enable` has made its :class:`Metrics`; components look
 it up when they are built (:func:`current`) and keep ``None`` when it is off, so a process
@@ -253,6 +255,65 @@ class _OwnershipCollector(Collector):
         )
 
 
+class GatewaySource(Protocol):
+    """A gateway's connection limits as the metrics see them (``runtime.gateway.limits``)."""
+
+    @property
+    def closed(self) -> Mapping[str, int]:
+        """Connections the gateway closed, by reason."""
+        ...
+
+    @property
+    def open(self) -> int: ...
+
+    @property
+    def limited(self) -> int:
+        """Requests answered 429 by the per-client limit."""
+        ...
+
+
+class _GatewayCollector(Collector):
+    """The connection series of the gateways of this process, read at each scrape."""
+
+    def __init__(self, sources: list[GatewaySource]) -> None:
+        self.sources = sources
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        families = closed, open_, limited = self._families()
+        if not self.sources:
+            return iter(families)
+        reasons: dict[str, int] = {}
+        for source in list(self.sources):
+            for reason, count in dict(source.closed).items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        for reason, count in sorted(reasons.items()):
+            closed.add_metric([reason], count)
+        open_.add_metric([], sum(s.open for s in self.sources))
+        limited.add_metric([], sum(s.limited for s in self.sources))
+        return iter(families)
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "cqrs_http_connections_closed",
+                "Connections the gateway closed by itself, by reason: idle_timeout, "
+                "header_timeout, body_timeout, evicted (at the connection cap), refused (at the "
+                "cap, every connection busy), head_too_large, url_too_long, too_many_pipelined.",
+                labels=["reason"],
+            ),
+            GaugeMetricFamily("cqrs_http_open_connections", "Connections open to the gateway."),
+            CounterMetricFamily(
+                "cqrs_http_client_limited",
+                "Requests answered 429 because their client had too many in flight.",
+                labels=[],
+            ),
+        )
+
+
 class Metrics:
     """Every series of one process, on a registry of its own (not prometheus_client's global
     one, so tests and embedded uses never see another process's series)."""
@@ -286,6 +347,8 @@ class Metrics:
         r.register(_ReplicaCollector(self.replicas))
         self.ownership: list[OwnershipSource] = []
         r.register(_OwnershipCollector(self.ownership))
+        self.gateways: list[GatewaySource] = []
+        r.register(_GatewayCollector(self.gateways))
         ProcessCollector(registry=r)
 
     def aggregate(self, name: str, commands: Iterable[str]) -> AggregateMetrics:
@@ -309,6 +372,13 @@ class Metrics:
         if found is None:
             found = self._http[route] = RequestMetrics(route, targets)
         return found
+
+    def watch_gateway(self, gateway: GatewaySource) -> None:
+        self.gateways.append(gateway)
+
+    def unwatch_gateway(self, gateway: GatewaySource) -> None:
+        if gateway in self.gateways:
+            self.gateways.remove(gateway)
 
     def watch(self, replica: ReplicaSource) -> None:
         self.replicas.append(replica)
