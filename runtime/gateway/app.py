@@ -98,7 +98,7 @@ class Gateway:
         self.max_body = min(settings.max_body_size, max(nc.max_payload - 1024, 0))
         self.services = {service_name("aggregate", a.name): "" for a in app.aggregates}
         self.services |= {service_name("projection", p.name): "" for p in app.projections}
-        self.openapi = orjson.dumps(openapi_document(app))
+        self.openapi = orjson.dumps(openapi_document(app, secured=settings.tokens.required))
 
     # -- commands and queries -----------------------------------------------------------------
 
@@ -367,7 +367,10 @@ def _too_large(limit: int) -> PayloadTooLarge:
 async def _http_problem(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     code = {404: "not_a_route", 405: "method_not_allowed"}.get(status, "malformed")
-    return problem(code, f"{request.method} {request.url.path} is not served here"[:300])
+    response = problem(code, f"{request.method} {request.url.path} is not served here"[:300])
+    if isinstance(exc, HTTPException) and exc.headers and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]  # a 405 names what is served (RFC 9110)
+    return response
 
 
 def create_app(
