@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -49,20 +49,13 @@ from ..transport.readiness import ping
 from ..wire import codec
 from ..wire.naming import check_id, service_name
 from .auth import Tokens
+from .docs import docs_routes
 from .openapi import openapi_document
 from .problems import problem, problem_for
 
 log = structlog.get_logger("runtime.gateway")
 
 MAX_SEQ = 2**63 - 1
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script>
-</body></html>
-"""
 
 
 @dataclass(frozen=True)
@@ -227,9 +220,6 @@ class Gateway:
 
     async def openapi_json(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
-
-    async def docs(self, request: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE.format(title="cqrs-runtime gateway"))
 
 
 TRACE_KEYS = (b"traceparent", b"tracestate")
@@ -399,7 +389,7 @@ def create_app(
             methods=["GET", "POST"],
         ),
         Route("/openapi.json", gateway.openapi_json, methods=["GET"]),
-        Route("/docs", gateway.docs, methods=["GET"]),
+        *docs_routes(),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", _guarded(gateway.readyz), methods=["GET"]),
     ]
