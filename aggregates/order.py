@@ -49,8 +49,10 @@ DEFAULT_CURRENCY = "EUR"  # the currency of every order created before orders ha
 
 # Input rules live on the argument types: the runtime checks them before a handler runs and the
 # OpenAPI document states them.
-Sku = Annotated[NotBlank, Meta(max_length=64)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code")]
+Sku = Annotated[NotBlank, Meta(max_length=64, examples=["book"])]
+Currency = Annotated[
+    str, Meta(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code", examples=["EUR"])
+]
 
 
 @dataclass(frozen=True, slots=True)

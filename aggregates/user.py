@@ -13,11 +13,16 @@ from runtime import Aggregate, NotBlank, Rejected
 # Input rules live on the argument types: the runtime checks them before a handler runs and the
 # OpenAPI document states them. Handlers only normalise (trim, lower-case) and apply business
 # rules.
-Name = Annotated[NotBlank, Meta(max_length=200)]
+Name = Annotated[NotBlank, Meta(max_length=200, examples=["Ada Lovelace"])]
 _PART = r"[^@\x00-\x20\x7f-\xa0]+"  # no @, no whitespace or control character
 Email = Annotated[
     str,
-    Meta(max_length=254, pattern=rf"^{_PART}@{_PART}\.[A-Za-z]{{2,}}$", description="an address"),
+    Meta(
+        max_length=254,
+        pattern=rf"^{_PART}@{_PART}\.[A-Za-z]{{2,}}$",
+        description="an address",
+        examples=["ada@example.com"],
+    ),
 ]
 
 

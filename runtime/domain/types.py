@@ -25,7 +25,11 @@ Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="a count of it
 
 AggregateId = Annotated[
     str,
-    Meta(pattern=f"^{ID_PATTERN.pattern}$", description="an aggregate id ([A-Za-z0-9_-]{1,128})"),
+    Meta(
+        pattern=f"^{ID_PATTERN.pattern}$",
+        description="an aggregate id ([A-Za-z0-9_-]{1,128})",
+        examples=["u-1"],
+    ),
 ]
 """The id of an aggregate, in a command or query argument (a single subject token)."""
 
@@ -47,6 +51,7 @@ Money = Annotated[
     Meta(
         description="a non-negative decimal string such as '19.90' (no sign, no exponent, at "
         f"most {DECIMAL_MAX_LENGTH} characters); never a JSON number",
+        examples=["19.90"],
         # the pattern the runtime checks too: the integer part bounds the magnitude below 1e28
         extra_json_schema={"pattern": rf"^[0-9]{{1,{DECIMAL_DIGITS}}}(\.[0-9]+)?$"},
     ),
