@@ -12,18 +12,19 @@ read as v2 with ``currency = "EUR"`` by an upcaster. Stored events are never rew
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from runtime import (
     Aggregate,
     AggregateId,
     CommandContext,
-    InvalidInput,
     Money,
+    NotBlank,
     Quantity,
     Rejected,
 )
@@ -44,14 +45,19 @@ NEXT_STATUS = {
 }
 CANCELLABLE = frozenset({Status.CREATED, Status.PAID})
 MAX_LINES = 500
-MAX_SKU = 64
-CURRENCY = re.compile(r"[A-Z]{3}")  # an ISO 4217 code
 DEFAULT_CURRENCY = "EUR"  # the currency of every order created before orders had one
+
+# Input rules live on the argument types: the runtime checks them before a handler runs and the
+# OpenAPI document states them.
+Sku = Annotated[NotBlank, Meta(max_length=64, examples=["book"])]
+Currency = Annotated[
+    str, Meta(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code", examples=["EUR"])
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    sku: str
+    sku: Sku
     quantity: Quantity
     unit_price: Money
 
@@ -62,8 +68,8 @@ class Line:
 @dataclass(frozen=True, slots=True)
 class Create:
     user_id: AggregateId
-    lines: list[Line]
-    currency: str = DEFAULT_CURRENCY
+    lines: Annotated[list[Line], Meta(min_length=1, max_length=MAX_LINES)]
+    currency: Currency = DEFAULT_CURRENCY
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,29 +136,6 @@ def _existing(state: OrderState) -> OrderState:
 def create(state: OrderState, cmd: Create, ctx: CommandContext) -> OrderCreated:
     if state.exists:
         raise Rejected("the order already exists", rule="create_once")
-    if not cmd.lines:
-        raise InvalidInput("an order needs at least one line", details={"field": "lines"})
-    if CURRENCY.fullmatch(cmd.currency) is None:
-        raise InvalidInput(
-            "currency must be a three-letter ISO 4217 code such as EUR",
-            details={"field": "currency"},
-        )
-    if len(cmd.lines) > MAX_LINES:
-        raise InvalidInput(f"an order has at most {MAX_LINES} lines", details={"field": "lines"})
-    for i, line in enumerate(cmd.lines):
-        if not line.sku.strip() or len(line.sku) > MAX_SKU:
-            raise InvalidInput(
-                f"sku must be 1 to {MAX_SKU} characters", details={"field": f"lines[{i}].sku"}
-            )
-        if line.quantity <= 0:
-            raise InvalidInput(
-                "quantity must be positive", details={"field": f"lines[{i}].quantity"}
-            )
-        if not line.unit_price.is_finite() or line.unit_price < 0:
-            raise InvalidInput(
-                "unit_price must be a non-negative decimal",
-                details={"field": f"lines[{i}].unit_price"},
-            )
     total = sum((line.unit_price * line.quantity for line in cmd.lines), Decimal(0))
     return OrderCreated(
         user_id=cmd.user_id,

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, replace
+from typing import Annotated
 
-from runtime import Aggregate, InvalidInput, Rejected
+from msgspec import Meta
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+from runtime import Aggregate, NotBlank, Rejected
+
+# Input rules live on the argument types: the runtime checks them before a handler runs and the
+# OpenAPI document states them. Handlers only normalise (trim, lower-case) and apply business
+# rules.
+Name = Annotated[NotBlank, Meta(max_length=200, examples=["Ada Lovelace"])]
+_PART = r"[^@\x00-\x20\x7f-\xa0]+"  # no @, no whitespace or control character
+Email = Annotated[
+    str,
+    Meta(
+        max_length=254,
+        pattern=rf"^{_PART}@{_PART}\.[A-Za-z]{{2,}}$",
+        description="an address",
+        examples=["ada@example.com"],
+    ),
+]
 
 
 class Role(enum.StrEnum):
@@ -22,14 +37,14 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Create:
-    name: str
-    email: str
+    name: Name
+    email: Email
     role: Role = Role.CUSTOMER
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeEmail:
-    email: str
+    email: Email
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +88,6 @@ class UserState:
 user = Aggregate("user", UserState())
 
 
-def _valid_email(email: str) -> str:
-    normalized = email.strip().lower()
-    if len(normalized) > 254 or EMAIL.fullmatch(normalized) is None:
-        raise InvalidInput("email is not a valid address", details={"field": "email"})
-    return normalized
-
-
 def _existing(state: UserState) -> UserState:
     if not state.exists:
         raise Rejected("the user does not exist", rule="user_must_exist")
@@ -90,15 +98,12 @@ def _existing(state: UserState) -> UserState:
 def create(state: UserState, cmd: Create) -> UserCreated:
     if state.exists:
         raise Rejected("the user already exists", rule="create_once")
-    name = cmd.name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", details={"field": "name"})
-    return UserCreated(name=name, email=_valid_email(cmd.email), role=cmd.role)
+    return UserCreated(name=cmd.name.strip(), email=cmd.email.lower(), role=cmd.role)
 
 
 @user.command("change_email")
 def change_email(state: UserState, cmd: ChangeEmail) -> EmailUpdated | None:
-    email = _valid_email(cmd.email)
+    email = cmd.email.lower()
     if _existing(state).email == email:
         return None  # already so: accepted, nothing to record
     return EmailUpdated(email=email, previous=state.email)

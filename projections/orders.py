@@ -9,10 +9,12 @@ that are not that user's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from aggregates.order import OrderCancelled, OrderCreated, Status, StatusUpdated, order
-from runtime import AggregateId, EventMeta, InvalidInput, NotFound, Projection
+from runtime import AggregateId, EventMeta, NotFound, Projection
 
 MAX_PAGE = 500
 
@@ -96,8 +98,8 @@ class GetOrderById:
 class GetOrdersForUser:
     user_id: AggregateId
     status: Status | None = None
-    limit: int = 50
-    offset: int = 0
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
+    offset: Annotated[int, Meta(ge=0)] = 0
 
 
 @orders.query("get_order_by_id")
@@ -111,10 +113,6 @@ def get_order_by_id(model: OrdersModel, args: GetOrderById) -> OrderView:
 @orders.query("get_orders_for_user")
 def get_orders_for_user(model: OrdersModel, args: GetOrdersForUser) -> dict[str, Any]:
     """A user's orders, newest first, optionally of one status, a page at a time."""
-    if not 1 <= args.limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
-    if args.offset < 0:
-        raise InvalidInput("offset must not be negative", details={"field": "offset"})
     ids = model.by_user.get(args.user_id, [])
     rows = (model.orders[order_id] for order_id in reversed(ids))
     if args.status is not None:

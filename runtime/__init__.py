@@ -13,7 +13,7 @@ from .domain.process_manager import (
     TimerFired,
 )
 from .domain.projection import EventMeta, PoisonPolicy, Projection
-from .domain.types import AggregateId, Money, Quantity
+from .domain.types import AggregateId, Money, NotBlank, Quantity
 from .errors import (
     Busy,
     ConfigurationError,
@@ -85,6 +85,7 @@ __all__ = [
     "Money",
     "NoResponders",
     "NoServer",
+    "NotBlank",
     "NotFound",
     "OwnershipSettings",
     "PastState",

@@ -1,9 +1,11 @@
 """Bounded argument types for commands and queries, checked before any handler runs.
 
 Annotate a field of a command's or query's arguments with one of these and a value out of range
-is an ``invalid`` error naming the field, like a wrong type. Every ``Decimal`` argument is
-already held to the rules of :data:`Money` (see :mod:`runtime.wire.strict`); the alias says so
-where it matters.
+is an ``invalid`` error naming the field, like a wrong type, and the OpenAPI document states the
+same bounds. Constrain your own fields the same way, with ``Annotated[str, Meta(pattern=...,
+max_length=...)]`` and so on: those constraints are both the check and the schema. Every
+``Decimal`` argument is a plain decimal string (see :mod:`runtime.wire.strict`);
+:data:`Money` also refuses a sign.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from ..wire.naming import ID_PATTERN
-from ..wire.strict import DECIMAL_DIGITS, DECIMAL_EXPONENT
+from ..wire.strict import DECIMAL_DIGITS, DECIMAL_MAX_LENGTH
 
 MAX_QUANTITY = 1_000_000_000
 
@@ -23,15 +25,35 @@ Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="a count of it
 
 AggregateId = Annotated[
     str,
-    Meta(pattern=f"^{ID_PATTERN.pattern}$", description="an aggregate id ([A-Za-z0-9_-]{1,128})"),
+    Meta(
+        pattern=f"^{ID_PATTERN.pattern}$",
+        description="an aggregate id ([A-Za-z0-9_-]{1,128})",
+        examples=["u-1"],
+    ),
 ]
 """The id of an aggregate, in a command or query argument (a single subject token)."""
+
+# Whitespace and control characters spelled out, so that the pattern means the same to Python's
+# re (msgspec's check; its \s also takes \x1c-\x1f and \x85) and to the ECMA-262 regular
+# expressions of JSON Schema; it covers everything str.strip() removes.
+BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+NotBlank = Annotated[
+    str,
+    Meta(min_length=1, pattern=f"[^{BLANK}]", description="text with a visible character"),
+]
+"""Text with at least one character that is neither whitespace nor a control character (so
+``.strip()`` leaves it non-empty). Bound its length where you use it:
+``Annotated[NotBlank, Meta(max_length=200)]``."""
 
 Money = Annotated[
     Decimal,
     Meta(
-        description=f"a decimal string such as '19.90': at most {DECIMAL_DIGITS} significant "
-        f"digits, magnitude 1e-{DECIMAL_EXPONENT} to 1e{DECIMAL_EXPONENT}; no JSON numbers"
+        description="a non-negative decimal string such as '19.90' (no sign, no exponent, at "
+        f"most {DECIMAL_MAX_LENGTH} characters); never a JSON number",
+        examples=["19.90"],
+        # the pattern the runtime checks too: the integer part bounds the magnitude below 1e28
+        extra_json_schema={"pattern": rf"^[0-9]{{1,{DECIMAL_DIGITS}}}(\.[0-9]+)?$"},
     ),
 ]
-"""An amount of money: a decimal string, never a float."""
+"""An amount of money: a non-negative decimal string, never a float."""

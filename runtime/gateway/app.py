@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -49,6 +49,7 @@ from ..transport.readiness import ping
 from ..wire import codec
 from ..wire.naming import check_id, service_name
 from .auth import Tokens
+from .docs import docs_routes
 from .limits import ConnectionLimits
 from .openapi import openapi_document
 from .problems import problem, problem_for
@@ -56,14 +57,6 @@ from .problems import problem, problem_for
 log = structlog.get_logger("runtime.gateway")
 
 MAX_SEQ = 2**63 - 1
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script>
-</body></html>
-"""
 
 
 @dataclass(frozen=True)
@@ -99,7 +92,7 @@ class Gateway:
         self.max_body = min(settings.max_body_size, max(nc.max_payload - 1024, 0))
         self.services = {service_name("aggregate", a.name): "" for a in app.aggregates}
         self.services |= {service_name("projection", p.name): "" for p in app.projections}
-        self.openapi = orjson.dumps(openapi_document(app))
+        self.openapi = orjson.dumps(openapi_document(app, secured=settings.tokens.required))
 
     # -- commands and queries -----------------------------------------------------------------
 
@@ -228,9 +221,6 @@ class Gateway:
 
     async def openapi_json(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
-
-    async def docs(self, request: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE.format(title="cqrs-runtime gateway"))
 
 
 TRACE_KEYS = (b"traceparent", b"tracestate")
@@ -370,7 +360,10 @@ def _too_large(limit: int) -> PayloadTooLarge:
 async def _http_problem(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     code = {404: "not_a_route", 405: "method_not_allowed"}.get(status, "malformed")
-    return problem(code, f"{request.method} {request.url.path} is not served here"[:300])
+    response = problem(code, f"{request.method} {request.url.path} is not served here"[:300])
+    if isinstance(exc, HTTPException) and exc.headers and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]  # a 405 names what is served (RFC 9110)
+    return response
 
 
 def create_app(
@@ -399,7 +392,7 @@ def create_app(
             methods=["GET", "POST"],
         ),
         Route("/openapi.json", gateway.openapi_json, methods=["GET"]),
-        Route("/docs", gateway.docs, methods=["GET"]),
+        *docs_routes(),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", _guarded(gateway.readyz), methods=["GET"]),
     ]

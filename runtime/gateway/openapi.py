@@ -2,8 +2,13 @@
 
 Request and response schemas come from ``msgspec.json.schema_components`` over the very types
 the runtime validates commands and queries with (and the result types query handlers declare),
-so the document cannot drift from what the workers accept. One operation per command and per
-query; every operation lists the problem+json answers it can give.
+so the document cannot drift from what the workers accept: the ``Meta`` constraints on those
+types (patterns, lengths, bounds, item counts) are msgspec's checks and the schema's keywords at
+once, and :func:`runtime.wire.strict.state_checks` adds the rules the runtime applies to every
+argument (no unknown fields, 64-bit integers, plain decimal strings). Data valid by the schema is
+accepted and data invalid by it is refused with a problem. One operation per command and per
+query; every operation lists the problem+json answers it can give, and requires a bearer token
+only when the gateway has tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import msgspec
 
 from ..domain.app import App
 from ..wire.naming import ID_PATTERN, SERVICE_VERSION
+from ..wire.strict import INT_MAX, state_checks
 from .problems import PROBLEM_JSON, STATUS
 
 REF = "#/components/schemas/{name}"
@@ -52,7 +58,7 @@ PROBLEM: dict[str, Any] = {
     },
 }
 TOKEN = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
-SEQ = {"type": "integer", "minimum": 0}
+SEQ = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
 HEADERS = {
     "idempotency": {
         "name": "Idempotency-Key",
@@ -103,10 +109,20 @@ def _errors(codes: tuple[str, ...], *, common: bool = True) -> dict[str, Any]:
     }
 
 
-def _body(schema: dict[str, Any] | None) -> dict[str, Any]:
+def _resolved(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    return components.get(schema.get("$ref", "").rsplit("/", 1)[-1], schema)  # type: ignore[no-any-return]
+
+
+def _body(schema: dict[str, Any] | None, components: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object body; no body at all is ``{}``, so it is required only when ``{}`` lacks
+    a required field."""
     return {
-        "required": False,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+        "required": bool(schema and _resolved(schema, components).get("required")),
+        "content": {
+            "application/json": {
+                "schema": schema or {"type": "object", "additionalProperties": False}
+            }
+        },
     }
 
 
@@ -114,31 +130,44 @@ def _query_parameters(schema: dict[str, Any] | None, components: dict[str, Any])
     """The query-string parameters of a query: its scalar argument fields."""
     if schema is None:
         return []
-    target = components.get(schema.get("$ref", "").rsplit("/", 1)[-1], schema)
+    target = _resolved(schema, components)
     required = set(target.get("required", ()))
     parameters = []
     for name, prop in target.get("properties", {}).items():
-        resolved = components.get(prop.get("$ref", "").rsplit("/", 1)[-1], prop)
-        if resolved.get("type") in ("object", "array"):
+        if _resolved(prop, components).get("type") in ("object", "array"):
             continue  # does not fit a query string: POST a JSON body instead
+        if "anyOf" in prop:  # a query string has no null: leaving the parameter out is null
+            kinds = [k for k in prop["anyOf"] if k.get("type") != "null"]
+            prop = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+            prop = {**(kinds[0] if len(kinds) == 1 else {"anyOf": kinds}), **prop}
         parameters.append(
             {"name": name, "in": "query", "required": name in required, "schema": prop}
         )
     return parameters
 
 
-def openapi_document(app: App, *, title: str = "cqrs-runtime gateway") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every command and query ``app`` defines."""
+def openapi_document(
+    app: App, *, secured: bool = False, title: str = "cqrs-runtime gateway"
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every command and query ``app`` defines; ``secured``: the
+    gateway requires bearer tokens."""
     commands = [(a, c, a.command_args_type(c)) for a in app.aggregates for c in a.command_names]
     queries = [(p, q, *p.query_types(q)) for p in app.projections for q in p.queries]
-    types = [t for _, _, t in commands if t is not None]
-    for _, _, args, result in queries:
-        types += [*([args] if args is not None else []), result]
-    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
-    by_type = iter(schemas)
+    arg_types = [t for _, _, t in commands if t is not None]
+    arg_types += [args for _, _, args, _ in queries if args is not None]
+    arg_schemas, arg_components = msgspec.json.schema_components(arg_types, ref_template=REF)
+    state_checks(arg_schemas)
+    state_checks(arg_components)
+    # Results are generated apart, so the argument rules do not close them to additions; a type
+    # that is both an argument and a result keeps its argument schema.
+    result_schemas, result_components = msgspec.json.schema_components(
+        [result for *_, result in queries], ref_template=REF
+    )
+    components = {**result_components, **arg_components}
+    by_type, results = iter(arg_schemas), iter(result_schemas)
     paths: dict[str, Any] = {}
     id_param = {"name": "id", "in": "path", "required": True, "schema": TOKEN}
-    auth: list[dict[str, list[str]]] = [{"bearer": []}]
+    auth: list[dict[str, list[str]]] = [{"bearer": []}] if secured else []
     for aggregate, command, args in commands:
         schema = next(by_type) if args is not None else None
         paths[f"/commands/{aggregate.name}/{{id}}/{command}"] = {
@@ -147,7 +176,7 @@ def openapi_document(app: App, *, title: str = "cqrs-runtime gateway") -> dict[s
                 "summary": f"{aggregate.name}.{command}",
                 "tags": [f"aggregate {aggregate.name}"],
                 "parameters": [id_param, HEADERS["idempotency"], HEADERS["correlation"]],
-                "requestBody": _body(schema),
+                "requestBody": _body(schema, components),
                 "security": auth,
                 "responses": {
                     "200": {
@@ -164,7 +193,7 @@ def openapi_document(app: App, *, title: str = "cqrs-runtime gateway") -> dict[s
         }
     for projection, query, args, _ in queries:
         args_schema = next(by_type) if args is not None else None
-        result_schema = next(by_type)
+        result_schema = next(results)
         reply = {
             "description": "the answer and the sequence the read model had applied",
             "headers": {"Cqrs-Seq": {"schema": SEQ}},
@@ -197,7 +226,7 @@ def openapi_document(app: App, *, title: str = "cqrs-runtime gateway") -> dict[s
                 **operation,
                 "operationId": f"query_{projection.name}_{query}_post",
                 "parameters": [HEADERS["min_seq"]],
-                "requestBody": _body(args_schema),
+                "requestBody": _body(args_schema, components),
             },
         }
     not_ready = _errors(("not_ready",), common=False)
@@ -216,6 +245,10 @@ def openapi_document(app: App, *, title: str = "cqrs-runtime gateway") -> dict[s
         "paths": paths,
         "components": {
             "schemas": {**components, "CommandReply": COMMAND_REPLY, "Problem": PROBLEM},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            **(
+                {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+                if secured
+                else {}
+            ),
         },
     }

@@ -77,7 +77,7 @@ def convert(data: Any, type_: type[T], *, strict: bool = False, from_strings: bo
     as values from a URL's query string need.
     """
     if strict:
-        check(data, type_)
+        data = check(data, type_)
     try:
         return msgspec.convert(data, type_, strict=not from_strings)
     except msgspec.ValidationError as exc:

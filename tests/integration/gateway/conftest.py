@@ -35,7 +35,7 @@ class Stack:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=15)
 
 
-async def _wait_ready(url: str, gateway: WorkerProcess) -> None:
+async def wait_ready(url: str, gateway: WorkerProcess) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
 
         async def ready() -> bool:
@@ -51,7 +51,11 @@ async def _wait_ready(url: str, gateway: WorkerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    # A module may shorten the read-your-writes wait with STALE_TIMEOUT (seconds).
+    stale_timeout = getattr(request.module, "STALE_TIMEOUT", 3)
     directory = tmp_path_factory.mktemp("gateway")
     node = single_node(directory / "nats", load_app(APP), UserPlan())
     tokens = directory / "tokens.json"
@@ -66,7 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         user="projector",
         command="projector",
         app=APP,
-        extra=["--stale-timeout", "3"],  # read-your-writes waits; "stale" after 3 s
+        extra=["--stale-timeout", str(stale_timeout)],  # read-your-writes waits, then "stale"
     )
     gateway = WorkerProcess(
         directory / "gateway",
@@ -84,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         anyio.run(worker.wait_ready)
         anyio.run(projector.wait_ready)
         url = f"http://127.0.0.1:{port}"
-        anyio.run(_wait_ready, url, gateway)
+        anyio.run(wait_ready, url, gateway)
         yield Stack(url, node.url, gateway)
 
 

@@ -30,7 +30,12 @@ ORDER = {"user_id": "u-1", "lines": [{"sku": "a", "quantity": 1, "unit_price": "
             "lines[0].quantity",
         ),
         ("cmd.order.o-1.create", b'{"user_id": 5, "lines": []}', "invalid", "user_id"),
-        ("cmd.order.o-1.create", b'{"lines": []}', "invalid", "user_id"),
+        (
+            "cmd.order.o-1.create",
+            b'{"lines": [{"sku": "a", "quantity": 1, "unit_price": "1"}]}',
+            "invalid",
+            "user_id",
+        ),
         (
             "cmd.order.o-1.create",
             b'{"user_id": "u-1", "lines": [], "extra": 1}',

@@ -54,3 +54,48 @@ def test_retryable_problems_say_when_and_unknown_codes_are_internal() -> None:
     error = Internal("x")
     error.code = "brand_new"  # type: ignore[misc]
     assert problem_for(error).status_code == 500
+
+
+def test_argument_schemas_state_what_the_runtime_refuses() -> None:
+    """Argument schemas close objects, and carry the item counts, patterns and bounds of the
+    types' Meta constraints; result schemas stay open to new fields."""
+    components = document()["components"]["schemas"]
+    order_create = components["aggregates.order.Create"]
+    assert order_create["additionalProperties"] is False
+    assert order_create["properties"]["lines"]["minItems"] == 1
+    line = components["Line"]
+    assert line["additionalProperties"] is False
+    assert line["properties"]["quantity"]["minimum"] == 1
+    assert "pattern" in line["properties"]["unit_price"]
+    assert components["ChangeEmail"]["properties"]["email"]["pattern"]
+    assert components["GetOrdersForUser"]["properties"]["limit"]["maximum"] == 500
+    assert "additionalProperties" not in components["OrderView"]
+
+
+def test_security_is_declared_only_with_tokens() -> None:
+    """Without tokens no operation asks for a bearer token; with tokens every command and query
+    does, and the health checks never."""
+    app = load_app()
+    open_doc = openapi_document(app)
+    assert "securitySchemes" not in open_doc["components"]
+    assert all(op["security"] == [] for path in open_doc["paths"].values() for op in path.values())
+    secured = openapi_document(app, secured=True)
+    assert secured["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    create = secured["paths"]["/commands/user/{id}/create"]["post"]
+    assert create["security"] == [{"bearer": []}]
+    assert secured["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_a_body_is_required_only_when_an_empty_one_is_invalid() -> None:
+    """user.create has required fields, so its body is required; order.cancel has none."""
+    paths = document()["paths"]
+    assert paths["/commands/user/{id}/create"]["post"]["requestBody"]["required"] is True
+    assert paths["/commands/order/{id}/cancel"]["post"]["requestBody"]["required"] is False
+
+
+def test_an_optional_query_parameter_has_no_null() -> None:
+    """A query string cannot say null, so the optional status of get_orders_for_user is its
+    enum alone."""
+    get = document()["paths"]["/queries/orders/get_orders_for_user"]["get"]
+    status = next(p for p in get["parameters"] if p["name"] == "status")
+    assert status["required"] is False and "anyOf" not in status["schema"]
