@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -121,3 +124,18 @@ async def discovery_replies(nc: NATS, subject: str, count: int) -> list[Any]:
 
     await wait_until(all_answered, 30, f"{count} replies to {subject}")
     return found
+
+
+def system_tool(*names: str, package: str) -> str | None:
+    """The path of the first of ``names`` installed here (``tests/system-packages`` installs
+    them), or None, for a test to skip on; under CI a missing tool fails the collection instead,
+    so a CI run cannot pass without the tests that need it."""
+    for name in names:
+        found = shutil.which(name) or next(
+            (str(p) for d in ("/usr/sbin", "/usr/bin") if (p := Path(d) / name).exists()), None
+        )
+        if found:
+            return found
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{names[0]} is not installed: run tests/system-packages ({package})")
+    return None

@@ -4,16 +4,16 @@ gateway itself, under a content security policy, and renders every operation."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ..support import system_tool
 from .conftest import Stack
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = system_tool("chromium", "chromium-browser", package="chromium")
 # Every host name fails to resolve except the gateway's address: a machine without internet.
 NO_NETWORK = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 

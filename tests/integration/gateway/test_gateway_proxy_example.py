@@ -4,7 +4,6 @@ nginx-light` provides it)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,10 @@ import pytest
 from runtime.transport.embedded import EmbeddedServer, free_port
 
 from ..procs import REPO, WorkerProcess, wait_until, workers
+from ..support import system_tool
 
 EXAMPLE = REPO / "deploy" / "nginx" / "cqrs-gateway.conf"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+NGINX = system_tool("nginx", package="nginx-light")
 
 pytestmark = pytest.mark.skipif(
     NGINX is None,
