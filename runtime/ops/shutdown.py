@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import structlog
@@ -81,6 +81,24 @@ class Shutdown:
                 details={"error": error},
             )
         return self.signal
+
+    async def run_until_signal(
+        self, work: Callable[[], Awaitable[object]], nc: NATS | None = None
+    ) -> bool:
+        """Run ``work`` until it returns (True) or a signal cancels it (False: the drain has
+        begun as after :meth:`wait`), for a process that does a job rather than serve."""
+        finished = False
+        async with anyio.create_task_group() as tg:
+
+            async def interrupt() -> None:
+                await self.wait(nc)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(interrupt)
+            await work()
+            finished = True
+            tg.cancel_scope.cancel()
+        return finished
 
     def begin(self, signum: int = 0) -> None:
         """Start the drain now (as if a signal had arrived)."""
