@@ -17,6 +17,7 @@ from ..transport.connection import (
     STATE_DIR,
 )
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -24,6 +25,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -69,6 +71,7 @@ def gateway(
     ] = 10.0,
     shutdown_timeout: ShutdownTimeout = 30.0,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -107,6 +110,7 @@ def gateway(
         "gateway",
         shutdown_timeout=shutdown_timeout,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         setup=setup,
         embedded=False,
     )

@@ -41,6 +41,7 @@ from ..write.host import HostSettings
 from ..write.store import EventStore
 from ..write.worker import WorkerSettings
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -49,6 +50,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -98,6 +100,7 @@ def dev(
     stream: Stream = "EVENTS",
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     state_dir: StateDir = STATE_DIR,
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
@@ -122,7 +125,7 @@ def dev(
         async with (
             graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
-            process_telemetry("cqrs-dev", nc, metrics_port),
+            process_telemetry("cqrs-dev", nc, metrics_port, metrics_host),
             run_app(nc, application, settings=settings),
             run_gateway(
                 nc,
@@ -193,6 +196,7 @@ def worker(
     scoped_reads: ScopedReads = False,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -240,7 +244,14 @@ def worker(
             settings=settings,
         )
 
-    serve(ctx, "worker", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup)
+    serve(
+        ctx,
+        "worker",
+        shutdown_timeout=shutdown_timeout,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        setup=setup,
+    )
 
 
 def send(
