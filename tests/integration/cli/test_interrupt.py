@@ -9,36 +9,18 @@ import subprocess
 from pathlib import Path
 
 import nats
-import nats.js.errors
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
-from runtime.ownership.coordinator import OwnershipSettings
-from runtime.read.presence import BUCKET as REPLICA_BUCKET
 from runtime.transport.embedded import EmbeddedServer, free_port
 
+from ..held import Markers, claims, complaints, every_partition, lease_keys
 from ..procs import wait_until
 from .clirun import CQRS, cli_env, ctrl_c, nats_servers_using, run_cli, running_dev
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
-LEASES = OwnershipSettings().bucket_for("EVENTS")
 USER = '{"name": "Ada", "email": "ada@example.com"}'
-
-
-def complaints(lines: list[str]) -> list[str]:
-    """The lines that are not info-level JSON log lines: warnings, errors, tracebacks."""
-    out = []
-    for line in lines:
-        try:
-            entry = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            out.append(line)
-            continue
-        if entry.get("level") not in ("debug", "info"):
-            out.append(line)
-    return out
 
 
 def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, list[str]]:
@@ -47,34 +29,6 @@ def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, list[str]]:
     ctrl_c(process, signum)
     _, rest = process.communicate(timeout=60)
     return process.returncode, rest.splitlines()
-
-
-async def lease_keys(nc: NATS) -> tuple[set[str], set[str]]:
-    """The lease bucket's keys still holding a value, and those released (a delete marker).
-
-    Released leases keep their delete marker, while one left to expire leaves no message at
-    all: so "every lease released" can be told from "every lease expired" at any later time.
-    """
-    js = nc.jetstream()
-    kv = await js.key_value(LEASES)
-    info = await js.stream_info(f"KV_{LEASES}", subjects_filter=f"$KV.{LEASES}.>")
-    held, released = set(), set()
-    for subject in info.state.subjects or {}:
-        key = subject.removeprefix(f"$KV.{LEASES}.")
-        try:
-            await kv.get(key)
-            held.add(key)
-        except nats.js.errors.KeyNotFoundError as exc:
-            # nats-py reports a delete marker as "not found" carrying the marker; a key left to
-            # expire has none.
-            if getattr(exc, "op", None) == "DEL":
-                released.add(key)
-    return held, released
-
-
-def every_partition() -> set[str]:
-    partitions = OwnershipSettings().partitions
-    return {f"lease.{a}.{p}" for a in ("user", "order") for p in range(partitions)}
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=["SIGINT", "SIGTERM"])
@@ -114,14 +68,8 @@ async def test_dev_with_nats_url_says_so_and_releases_all_it_held_there(
 ) -> None:
     """With NATS_URL set, `cqrs dev` says it uses that server because of NATS_URL and how to
     get the embedded one; Ctrl-C to its group leaves no lease or replica claim held there."""
-    deleted: list[str] = []
-
-    async def on_marker(msg: Msg) -> None:
-        if (msg.headers or {}).get("KV-Operation") == "DEL":
-            deleted.append(msg.subject)
-
-    await nc.subscribe(f"$KV.{LEASES}.>", cb=on_marker)
-    await nc.subscribe(f"$KV.{REPLICA_BUCKET}.>", cb=on_marker)
+    markers = Markers()
+    await markers.watch(nc)
     directory = tmp_path / "dev"  # the test's own server runs under tmp_path
     directory.mkdir()
     with running_dev(directory, env={"NATS_URL": nats_server.url}) as dev:
@@ -130,15 +78,13 @@ async def test_dev_with_nats_url_says_so_and_releases_all_it_held_there(
         assert line["server"] == nats_server.url
         assert "NATS_URL" in line["because"] and "NATS_URL=" in line["for_the_embedded_server"]
         assert nats_servers_using(directory) == []  # no embedded server
-        js = nc.jetstream()
-        claims = await js.stream_info(f"KV_{REPLICA_BUCKET}", subjects_filter=">")
-        claimed = set(claims.state.subjects or {})
+        claimed = await claims(nc)
         assert claimed  # each projection's replica
         code, lines = stop(dev, signal.SIGINT)
     assert code == 0, lines
     assert complaints(lines) == []
     await nc.flush()
-    await wait_until(lambda: claimed <= set(deleted), 10, "the markers to arrive")
+    await wait_until(lambda: claimed <= markers.deleted, 10, "the markers to arrive")
     held, released = await lease_keys(nc)
     assert held == set() and every_partition() <= released
 
