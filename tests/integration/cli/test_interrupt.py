@@ -31,12 +31,14 @@ def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, list[str]]:
     return process.returncode, rest.splitlines()
 
 
-@pytest.mark.parametrize("signum", SIGNALS, ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum", [*SIGNALS, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP (terminal closed)"]
+)
 async def test_a_signal_to_dev_s_group_drains_it_and_stops_its_server_last(
     tmp_path: Path, signum: int
 ) -> None:
-    """SIGINT or SIGTERM to `cqrs dev`'s process group: exit 0 with no warning or error, no
-    nats-server left, and every partition lease handed over in the store it leaves."""
+    """SIGINT, SIGTERM or SIGHUP to `cqrs dev`'s process group: exit 0 with no warning or
+    error, no nats-server left, and every partition lease handed over in the store it leaves."""
     with running_dev(tmp_path) as dev:
         assert len(nats_servers_using(tmp_path)) == 1
         sent = run_cli("send", "user", "u-1", "create", USER, cwd=tmp_path)
