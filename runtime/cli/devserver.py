@@ -10,6 +10,7 @@ unreachable.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import typer
@@ -34,7 +35,8 @@ class DevServer:
             return cls(None, "neither --nats nor NATS_URL names a server")
         source = typer_ctx.get_parameter_source("nats_url")
         if source is not None and source.name == "COMMANDLINE":
-            return cls(servers_label(url), "--nats names it", "leave out --nats")
+            also = " and unset NATS_URL" if os.environ.get("NATS_URL") else ""
+            return cls(servers_label(url), "--nats names it", f"leave out --nats{also}")
         return cls(
             servers_label(url),
             "NATS_URL is set in the environment",

@@ -91,18 +91,23 @@ async def test_dev_with_nats_url_says_so_and_releases_all_it_held_there(
     assert held == set() and every_partition() <= released
 
 
-def test_dev_with_an_unreachable_nats_url_says_why_it_tried_it(tmp_path: Path) -> None:
-    """With NATS_URL naming no server, `cqrs dev` fails in one line saying it tried that server
-    because NATS_URL is set and how to run the embedded one; it starts no server."""
+@pytest.mark.parametrize("given_by", ["NATS_URL", "--nats"])
+def test_dev_with_an_unreachable_server_says_why_it_tried_it(tmp_path: Path, given_by: str) -> None:
+    """With NATS_URL (or --nats) naming no server, `cqrs dev` fails in one line saying it tried
+    that server because of NATS_URL (or --nats) and how to run the embedded one instead; it
+    starts no server."""
     url = f"nats://127.0.0.1:{free_port()}"
-    result = run_cli(
-        "dev", "--connect-timeout", "0.5", cwd=tmp_path, env={"NATS_URL": url}, timeout=60
-    )
+    env = {"NATS_URL": url} if given_by == "NATS_URL" else {}
+    args = ["--nats", url] if given_by == "--nats" else []
+    result = run_cli("dev", "--connect-timeout", "0.5", *args, cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 69, result.stderr
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert f"cannot connect to NATS at {url}" in error
-    assert "because NATS_URL is set in the environment" in error
-    assert "`NATS_URL= cqrs dev`" in error
+    if given_by == "NATS_URL":
+        assert "because NATS_URL is set in the environment" in error
+        assert "`NATS_URL= cqrs dev`" in error
+    else:
+        assert "because --nats names it" in error and "leave out --nats" in error
     assert nats_servers_using(tmp_path) == []
 
 
