@@ -44,15 +44,18 @@ class Shutdown:
         self._signalled = anyio.Event()
         self.timeout = timeout
         self.serving = False
+        self.stopped_while_starting = False
         self.signal: int | None = None
         self.started_at: float | None = None
 
     @property
     def forced(self) -> bool:
         """Whether the deadline or a second signal cut the drain short."""
-        if self.serving:
+        if self.serving and not self.stopped_while_starting:
             return self._scope.cancelled_caught or self._scope.cancel_called
-        return False  # stopped while starting: nothing was cut short
+        # Stopped while starting: nothing was cut short, also when the start-up had reached
+        # wait() (serving) before the cancellation took effect.
+        return False
 
     async def wait(self, nc: NATS | None = None) -> int:
         """Serve until SIGINT or SIGTERM, then start the drain deadline and return the signal.
@@ -118,6 +121,7 @@ class Shutdown:
             if self.signal is None:
                 log.info("stopped_while_starting", signal=int(signum))
                 self.signal = int(signum)
+                self.stopped_while_starting = True
             else:
                 log.warning("shutdown_forced", signal=int(signum))
             self._scope.cancel()
