@@ -124,6 +124,16 @@ MetricsPort = Annotated[
         help="Serve /metrics, /healthz and /readyz on this port (off when unset).",
     ),
 ]
+LOOPBACK = "127.0.0.1"
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host",
+        envvar="CQRS_METRICS_HOST",
+        help="Interface the metrics endpoints listen on (0.0.0.0: all, as in a container "
+        "scraped from outside).",
+    ),
+]
 StartupTimeout = Annotated[
     float,
     typer.Option(

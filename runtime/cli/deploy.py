@@ -11,7 +11,7 @@ import typer
 from ..domain.app import DEFAULT_APP, load_app
 from ..errors import ConfigurationError, NoResponders
 from ..ops.deployment import DeployOptions, render
-from ..ops.permissions import UserPlan
+from ..ops.permissions import UserPlan, inbox_prefix
 from ..transport.connection import DEFAULT_CONNECT_TIMEOUT, connect
 from ..transport.readiness import ping, ready_services
 from ..wire.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
@@ -145,8 +145,20 @@ def nats_config(
             )
         if not stale:
             console.print(f"{out}: up to date")
+        if not check:
+            console.print(inbox_note(options.plan.admins[0]), markup=False, soft_wrap=True)
 
     run(main)
+
+
+def inbox_note(user: str) -> str:
+    """How other NATS clients get replies as a generated user: responders may answer only
+    under the users' own inbox prefixes, and the nats CLI's default ``_INBOX`` is none."""
+    return (
+        "each user receives replies only under its own inbox prefix _INBOX_<user> (the cqrs "
+        "commands use it by themselves); give it to other clients too, e.g. the nats CLI: "
+        f"nats --user {user} --inbox-prefix {inbox_prefix(user)} micro ls"
+    )
 
 
 def bench_cluster(

@@ -18,6 +18,7 @@ from ..transport.connection import (
 )
 from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -25,6 +26,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -135,6 +137,7 @@ def gateway(
     # deployment; the gateway itself makes no JetStream call while it starts, so nothing waits.
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -184,6 +187,7 @@ def gateway(
         "gateway",
         shutdown_timeout=shutdown_timeout,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         setup=setup,
         embedded=False,
     )

@@ -19,6 +19,7 @@ from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
 from ..write.worker import WorkerSettings
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -26,6 +27,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -86,6 +88,7 @@ def processes(
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -135,5 +138,10 @@ def processes(
         )
 
     serve(
-        ctx, "processes", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup
+        ctx,
+        "processes",
+        shutdown_timeout=shutdown_timeout,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        setup=setup,
     )

@@ -38,6 +38,7 @@ from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
 from . import exits
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -46,6 +47,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -126,6 +128,7 @@ def projector(
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -174,7 +177,12 @@ def projector(
         )
 
     serve(
-        ctx, "projector", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup
+        ctx,
+        "projector",
+        shutdown_timeout=shutdown_timeout,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        setup=setup,
     )
 
 

@@ -32,6 +32,7 @@ def serve(
     *,
     shutdown_timeout: float,
     metrics_port: int | None,
+    metrics_host: str,
     setup: Callable[[], Serving],
     embedded: bool = True,
 ) -> None:
@@ -46,7 +47,7 @@ def serve(
         async with (
             graceful_shutdown(drain_budget) as shutdown,
             connect(options, embedded=embedded) as nc,
-            process_telemetry(f"cqrs-{name}", nc, metrics_port),
+            process_telemetry(f"cqrs-{name}", nc, metrics_port, metrics_host),
             serving(nc),
         ):
             settle_heap()

@@ -13,6 +13,7 @@ from typing import Annotated
 import anyio
 import structlog
 import typer
+from nats.aio.client import Client as NATS
 from rich.table import Table
 
 from ..client import Client
@@ -42,6 +43,7 @@ from ..write.host import HostSettings
 from ..write.store import EventStore
 from ..write.worker import WorkerSettings
 from .common import (
+    LOOPBACK,
     AppSpec,
     ConnectTimeout,
     Context,
@@ -50,6 +52,7 @@ from .common import (
     LogFormatOption,
     LogLevel,
     MaxReconnects,
+    MetricsHost,
     MetricsPort,
     NatsUrl,
     Password,
@@ -68,12 +71,16 @@ from .common import (
     parse_json_arg,
     run,
 )
+from .devserver import DevServer
 from .history import check_history_options, show_history
 from .serve import Serving, serve
 
 log = structlog.get_logger("runtime.cli")
 
 DEV_SHUTDOWN_TIMEOUT = 10.0
+# Of that, what HTTP requests in flight get (one stalled upload must not use up the deadline
+# the workers and projections need to hand over and snapshot).
+DEV_GATEWAY_DRAIN = 3.0
 
 
 def register(app: typer.Typer) -> None:
@@ -96,6 +103,7 @@ def dev(
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
     metrics_port: MetricsPort = None,
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
+    metrics_host: MetricsHost = LOOPBACK,
     state_dir: StateDir = STATE_DIR,
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
@@ -104,11 +112,15 @@ def dev(
     until Ctrl-C.
 
     One `cqrs dev` per state directory: a second one is refused while the first runs. Ctrl-C,
-    SIGTERM or SIGHUP (a closed terminal) stop it.
+    SIGTERM or SIGHUP (a closed terminal) stop it: the clients drain (leases and claims
+    released), then the embedded server stops. With --nats or NATS_URL it uses that server
+    instead of the embedded one, and says so.
     """
     ctx = Context.of(typer_ctx, "cqrs-dev")
+    server = DevServer.of(typer_ctx, ctx.connect)
 
     async def main() -> None:
+        log.info("dev_server", **server.fields())
         application = ctx.app()
         settings = WorkerSettings(
             stream=StreamSettings(name=ctx.stream),
@@ -118,7 +130,7 @@ def dev(
         async with (
             graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
             connect(ctx.connect, join=False) as nc,
-            process_telemetry("cqrs-dev", nc, metrics_port),
+            process_telemetry("cqrs-dev", nc, metrics_port, metrics_host),
             run_app(
                 nc,
                 application,
@@ -131,7 +143,10 @@ def dev(
                 ),
             ),
             run_gateway(
-                nc, application, GatewaySettings(host=gateway_host, port=gateway_port)
+                nc,
+                application,
+                GatewaySettings(host=gateway_host, port=gateway_port),
+                drain_timeout=DEV_GATEWAY_DRAIN,
             ) as gateway,
         ):
             log.info(
@@ -151,8 +166,10 @@ def dev(
             )
             await shutdown.wait(nc)
             log.info("dev_stopping")
+        if shutdown.forced:
+            raise typer.Exit(1)
 
-    run(main)
+    run(main, hint=server.hint)
 
 
 def worker(
@@ -194,6 +211,7 @@ def worker(
     scoped_reads: ScopedReads = False,
     ready_file: ReadyFile = None,
     metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = LOOPBACK,
     nats_url: NatsUrl = None,
     app_spec: AppSpec = DEFAULT_APP,
     creds: Creds = None,
@@ -241,7 +259,14 @@ def worker(
             settings=settings,
         )
 
-    serve(ctx, "worker", shutdown_timeout=shutdown_timeout, metrics_port=metrics_port, setup=setup)
+    serve(
+        ctx,
+        "worker",
+        shutdown_timeout=shutdown_timeout,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        setup=setup,
+    )
 
 
 def send(
@@ -386,29 +411,35 @@ def demo(
         from aggregates.scenario import run_scenario
         from projections.scenario import run_queries
 
+        async def scenario(nc: NATS) -> None:
+            client = Client(nc)
+            ids = await run_scenario(client, console.print)
+            events = EventStore(nc)
+            await events.start()
+            try:
+                console.print("[bold]6. Each aggregate's history[/bold]")
+                for agg, key in (("user", "user"), ("order", "order_a"), ("order", "order_b")):
+                    console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
+                    print_history(await events.history(agg, ids[key]), as_json=False)
+                await run_queries(client, ids, console.print)
+                await show_payment_deadline(client, events, ids["user"])
+            finally:
+                await events.stop()
+
         application = ctx.app()
-        async with connect_embedded(replace(ctx.connect, state_dir=state_dir)) as nc:
+        # Ctrl-C stops the scenario and drains like `cqrs dev`: the server stops last.
+        finished = False
+        async with (
+            graceful_shutdown(DEV_SHUTDOWN_TIMEOUT) as shutdown,
+            connect_embedded(replace(ctx.connect, state_dir=state_dir)) as nc,
+        ):
             url = nc.connected_url.geturl() if nc.connected_url else "?"
             console.print(f"embedded nats-server at {url} (store {state_dir})")
             async with run_app(nc, application):
-                client = Client(nc)
-                ids = await run_scenario(client, console.print)
-                events = EventStore(nc)
-                await events.start()
-                try:
-                    console.print("[bold]6. Each aggregate's history[/bold]")
-                    for agg, key in (
-                        ("user", "user"),
-                        ("order", "order_a"),
-                        ("order", "order_b"),
-                    ):
-                        console.print(f"[cyan]{agg}/{ids[key]}[/cyan]")
-                        print_history(await events.history(agg, ids[key]), as_json=False)
-                    await run_queries(client, ids, console.print)
-                    await show_payment_deadline(client, events, ids["user"])
-                finally:
-                    await events.stop()
-        console.print("[green]demo finished[/green]")
+                finished = await shutdown.run_until_signal(lambda: scenario(nc), nc)
+        if shutdown.forced:
+            raise typer.Exit(1)
+        console.print("[green]demo finished[/green]" if finished else "demo stopped")
 
     if store is not None:
         run(lambda: main(store))

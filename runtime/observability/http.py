@@ -101,7 +101,7 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
 
 @contextlib.asynccontextmanager
 async def serve_endpoints(
-    port: int, metrics: Metrics, nc: NATS | None = None, *, host: str = "0.0.0.0"
+    port: int, metrics: Metrics, nc: NATS | None = None, *, host: str = "127.0.0.1"
 ) -> AsyncIterator[int]:
     """Serve the endpoints on ``host:port`` until the context exits; yield the bound port."""
     app = Endpoints(metrics, nc, asyncio.get_running_loop())
@@ -116,7 +116,8 @@ async def serve_endpoints(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="cqrs-metrics", daemon=True
     )
     thread.start()
-    log.info("metrics_serving", port=server.server_port, paths=["/metrics", "/healthz", "/readyz"])
+    paths = ["/metrics", "/healthz", "/readyz"]
+    log.info("metrics_serving", host=host, port=server.server_port, paths=paths)
     try:
         yield server.server_port
     finally:

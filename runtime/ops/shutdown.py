@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import structlog
@@ -44,15 +44,18 @@ class Shutdown:
         self._signalled = anyio.Event()
         self.timeout = timeout
         self.serving = False
+        self.stopped_while_starting = False
         self.signal: int | None = None
         self.started_at: float | None = None
 
     @property
     def forced(self) -> bool:
         """Whether the deadline or a second signal cut the drain short."""
-        if self.serving:
+        if self.serving and not self.stopped_while_starting:
             return self._scope.cancelled_caught or self._scope.cancel_called
-        return False  # stopped while starting: nothing was cut short
+        # Stopped while starting: nothing was cut short, also when the start-up had reached
+        # wait() (serving) before the cancellation took effect.
+        return False
 
     async def wait(self, nc: NATS | None = None) -> int:
         """Serve until SIGINT or SIGTERM, then start the drain deadline and return the signal.
@@ -82,6 +85,24 @@ class Shutdown:
             )
         return self.signal
 
+    async def run_until_signal(
+        self, work: Callable[[], Awaitable[object]], nc: NATS | None = None
+    ) -> bool:
+        """Run ``work`` until it returns (True) or a signal cancels it (False: the drain has
+        begun as after :meth:`wait`), for a process that does a job rather than serve."""
+        finished = False
+        async with anyio.create_task_group() as tg:
+
+            async def interrupt() -> None:
+                await self.wait(nc)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(interrupt)
+            await work()
+            finished = True
+            tg.cancel_scope.cancel()
+        return finished
+
     def begin(self, signum: int = 0) -> None:
         """Start the drain now (as if a signal had arrived)."""
         self.signal = signum
@@ -100,6 +121,7 @@ class Shutdown:
             if self.signal is None:
                 log.info("stopped_while_starting", signal=int(signum))
                 self.signal = int(signum)
+                self.stopped_while_starting = True
             else:
                 log.warning("shutdown_forced", signal=int(signum))
             self._scope.cancel()

@@ -29,7 +29,8 @@ from nats.aio.client import Client as NATS
 from ..errors import ConfigurationError, NoServer, Unreachable
 from .devstore import DevStore
 from .embedded import embedded_server
-from .lifeline import Lifeline, describe, lifeline_of, server_label
+from .lifeline import Lifeline, describe, lifeline_of, servers_label
+from .nats_client import NatsClient
 
 log = structlog.get_logger("runtime.transport.connection")
 
@@ -94,10 +95,10 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
     if options.tls_ca or options.tls_cert:
         kwargs["tls"] = _tls_context(options)
     servers = [u.strip() for u in url.split(",") if u.strip()]
-    label = ",".join(server_label(u) for u in servers)
+    label = servers_label(url)
     lifeline = Lifeline(options.max_reconnects)
     log.info("nats_connecting", url=label, timeout=options.connect_timeout)
-    nc = NATS()
+    nc = NatsClient()
     connected = False
     try:
         with anyio.fail_after(options.connect_timeout):

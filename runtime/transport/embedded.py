@@ -5,8 +5,11 @@ NATS cluster and carries no second server. Without it (and no ``nats-server`` on
 that needs the embedded server says in one line what to install.
 
 Started with JetStream on a free loopback port and a store directory of its own; stopped when the
-context exits, whatever the reason. On Linux the server is also told to die with its parent, so
-not even a ``kill -9`` of the runtime leaves a stray server behind.
+context exits, whatever the reason. The server runs in a session of its own: a terminal's Ctrl-C
+goes to its whole foreground process group, and a server that died at the same moment as the
+runtime would leave the runtime's shutdown without a server to drain to. The runtime stops it
+last, after its own connections have closed. On Linux the server is also told to die with its
+parent, so not even a ``kill -9`` of the runtime leaves a stray server behind.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
 import signal
@@ -62,10 +66,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None = None) -> None:
+    """In the forked child before exec: have the kernel send SIGTERM when the parent dies.
+
+    The signal follows the *thread* that forked, so the server is started from the thread that
+    lives as long as it (the event loop's). A parent that died between the fork and this call
+    sends nothing: with ``parent`` given, the child then exits at once instead of lingering.
+    """
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def mapping_config(partitions: int) -> str:
@@ -108,7 +120,12 @@ class EmbeddedServer:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid())
+            if sys.platform == "linux"
+            else None,
+            # A session of its own, out of the terminal's foreground process group: Ctrl-C
+            # reaches the runtime alone, which drains its clients and then stops the server.
+            start_new_session=True,
         )
         log_file.close()
 

@@ -41,6 +41,11 @@ def server_label(url: str | ParseResult) -> str:
     return f"{parsed.scheme or 'nats'}://{host}" + (f":{parsed.port}" if parsed.port else "")
 
 
+def servers_label(url: str) -> str:
+    """The addresses of a comma-separated server list, as :func:`server_label` gives each."""
+    return ",".join(server_label(u.strip()) for u in url.split(",") if u.strip())
+
+
 def describe(exc: BaseException) -> str:
     """One line for an error nats-py reports (many of its errors have an empty message)."""
     if isinstance(exc, OSError) and exc.errno:

@@ -242,6 +242,7 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 cwd=self.directory,
+                start_new_session=True,  # a process group of its own, as in a terminal
             )
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
@@ -256,6 +257,11 @@ class WorkerProcess:
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
+
+    def signal_group(self, signum: int) -> None:
+        """Signal its whole process group, as a terminal's Ctrl-C does."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signum)
 
     async def wait_exit(self, timeout: float) -> int:
         def exited() -> bool:

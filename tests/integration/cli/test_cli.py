@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from nats.aio.client import Client as NATS
 
 from runtime.transport.embedded import EmbeddedServer
 
-from .clirun import CQRS, nats_servers_using, run_cli, running_dev
+from .clirun import CQRS, ctrl_c, nats_servers_using, run_cli, running_dev
 
 
 def test_demo_runs_end_to_end_and_leaves_no_server(tmp_path: Path) -> None:
@@ -82,7 +81,7 @@ def test_dev_send_and_events(tmp_path: Path, dev_process: subprocess.Popen[str])
     assert user.status_code in (200, 404), user.text  # the read model may lag a moment
     assert httpx.get(f"{gateway}/readyz").status_code == 200
 
-    dev_process.send_signal(signal.SIGINT)
+    ctrl_c(dev_process)
     assert dev_process.wait(30) == 0
     assert nats_servers_using(tmp_path) == []
 

@@ -387,3 +387,20 @@ def test_the_gateway_runs_in_compose_kubernetes_and_systemd() -> None:
     )
     assert not set(unit_env) - envvars("gateway")
     assert seconds(unit["Service"]["TimeoutStopSec"]) > float(unit_env["CQRS_SHUTDOWN_TIMEOUT"])
+
+
+def test_pods_serve_their_metrics_where_the_probes_and_prometheus_reach_them() -> None:
+    """Every Kubernetes container with a metrics port binds it to all of the pod's interfaces
+    (its liveness probe and Prometheus connect to the pod IP), as the image does by default."""
+    containers = [
+        c
+        for d in k8s_documents()
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    serving = [c for c in containers if any(e["name"] == "CQRS_METRICS_PORT" for e in c["env"])]
+    assert len(serving) == 4  # worker, projector, processes, gateway
+    for container in serving:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["CQRS_METRICS_HOST"] == "0.0.0.0", container["name"]
+    assert "CQRS_METRICS_HOST=0.0.0.0" in (DEPLOY / "Dockerfile").read_text()
