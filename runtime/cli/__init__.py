@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import deploy, exits, gateway, processes, read, workers, write
+from . import demo, deploy, exits, gateway, processes, read, workers, write
 from .bench import bench_app
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ def cqrs(
 
 
 write.register(app)
+demo.register(app)
 read.register(app)
 processes.register(app)
 workers.register(app)

@@ -88,3 +88,39 @@ def print_diff(
 
 def _show(value: Any) -> str:
     return value if isinstance(value, str) else codec.dumps(value).decode()
+
+
+def print_history(commits: list, *, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:  # JSON Lines: one event per line
+        for commit in commits:
+            for offset, event in enumerate(commit.events):
+                print(
+                    codec.dumps(
+                        {
+                            "version": commit.first_version + offset,
+                            "seq": commit.seq,
+                            "type": event.type,
+                            "data": event.data,
+                            "command_id": commit.command_id,
+                            "correlation_id": commit.correlation_id,
+                            "recorded_at": commit.recorded_at,
+                        }
+                    ).decode()
+                )
+        return
+    table = Table(show_lines=False)
+    for column in ("version", "seq", "type", "data", "command"):
+        table.add_column(column, overflow="fold")
+    for commit in commits:
+        for offset, event in enumerate(commit.events):
+            table.add_row(
+                str(commit.first_version + offset),
+                str(commit.seq),
+                event.type,
+                codec.dumps(event.data).decode(),
+                commit.command,
+            )
+    if not commits:
+        console.print("  (no events)")
+    else:
+        console.print(table)
