@@ -11,16 +11,18 @@ import asyncio
 import contextlib
 import itertools
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import Internal, InvalidInput, NoResponders, Timeout, excerpt
+from ..errors import Internal, InvalidInput, NoResponders, PermissionDenied, Timeout, excerpt
 from ..wire import codec
 from ..wire.envelope import RawMessage
 from .nats_errors import nats_call
+from .refusals import watch_replies
 
 RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
@@ -113,6 +115,12 @@ class _Batch:
                 return
         self.done.set_result(None)
 
+    def fail(self, error: PermissionDenied) -> bool:
+        if self.done.done():
+            return False
+        self.done.set_exception(error)
+        return True
+
 
 class DirectGetter:
     """Batched direct gets on one stream over one shared reply subscription."""
@@ -126,12 +134,19 @@ class DirectGetter:
         self._ids = itertools.count()
         self._waiting: dict[str, _Batch] = {}
         self._sub: Any = None
+        self._unwatch: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         with nats_call(f"reading stream {self._stream}"):
             self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
+        self._unwatch = watch_replies(self._nc, self._prefix + ".", self._refused)
+
+    def _refused(self, reply: str, error: PermissionDenied) -> bool:
+        batch = self._waiting.get(reply.rsplit(".", 1)[1])
+        return batch is not None and batch.fail(error)
 
     async def stop(self) -> None:
+        self._unwatch()
         if self._sub is not None:
             with contextlib.suppress(Exception):  # the connection may already be closed
                 await self._sub.unsubscribe()

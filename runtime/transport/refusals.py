@@ -1,0 +1,143 @@
+"""A publish or subscription the server refuses fails what waits on it at once, not at a timeout.
+
+nats-server answers a publish its user's permissions do not grant with nothing on the reply
+subject: it sends the connection an ``-ERR 'Permissions Violation for Publish to "<subject>"'``,
+which nats-py hands to the error callback (lower-cased) and otherwise ignores. A request whose
+publish was refused would wait out its whole timeout and end as a ``Timeout`` that says nothing
+of the cause. So the runtime's connections (:class:`Connection`) remember their recent publishes
+that name a reply subject, and when such an error arrives, whatever waits on those replies fails
+with :class:`~runtime.errors.PermissionDenied` naming the subject and the user:
+
+- nats-py's own requests (``request``, and through it every JetStream, KV and Object Store call),
+  which wait on its shared response inbox;
+- the runtime's readers and publishers that wait on inboxes of their own
+  (:func:`watch_replies`).
+
+A refused *subscription* (``Permissions Violation for Subscription to "<subject>"``) fails the
+requests whose replies it would have carried, now and later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+
+from ..errors import PermissionDenied
+
+log = structlog.get_logger("runtime.transport.refusals")
+
+# nats-py lower-cases the server's -ERR text before handing it on.
+VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
+RECENT = 4096  # publishes with a reply remembered: far more than can wait for an -ERR at once
+
+# Fails the waiter of a reply subject with the error; False when nothing waits there any more.
+Fail = Callable[[str, PermissionDenied], bool]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` falls under the subscription ``pattern`` (``*`` and ``>`` wildcards)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+class Connection(NATS):
+    """A nats-py client whose refused publishes fail their waiters (see the module's text)."""
+
+    def __init__(self, user: str | None = None) -> None:
+        super().__init__()
+        self.user = user
+        self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT)  # (subject, reply)
+        self._inboxes: dict[str, Fail] = {}  # reply prefix -> what fails its waiter
+        self._refused_inboxes: list[str] = []  # lower-cased subscriptions the server refused
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if reply:
+            self._recent.append((subject, reply))
+            if self._refused_inboxes:
+                self._late(subject, reply)
+        await super().publish(subject, payload, reply, headers)
+
+    def watch(self, prefix: str, fail: Fail) -> Callable[[], None]:
+        """Have ``fail`` called for a refused publish whose reply starts with ``prefix``;
+        returns what stops it."""
+        self._inboxes[prefix] = fail
+
+        def stop() -> None:
+            self._inboxes.pop(prefix, None)
+
+        return stop
+
+    def refused(self, exc: Exception) -> bool:
+        """Fail the waiters of the publish or subscription ``exc`` (from the error callback)
+        reports refused; False when it is no permissions violation or nothing waited."""
+        match = VIOLATION.search(str(exc))
+        if match is None:
+            return False
+        operation, subject = match.groups()
+        if operation == "subscription":
+            self._refused_inboxes.append(subject)
+            found = [(s, r) for s, r in self._recent if matches(subject, r.lower())]
+            return self._fail(found, lambda s: self._denied("subscribe to", subject, s)) > 0
+        found = [(s, r) for s, r in self._recent if s.lower() == subject]
+        return self._fail(found, lambda s: self._denied("publish to", s)) > 0
+
+    def _late(self, subject: str, reply: str) -> None:
+        """A request whose reply inbox the server already refused: fail it once it waits."""
+        lowered = reply.lower()
+        pattern = next((p for p in self._refused_inboxes if matches(p, lowered)), None)
+        if pattern is not None:
+            # Its waiter is registered before the publish, so failing it now is safe.
+            refused = self._denied("subscribe to", pattern, subject)
+            self._fail([(subject, reply)], lambda _: refused)
+
+    def _denied(self, operation: str, subject: str, request: str | None = None) -> PermissionDenied:
+        who = f"user {self.user!r}" if self.user else "this connection's user"
+        message = f"the NATS server refused {who} to {operation} {subject!r}"
+        details: dict[str, Any] = {"subject": subject, "operation": operation.split()[0]}
+        if request is not None and request != subject:
+            message += f", where the answer to {request!r} would come"
+            details["request"] = request
+        if self.user:
+            details["user"] = self.user
+        return PermissionDenied(message + " (a permissions violation)", details=details)
+
+    def _fail(self, found: list[tuple[str, str]], error: Callable[[str], PermissionDenied]) -> int:
+        """Fail the waiter of each (subject, reply); how many there were."""
+        failed = 0
+        mux = self._resp_sub_prefix.decode() if self._resp_sub_prefix else None
+        for subject, reply in found:
+            if mux is not None and reply.startswith(mux):
+                future = self._resp_map.get(reply[len(mux) :])
+                if future is not None and not future.done():
+                    future.set_exception(error(subject))
+                    failed += 1
+                continue
+            for prefix, fail in list(self._inboxes.items()):
+                if reply.startswith(prefix):
+                    failed += fail(reply, error(subject))
+                    break
+        return failed
+
+
+def watch_replies(nc: NATS, prefix: str, fail: Fail) -> Callable[[], None]:
+    """Have ``fail`` called when the server refuses a publish of ``nc`` whose reply starts
+    with ``prefix`` (a connection made elsewhere reports nothing); returns what stops it."""
+    if isinstance(nc, Connection):
+        return nc.watch(prefix, fail)
+    return lambda: None

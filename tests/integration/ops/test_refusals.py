@@ -1,0 +1,128 @@
+"""The generated users with default flags: what a role is not granted fails at once, clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
+from runtime.transport.connection import open_connection
+from runtime.transport.nats_errors import nats_call
+from runtime.transport.publisher import Publisher
+from runtime.transport.streams import ensure_event_stream
+
+from ..procs import NatsNode, WorkerProcess, password, workers
+from .accounts import options, session
+
+USER = {"name": "Ada", "email": "ada@example.com", "role": "customer"}
+
+
+def log_events(worker: WorkerProcess, event: str) -> list[dict[str, object]]:
+    lines = worker.log.read_text(errors="replace").splitlines() if worker.log.exists() else []
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [e for e in entries if e.get("event") == event]
+
+
+async def test_a_default_worker_answers_a_reused_command_id_with_conflict(
+    node: NatsNode, tmp_path: Path
+) -> None:
+    """A ``cqrs worker --user worker`` without ``--scoped-reads`` answers the same command id
+    sent with another command ``conflict``: refused the stream-wide direct get, it reads the
+    commit through a scoped consumer instead, and says so once."""
+    worker = WorkerProcess(tmp_path / "worker", node.url, scoped_reads=False)
+    with workers(worker):
+        await worker.wait_ready()
+        nc = await open_connection(node.url, options("alice"))
+        try:
+            client = Client(nc, timeout=30)
+            await client.send("user", "u-1", "create", USER, command_id="k-1")
+            for _ in range(2):
+                with pytest.raises(Conflict, match="another command"):
+                    await client.send(
+                        "user", "u-1", "change_email", {"email": "b@example.com"}, command_id="k-1"
+                    )
+        finally:
+            await nc.close()
+        switched = log_events(worker, "history_reads_scoped")
+        assert len(switched) == 1, worker.log_tail()
+        assert switched[0]["level"] == "info"
+        assert "$JS.API.DIRECT.GET.EVENTS" in str(switched[0]["reason"])
+
+
+async def test_a_default_worker_answers_an_old_retry_with_its_original_reply(
+    node: NatsNode, tmp_path: Path
+) -> None:
+    """A retry after 80 newer commands gets its original reply from a default-flags worker on
+    the generated ``worker`` user."""
+    worker = WorkerProcess(tmp_path / "worker", node.url, scoped_reads=False)
+    with workers(worker):
+        await worker.wait_ready()
+        nc = await open_connection(node.url, options("alice"))
+        try:
+            client = Client(nc, timeout=30)
+            await client.send("user", "u-1", "create", USER)
+            change = {"email": "first@example.com"}
+            first = await client.send("user", "u-1", "change_email", change, command_id="r-1")
+            for i in range(80):
+                await client.send("user", "u-1", "change_email", {"email": f"u{i}@example.com"})
+            again = await client.send("user", "u-1", "change_email", change, command_id="r-1")
+        finally:
+            await nc.close()
+    assert (again.seq, again.version, again.events) == (first.seq, first.version, first.events)
+    assert again.version == 2
+
+
+ROLES = {
+    # role: (user, a request the generated grant refuses it)
+    "client": ("alice", "$JS.API.STREAM.INFO.EVENTS"),
+    "gateway": ("gateway", "$JS.API.STREAM.NAMES"),
+    "worker": ("worker", "$JS.API.STREAM.DELETE.EVENTS"),
+    "projector": ("projector", "$JS.API.STREAM.PURGE.EVENTS"),
+    "processes": ("processes", "$JS.API.DIRECT.GET.EVENTS"),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+async def test_a_refused_request_of_each_role_fails_at_once(node: NatsNode, role: str) -> None:
+    """A request the server refuses a generated role fails with :class:`PermissionDenied`
+    naming the subject and the user, instead of waiting out its timeout."""
+    user, subject = ROLES[role]
+    nc = await open_connection(node.url, options(user))
+    try:
+        with pytest.raises(PermissionDenied) as refused, nats_call(f"the request to {subject}"):
+            await nc.request(subject, b"{}", timeout=600)
+    finally:
+        await nc.close()
+    assert refused.value.code == "internal"
+    assert refused.value.details == {"subject": subject, "operation": "publish", "user": user}
+    assert f"refused user {user!r} to publish to {subject!r}" in refused.value.message
+
+
+async def test_a_refused_append_fails_at_once(node: NatsNode) -> None:
+    """An append to an aggregate the worker user does not serve fails with
+    :class:`PermissionDenied` instead of waiting for JetStream's ack."""
+    async with session(node, "admin") as admin:
+        await ensure_event_stream(admin.nc.jetstream(), StreamSettings())
+    nc = await open_connection(node.url, options("user-worker"))
+    publisher = Publisher(nc, timeout=600)
+    try:
+        with pytest.raises(PermissionDenied, match=r"events\.order\.o-1"):
+            await publisher.publish("events.order.o-1", b"[]", {})
+    finally:
+        await publisher.stop()
+        await nc.close()
+
+
+async def test_a_request_whose_reply_inbox_is_refused_fails_at_once(node: NatsNode) -> None:
+    """With an inbox prefix the user may not subscribe to (nats-py's shared ``_INBOX``), a
+    request fails with :class:`PermissionDenied` naming the refused subscription."""
+    wrong = ConnectOptions(user="alice", password=password("alice"), inbox_prefix="_INBOX")
+    nc = await open_connection(node.url, wrong)
+    try:
+        for _ in range(2):  # the first request learns it, the next knows it
+            with pytest.raises(PermissionDenied, match="to subscribe to '_inbox"):
+                await nc.request("query.orders.get_order_by_id", b"{}", timeout=600)
+    finally:
+        await nc.close()
