@@ -108,7 +108,7 @@ class Connection(NATS):
 
     def _denied(self, operation: str, subject: str, request: str | None = None) -> PermissionDenied:
         who = f"user {self.user!r}" if self.user else "this connection's user"
-        message = f"the NATS server refused {who} to {operation} {subject!r}"
+        message = f"the NATS server does not allow {who} to {operation} {subject!r}"
         details: dict[str, Any] = {"subject": subject, "operation": operation.split()[0]}
         if request is not None and request != subject:
             message += f", where the answer to {request!r} would come"

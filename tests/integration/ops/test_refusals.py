@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
+from runtime.cli import exits
 from runtime.transport.connection import open_connection
 from runtime.transport.nats_errors import nats_call
 from runtime.transport.publisher import Publisher
 from runtime.transport.streams import ensure_event_stream
 
+from ..cli.clirun import run_cli
 from ..procs import NatsNode, WorkerProcess, password, workers
 from .accounts import options, session
 
@@ -97,7 +100,7 @@ async def test_a_refused_request_of_each_role_fails_at_once(node: NatsNode, role
         await nc.close()
     assert refused.value.code == "internal"
     assert refused.value.details == {"subject": subject, "operation": "publish", "user": user}
-    assert f"refused user {user!r} to publish to {subject!r}" in refused.value.message
+    assert f"does not allow user {user!r} to publish to {subject!r}" in refused.value.message
 
 
 async def test_a_refused_append_fails_at_once(node: NatsNode) -> None:
@@ -126,3 +129,16 @@ async def test_a_request_whose_reply_inbox_is_refused_fails_at_once(node: NatsNo
                 await nc.request("query.orders.get_order_by_id", b"{}", timeout=600)
     finally:
         await nc.close()
+
+
+async def test_a_cli_command_refused_by_nats_says_so_and_exits_77(
+    node: NatsNode, tmp_path: Path
+) -> None:
+    """``cqrs events`` as a client user (not granted JetStream reads) fails at once, exit 77
+    (permission denied), naming the user and the subject."""
+    args = ("events", "user", "u-1", "--nats", node.url, "--user", "alice")
+    done = await anyio.to_thread.run_sync(
+        lambda: run_cli(*args, "--password", password("alice"), cwd=tmp_path)
+    )
+    assert done.returncode == exits.NO_PERMISSION, done.stderr
+    assert "does not allow user 'alice' to publish to '$JS.API.STREAM.INFO.EVENTS'" in done.stderr
