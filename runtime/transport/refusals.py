@@ -14,14 +14,16 @@ with :class:`~runtime.errors.PermissionDenied` naming the subject and the user:
   (:func:`watch_replies`).
 
 A refused *subscription* (``Permissions Violation for Subscription to "<subject>"``) fails the
-requests whose replies it would have carried, now and later.
+requests whose replies it would have carried, now and later, and :func:`subscribed` lets
+a service that subscribed learn it was refused, so it stops with a clear error instead of
+serving nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -58,7 +60,7 @@ class Connection(NATS):
         self.user = user
         self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT)  # (subject, reply)
         self._inboxes: dict[str, Fail] = {}  # reply prefix -> what fails its waiter
-        self._refused_inboxes: list[str] = []  # lower-cased subscriptions the server refused
+        self._refused_subscriptions: list[str] = []  # lower-cased, as the server named them
 
     async def publish(
         self,
@@ -69,7 +71,7 @@ class Connection(NATS):
     ) -> None:
         if reply:
             self._recent.append((subject, reply))
-            if self._refused_inboxes:
+            if self._refused_subscriptions:
                 self._late(subject, reply)
         await super().publish(subject, payload, reply, headers)
 
@@ -91,16 +93,23 @@ class Connection(NATS):
             return False
         operation, subject = match.groups()
         if operation == "subscription":
-            self._refused_inboxes.append(subject)
+            self._refused_subscriptions.append(subject)
             found = [(s, r) for s, r in self._recent if matches(subject, r.lower())]
             return self._fail(found, lambda s: self._denied("subscribe to", subject, s)) > 0
         found = [(s, r) for s, r in self._recent if s.lower() == subject]
         return self._fail(found, lambda s: self._denied("publish to", s)) > 0
 
+    def check_subscribed(self, subjects: Iterable[str]) -> None:
+        """Raise :class:`PermissionDenied` when the server refused a subscription to one of
+        ``subjects``; after a flush, it has answered every subscription made before it."""
+        for subject in subjects:
+            if subject.lower() in self._refused_subscriptions:
+                raise self._denied("subscribe to", subject)
+
     def _late(self, subject: str, reply: str) -> None:
         """A request whose reply inbox the server already refused: fail it once it waits."""
         lowered = reply.lower()
-        pattern = next((p for p in self._refused_inboxes if matches(p, lowered)), None)
+        pattern = next((p for p in self._refused_subscriptions if matches(p, lowered)), None)
         if pattern is not None:
             # Its waiter is registered before the publish, so failing it now is safe.
             refused = self._denied("subscribe to", pattern, subject)
@@ -133,6 +142,19 @@ class Connection(NATS):
                     failed += fail(reply, error(subject))
                     break
         return failed
+
+
+async def subscribed(nc: NATS, subjects: Iterable[str]) -> None:
+    """Return once the server has every subscription ``nc`` made so far; raise
+    :class:`PermissionDenied` when it refused one to ``subjects`` (a connection made elsewhere
+    reports nothing)."""
+    # nats-py writes a flush's PING ahead of the protocol lines it still buffers, so a SUB may
+    # reach the server after the first PING: the second follows it, and its PONG follows the
+    # server's answer to the SUB.
+    await nc.flush()
+    await nc.flush()
+    if isinstance(nc, Connection):
+        nc.check_subscribed(subjects)
 
 
 def watch_replies(nc: NATS, prefix: str, fail: Fail) -> Callable[[], None]:

@@ -10,6 +10,7 @@ import pytest
 
 from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
 from runtime.cli import exits
+from runtime.domain.app import DEFAULT_APP
 from runtime.transport.connection import open_connection
 from runtime.transport.nats_errors import nats_call
 from runtime.transport.publisher import Publisher
@@ -34,7 +35,7 @@ async def test_a_default_worker_answers_a_reused_command_id_with_conflict(
     """A ``cqrs worker --user worker`` without ``--scoped-reads`` answers the same command id
     sent with another command ``conflict``: refused the stream-wide direct get, it reads the
     commit through a scoped consumer instead, and says so once."""
-    worker = WorkerProcess(tmp_path / "worker", node.url, scoped_reads=False)
+    worker = WorkerProcess(tmp_path / "worker", node.url, app=DEFAULT_APP, scoped_reads=False)
     with workers(worker):
         await worker.wait_ready()
         nc = await open_connection(node.url, options("alice"))
@@ -59,7 +60,7 @@ async def test_a_default_worker_answers_an_old_retry_with_its_original_reply(
 ) -> None:
     """A retry after 80 newer commands gets its original reply from a default-flags worker on
     the generated ``worker`` user."""
-    worker = WorkerProcess(tmp_path / "worker", node.url, scoped_reads=False)
+    worker = WorkerProcess(tmp_path / "worker", node.url, app=DEFAULT_APP, scoped_reads=False)
     with workers(worker):
         await worker.wait_ready()
         nc = await open_connection(node.url, options("alice"))
@@ -142,3 +143,14 @@ async def test_a_cli_command_refused_by_nats_says_so_and_exits_77(
     )
     assert done.returncode == exits.NO_PERMISSION, done.stderr
     assert "does not allow user 'alice' to publish to '$JS.API.STREAM.INFO.EVENTS'" in done.stderr
+
+
+async def test_a_worker_refused_its_command_subjects_exits_naming_them(
+    node: NatsNode, tmp_path: Path
+) -> None:
+    """A worker whose user may not subscribe to an aggregate's commands (``user-worker`` asked
+    to serve ``order`` too) stops with exit 77 naming the subject, instead of serving nothing."""
+    worker = WorkerProcess(tmp_path / "worker", node.url, user="user-worker")
+    with workers(worker):
+        assert await worker.wait_exit(60) == exits.NO_PERMISSION, worker.log_tail()
+    assert "does not allow user 'user-worker' to subscribe to 'cmd.order.*.*'" in worker.log_tail()
