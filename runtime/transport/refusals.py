@@ -36,6 +36,7 @@ log = structlog.get_logger("runtime.transport.refusals")
 # nats-py lower-cases the server's -ERR text before handing it on.
 VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
 RECENT = 4096  # publishes with a reply remembered: far more than can wait for an -ERR at once
+REFUSED_SUBSCRIPTIONS = 256  # refused subscriptions remembered
 
 # Fails the waiter of a reply subject with the error; False when nothing waits there any more.
 Fail = Callable[[str, PermissionDenied], bool]
@@ -60,7 +61,8 @@ class Connection(NATS):
         self.user = user
         self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT)  # (subject, reply)
         self._inboxes: dict[str, Fail] = {}  # reply prefix -> what fails its waiter
-        self._refused_subscriptions: list[str] = []  # lower-cased, as the server named them
+        # Lower-cased, as the server names them; a dict for its order, to forget the oldest.
+        self._refused_subscriptions: dict[str, None] = {}
 
     async def publish(
         self,
@@ -87,17 +89,23 @@ class Connection(NATS):
 
     def refused(self, exc: Exception) -> bool:
         """Fail the waiters of the publish or subscription ``exc`` (from the error callback)
-        reports refused; False when it is no permissions violation or nothing waited."""
+        reports refused; False when it is no permissions violation or concerns no recent
+        request of this connection (the server sends one error per refused publish: the first
+        fails every request to the subject, the others find theirs already failed)."""
         match = VIOLATION.search(str(exc))
         if match is None:
             return False
         operation, subject = match.groups()
         if operation == "subscription":
-            self._refused_subscriptions.append(subject)
+            self._refused_subscriptions[subject] = None
+            if len(self._refused_subscriptions) > REFUSED_SUBSCRIPTIONS:
+                del self._refused_subscriptions[next(iter(self._refused_subscriptions))]
             found = [(s, r) for s, r in self._recent if matches(subject, r.lower())]
-            return self._fail(found, lambda s: self._denied("subscribe to", subject, s)) > 0
-        found = [(s, r) for s, r in self._recent if s.lower() == subject]
-        return self._fail(found, lambda s: self._denied("publish to", s)) > 0
+            self._fail(found, lambda s: self._denied("subscribe to", subject, s))
+        else:
+            found = [(s, r) for s, r in self._recent if s.lower() == subject]
+            self._fail(found, lambda s: self._denied("publish to", s))
+        return bool(found)
 
     def check_subscribed(self, subjects: Iterable[str]) -> None:
         """Raise :class:`PermissionDenied` when the server refused a subscription to one of

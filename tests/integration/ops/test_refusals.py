@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
 from runtime.cli import exits
@@ -178,3 +180,21 @@ async def test_a_refused_pull_of_a_process_manager_fails_at_once(node: NatsNode)
             await consumer.fetch(1, expires=600)
     finally:
         await nc.close()
+
+
+async def test_requests_refused_together_all_fail_and_warn_nothing(node: NatsNode) -> None:
+    """Ten requests refused at once all fail with :class:`PermissionDenied`, and the server's
+    ten refusals are reported through them, not as warnings."""
+    nc = await open_connection(node.url, options("alice"))
+    subject = "$JS.API.STREAM.INFO.EVENTS"
+    try:
+        with capture_logs() as logs:
+            results = await asyncio.gather(
+                *(nc.request(subject, timeout=600) for _ in range(10)), return_exceptions=True
+            )
+            await nc.flush()  # every refusal has arrived
+            await nc.flush()
+    finally:
+        await nc.close()
+    assert all(isinstance(r, PermissionDenied) for r in results), results
+    assert [e for e in logs if e["log_level"] == "warning"] == []
