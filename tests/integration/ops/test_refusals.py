@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from aggregates.scenario import run_scenario
 from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
 from runtime.cli import exits
 from runtime.domain.app import DEFAULT_APP
 from runtime.processes.pinned import PinnedConsumer
 from runtime.transport.connection import open_connection
+from runtime.transport.embedded import free_port
 from runtime.transport.nats_errors import nats_call
 from runtime.transport.publisher import Publisher
 from runtime.transport.streams import ensure_event_stream
 
 from ..cli.clirun import run_cli
-from ..procs import NatsNode, WorkerProcess, password, workers
+from ..procs import NatsNode, WorkerProcess, password, wait_until, workers
 from .accounts import options, session
 
 USER = {"name": "Ada", "email": "ada@example.com", "role": "customer"}
@@ -199,3 +203,69 @@ async def test_requests_refused_together_all_fail_and_warn_nothing(node: NatsNod
         await nc.close()
     assert all(isinstance(r, PermissionDenied) for r in results), results
     assert [e for e in logs if e["log_level"] == "warning"] == []
+
+
+async def test_every_generated_role_runs_with_default_flags(node: NatsNode, tmp_path: Path) -> None:
+    """``cqrs worker``, ``projector``, ``processes`` and ``gateway`` processes on their
+    generated users, without extra flags, run the demo scenario, reload an aggregate from its
+    history in a restarted worker and answer over HTTP, then stop cleanly; the server refuses
+    them nothing but each worker's one stream-wide direct get."""
+    port = free_port()
+    roles = {
+        "worker": WorkerProcess(tmp_path / "w1", node.url, app=DEFAULT_APP, scoped_reads=False),
+        "projector": WorkerProcess(
+            tmp_path / "p", node.url, user="projector", command="projector", app=DEFAULT_APP
+        ),
+        "processes": WorkerProcess(
+            tmp_path / "m", node.url, user="processes", command="processes", app=DEFAULT_APP
+        ),
+        "gateway": WorkerProcess(
+            tmp_path / "g",
+            node.url,
+            user="gateway",
+            command="gateway",
+            app=DEFAULT_APP,
+            extra=["--port", str(port)],
+        ),
+    }
+    restarted = WorkerProcess(tmp_path / "w2", node.url, app=DEFAULT_APP, scoped_reads=False)
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+
+    async def gateway_ready() -> bool:
+        try:
+            return (await http.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    with workers(*roles.values()):
+        for name in ("worker", "projector", "processes"):
+            await roles[name].wait_ready(60)
+        await wait_until(gateway_ready, 60, "the gateway's /readyz", period=0.2)
+        nc = await open_connection(node.url, options("alice"))
+        try:
+            client = Client(nc, timeout=30)
+            await run_scenario(client, lambda _: None)
+            await client.send("user", "u-1", "create", USER)
+            await client.send("user", "u-1", "change_email", {"email": "b@example.com"})
+            roles["worker"].signal(signal.SIGTERM)
+            assert await roles["worker"].wait_exit(30) == 0
+            with workers(restarted):
+                await restarted.wait_ready(60)
+                last = await client.send("user", "u-1", "change_role", {"role": "admin"})
+                assert last.version == 3  # the restarted worker read the history
+                answer = await http.get(
+                    "/queries/users/get_user_by_id",
+                    params={"user_id": "u-1"},
+                    headers={"Cqrs-Min-Seq": str(last.seq)},
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["result"]["role"] == "admin"
+                for process in (restarted, *list(roles.values())[1:]):
+                    process.signal(signal.SIGTERM)
+                    assert await process.wait_exit(30) == 0, process.log_tail()
+        finally:
+            await nc.close()
+            await http.aclose()
+    refused = [line for line in node.log_tail(1_000_000).splitlines() if "Violation" in line]
+    assert refused, "the worker was expected to try the stream-wide direct get"
+    assert all('"$JS.API.DIRECT.GET.EVENTS"' in line for line in refused), refused
