@@ -26,20 +26,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..errors import PermissionDenied
-
-log = structlog.get_logger("runtime.transport.refusals")
 
 # nats-py lower-cases the server's -ERR text before handing it on.
 VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
 RECENT = 4096  # publishes with a reply remembered: far more than can wait for an -ERR at once
 REFUSED_SUBSCRIPTIONS = 256  # refused subscriptions remembered
 
-# Fails the waiter of a reply subject with the error; False when nothing waits there any more.
-Fail = Callable[[str, PermissionDenied], bool]
+# Fails the waiter of a reply subject with the error, when one still waits there.
+Fail = Callable[[str, PermissionDenied], object]
 
 
 def matches(pattern: str, subject: str) -> bool:
@@ -134,22 +131,19 @@ class Connection(NATS):
             details["user"] = self.user
         return PermissionDenied(message + " (a permissions violation)", details=details)
 
-    def _fail(self, found: list[tuple[str, str]], error: Callable[[str], PermissionDenied]) -> int:
-        """Fail the waiter of each (subject, reply); how many there were."""
-        failed = 0
+    def _fail(self, found: list[tuple[str, str]], error: Callable[[str], PermissionDenied]) -> None:
+        """Fail the waiter of each (subject, reply) that still waits."""
         mux = self._resp_sub_prefix.decode() if self._resp_sub_prefix else None
         for subject, reply in found:
             if mux is not None and reply.startswith(mux):
                 future = self._resp_map.get(reply[len(mux) :])
                 if future is not None and not future.done():
                     future.set_exception(error(subject))
-                    failed += 1
                 continue
             for prefix, fail in list(self._inboxes.items()):
                 if reply.startswith(prefix):
-                    failed += fail(reply, error(subject))
+                    fail(reply, error(subject))
                     break
-        return failed
 
 
 async def subscribed(nc: NATS, subjects: Iterable[str]) -> None:
