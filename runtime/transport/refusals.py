@@ -29,6 +29,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from ..errors import PermissionDenied
+from ..wire.partitions import unpartitioned
 
 # nats-py lower-cases the server's -ERR text before handing it on.
 VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
@@ -100,7 +101,10 @@ class Connection(NATS):
             found = [(s, r) for s, r in self._recent if matches(subject, r.lower())]
             self._fail(found, lambda s: self._denied("subscribe to", subject, s))
         else:
-            found = [(s, r) for s, r in self._recent if s.lower() == subject]
+            # The server checks a publish after its subject mapping: a refused command names
+            # the partitioned subject, not the one sent.
+            sent = {subject, unpartitioned(subject) or subject}
+            found = [(s, r) for s, r in self._recent if s.lower() in sent]
             self._fail(found, lambda s: self._denied("publish to", s))
         return bool(found)
 

@@ -269,3 +269,16 @@ async def test_every_generated_role_runs_with_default_flags(node: NatsNode, tmp_
     refused = [line for line in node.log_tail(1_000_000).splitlines() if "Violation" in line]
     assert refused, "the worker was expected to try the stream-wide direct get"
     assert all('"$JS.API.DIRECT.GET.EVENTS"' in line for line in refused), refused
+
+
+async def test_a_command_the_client_user_may_not_send_fails_at_once(node: NatsNode) -> None:
+    """``Client.send`` to an aggregate type outside the client user's grant raises
+    :class:`PermissionDenied` at once, without resending it until its timeout."""
+    nc = await open_connection(node.url, options("alice"))
+    try:
+        client = Client(nc, timeout=600)
+        with pytest.raises(PermissionDenied, match=r"publish to 'cmd\.invoice\.i-1\.create'"):
+            await client.send("invoice", "i-1", "create", {})
+        assert client.retries == 0
+    finally:
+        await nc.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.transport.refusals import matches
+from runtime.wire.partitions import unpartitioned
 
 
 @pytest.mark.parametrize(
@@ -24,3 +25,10 @@ def test_a_subscription_pattern_covers_the_subjects_of_its_wildcards(
 ) -> None:
     """``*`` stands for one token and ``>`` for one or more, as in nats-server."""
     assert matches(pattern, subject) is expected
+
+
+def test_a_partitioned_command_subject_names_the_subject_sent() -> None:
+    """The server names a refused command by its partitioned subject; the sent one is known."""
+    assert unpartitioned("cmd.7.order.o-1.create") == "cmd.order.o-1.create"
+    assert unpartitioned("cmd.order.o-1.create") is None
+    assert unpartitioned("events.7.order.o-1.create") is None
