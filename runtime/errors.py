@@ -101,6 +101,12 @@ class Internal(CqrsError):
     code = "internal"
 
 
+class PermissionDenied(Internal):
+    """Raised when the NATS server refuses a publish or subscription of the connection's user
+    (its permissions do not grant the subject): the deployment does not fit, so it travels as
+    ``internal``; ``details`` name the subject, the operation and the user."""
+
+
 class NoResponders(CqrsError):
     """Raised when no worker serves the subject a command or query was sent to."""
 

@@ -149,7 +149,8 @@ ScopedReads = Annotated[
         "--scoped-reads/--no-scoped-reads",
         envvar="CQRS_SCOPED_READS",
         help="Read aggregate histories through consumers scoped to the aggregates served, so "
-        "the NATS user needs no stream-wide direct get (the generated worker users have none).",
+        "the NATS user needs no stream-wide direct get (the generated worker users have none). "
+        "Without it, a worker switches to them when the server first refuses the direct get.",
     ),
 ]
 ReadyFile = Annotated[

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import CqrsError, Internal
+from ..errors import CqrsError, Internal, PermissionDenied
 from ..wire import codec
 
 OK = 0
@@ -23,7 +23,7 @@ NO_SERVER = 68  # EX_NOHOST: no server configured and none running
 UNAVAILABLE = 69  # EX_UNAVAILABLE: NATS unreachable or closed, nobody serves the subject
 SOFTWARE = 70  # EX_SOFTWARE: an internal error
 TEMPORARY = 75  # EX_TEMPFAIL: timeout, busy, conflict, stale, in use: retry later
-NO_PERMISSION = 77  # EX_NOPERM: a token missing or without the scope (the HTTP gateway's)
+NO_PERMISSION = 77  # EX_NOPERM: NATS refused the user a subject; a token missing or short of scope
 CONFIG = 78  # EX_CONFIG: the set-up is inconsistent
 INTERRUPTED = 130  # Ctrl-C
 
@@ -59,6 +59,8 @@ BY_CODE: dict[str, int] = {
 
 def exit_code(error: CqrsError) -> int:
     """The exit code of a command that failed with ``error``."""
+    if isinstance(error, PermissionDenied):  # travels as ``internal``, but says what to fix
+        return NO_PERMISSION
     return BY_CODE.get(error.code, SOFTWARE)
 
 

@@ -20,8 +20,9 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PermissionDenied
 from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.refusals import watch_replies
 from ..transport.startup import jetstream_call, raise_if_transient
 from ..wire import codec
 
@@ -135,10 +136,20 @@ class PinnedConsumer:
         send, receive = anyio.create_memory_object_stream[Msg](batch + 8)
 
         async def deliver(msg: Msg) -> None:
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+            with contextlib.suppress(
+                anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+            ):
                 send.send_nowait(msg)
 
+        refused: list[PermissionDenied] = []
+
+        def on_refused(_reply: str, error: PermissionDenied) -> bool:
+            refused.append(error)  # no message will come: end the wait now
+            send.close()
+            return True
+
         inbox = self.nc.new_inbox()
+        unwatch = watch_replies(self.nc, inbox, on_refused)
         with nats_call(f"pulling from consumer {self.name}"):
             sub = await self.nc.subscribe(inbox, cb=deliver)
             await self.nc.publish(
@@ -162,10 +173,13 @@ class PinnedConsumer:
                     if len(msgs) >= batch:
                         break
         finally:
+            unwatch()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             send.close()
             receive.close()
+        if refused:
+            raise refused[0]
         return msgs
 
     def _on_status(self, status: str, description: str) -> None:

@@ -30,7 +30,7 @@ from ..errors import ConfigurationError, NoServer, Unreachable
 from .devstore import DevStore
 from .embedded import embedded_server
 from .lifeline import Lifeline, describe, lifeline_of, servers_label
-from .nats_client import NatsClient
+from .refusals import Connection
 
 log = structlog.get_logger("runtime.transport.connection")
 
@@ -98,7 +98,7 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
     label = servers_label(url)
     lifeline = Lifeline(options.max_reconnects)
     log.info("nats_connecting", url=label, timeout=options.connect_timeout)
-    nc = NatsClient()
+    nc = Connection(options.user)
     connected = False
     try:
         with anyio.fail_after(options.connect_timeout):

@@ -72,19 +72,30 @@ class ConsumerHistoryReader:
     """Subject histories through scoped ephemeral consumers; newest messages by direct get."""
 
     def __init__(
-        self, nc: NATS, stream: str, *, timeout: float = 5.0, inactive_threshold: float = 1.0
+        self,
+        nc: NATS,
+        stream: str,
+        *,
+        timeout: float = 5.0,
+        inactive_threshold: float = 1.0,
+        newest: DirectGetter | None = None,
     ) -> None:
+        """``newest``: a started direct getter of the stream to share (its owner starts and
+        stops it), else one of its own."""
         self._nc = nc
         self._stream = stream
         self._timeout = timeout
         self._inactive_ns = int(inactive_threshold * 1_000_000_000)
-        self._newest = DirectGetter(nc, stream, timeout=timeout)
+        self._owns_newest = newest is None
+        self._newest = newest or DirectGetter(nc, stream, timeout=timeout)
 
     async def start(self) -> None:
-        await self._newest.start()
+        if self._owns_newest:
+            await self._newest.start()
 
     async def stop(self) -> None:
-        await self._newest.stop()
+        if self._owns_newest:
+            await self._newest.stop()
 
     async def last_for_subject(self, subject: str) -> RawMessage | None:
         return await self._newest.last_for_subject(subject)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ..errors import Internal, NoResponders, Timeout
+from ..errors import Internal, NoResponders, PermissionDenied, Timeout
 from ..wire import codec
 from ..wire.envelope import RawMessage
 from ..wire.timestamps import stored_timestamp, timestamp_ns
 from .nats_errors import nats_call
+from .refusals import watch_replies
 
 
 class Cut:
@@ -76,6 +78,12 @@ class _Batch:
                 return
         self.done.set_result(None)
 
+    def fail(self, error: PermissionDenied) -> bool:
+        if self.done.done():
+            return False
+        self.done.set_exception(error)
+        return True
+
 
 class DirectGetter:
     """Batched direct gets on one stream over one shared reply subscription."""
@@ -89,12 +97,19 @@ class DirectGetter:
         self._ids = itertools.count()
         self._waiting: dict[str, _Batch] = {}
         self._sub: Any = None
+        self._unwatch: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         with nats_call(f"reading stream {self._stream}"):
             self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._route)
+        self._unwatch = watch_replies(self._nc, self._prefix + ".", self._refused)
+
+    def _refused(self, reply: str, error: PermissionDenied) -> bool:
+        batch = self._waiting.get(reply.rsplit(".", 1)[1])
+        return batch is not None and batch.fail(error)
 
     async def stop(self) -> None:
+        self._unwatch()
         if self._sub is not None:
             with contextlib.suppress(Exception):  # the connection may already be closed
                 await self._sub.unsubscribe()

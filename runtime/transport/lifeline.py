@@ -6,7 +6,9 @@ reconnect attempt. A :class:`Lifeline` is the set of callbacks the runtime conne
 - each reconnect attempt is one structlog line (``nats_reconnecting``: attempt, server, wait, the
   last error), with an exponential back-off between attempts chosen here through nats-py's
   ``reconnect_to_server_handler``, and no traceback;
-- errors outside reconnecting (a permissions violation, a slow consumer) are one warning line;
+- a permissions violation fails the request the server refused at once
+  (:mod:`runtime.transport.refusals`), and is a warning line only when nothing waited for it;
+- other errors outside reconnecting (a slow consumer) are one warning line;
 - when the connection closes for good without the runtime closing it (reconnect attempts used up,
   or the server closed it, e.g. after a payload over its ``max_payload``), :attr:`closed` is set,
   so a long-running process can stop and exit non-zero instead of living on without a connection.
@@ -26,6 +28,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from ..backoff import Backoff
+from .refusals import Connection
 
 log = structlog.get_logger("runtime.transport.lifeline")
 
@@ -83,6 +86,10 @@ class Lifeline:
         }
 
     async def on_error(self, exc: Exception) -> None:
+        nc = self._nc() if self._nc is not None else None
+        if isinstance(nc, Connection) and nc.refused(exc):
+            log.debug("nats_permission_denied", error=describe(exc))  # its waiter reports it
+            return
         self.last_error = describe(exc)
         if self.connected and not self.reconnecting and not self.closing:
             log.warning("nats_error", error=self.last_error)

@@ -51,6 +51,7 @@ from ..wire import codec
 from ..wire.naming import SERVICE_VERSION, ServiceKind, queue_group, service_name
 from .limits import message_size, too_large
 from .nats_errors import nats_call
+from .refusals import subscribed
 from .replies import ReplyPolicy
 
 log = structlog.get_logger("runtime.transport.micro")
@@ -237,7 +238,10 @@ class MicroService:
         )
 
     async def start(self) -> None:
-        """Subscribe the endpoints and the discovery subjects; return once the server has them."""
+        """Subscribe the endpoints and the discovery subjects; return once the server has them.
+
+        Raises :class:`~runtime.errors.PermissionDenied` when the server refused the user an
+        endpoint's subject."""
         self.started = datetime.now(UTC)
         with nats_call(f"starting service {self.name}"):
             for endpoint in self.endpoints:
@@ -249,7 +253,9 @@ class MicroService:
                     self._discovery.append(
                         await self.nc.subscribe(subject, cb=self._discovery_handler(answer))
                     )
-            await self.nc.flush()
+            # The server refuses a subscription with an asynchronous error only: without the
+            # check, a user not granted a subject would leave the service serving nothing.
+            await subscribed(self.nc, [e.subject for e in self.endpoints])
 
     async def stop(self) -> None:
         """Stop taking requests, let every delivered one be handled, then leave discovery."""

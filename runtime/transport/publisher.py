@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from ..errors import JetStreamError, Timeout
+from ..errors import JetStreamError, PermissionDenied, Timeout
 from .nats_errors import STATUS_HEADER, nats_call, no_responders, refusal, translate
+from .refusals import watch_replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +69,14 @@ class Publisher:
         # Oldest first (dicts keep insertion order): the timer only ever looks at the front.
         self._waiting: dict[int, tuple[asyncio.Future[Msg], float]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._unwatch: Callable[[], None] = lambda: None
 
     async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Ack:
         """Publish and return JetStream's ack.
 
         Raises :class:`Timeout` without an ack in time, :class:`Refused` when JetStream refused
-        the message, :class:`NoStream` when no stream answered, and the runtime error of any
+        the message, :class:`NoStream` when no stream answered, :class:`PermissionDenied` when
+        the server refused the user the subject, and the runtime error of any
         nats-py failure (its message names the subject, built only then: this is a hot path).
         """
         if self._subscription is None:
@@ -113,6 +117,7 @@ class Publisher:
 
     async def stop(self) -> None:
         """Stop listening for acks; publishes still waiting time out."""
+        self._unwatch()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             with contextlib.suppress(nats.errors.Error):  # the connection may already be closed
@@ -126,6 +131,15 @@ class Publisher:
             with nats_call(f"the publish to {subject}"):
                 self._subscription = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
             self._prefix = prefix
+            self._unwatch = watch_replies(self.nc, prefix, self._refused)
+
+    def _refused(self, reply: str, error: PermissionDenied) -> bool:
+        """The server refused the publish answered on ``reply``: fail it now."""
+        waiting = self._waiting.get(int(reply[len(self._prefix) :]))
+        if waiting is None or waiting[0].done():
+            return False
+        waiting[0].set_exception(error)
+        return True
 
     async def _on_ack(self, msg: Msg) -> None:
         try:

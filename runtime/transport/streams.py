@@ -69,6 +69,7 @@ class StreamSettings:
     max_msg_size: int | None = None
     # Read histories through subject-scoped consumers instead of stream-wide batched direct
     # gets, so the NATS user needs no read grant beyond its aggregates (history_reader.py).
+    # Without it, reads switch to them when the server first refuses the direct get.
     scoped_reads: bool = False
 
 

@@ -56,3 +56,12 @@ def split_partitioned(subject: str) -> tuple[int, str, str, str]:
     """``cmd.<p>.<aggregate>.<id>.<command>`` as (p, aggregate, id, command)."""
     _, partition, aggregate, aggregate_id, command = subject.split(".", 4)
     return int(partition), aggregate, aggregate_id, command
+
+
+def unpartitioned(subject: str) -> str | None:
+    """The subject a client sent that the server mapped to the partitioned ``subject``
+    (``cmd.<p>.<aggregate>.<id>.<command>`` -> ``cmd.<aggregate>.<id>.<command>``), else None."""
+    tokens = subject.split(".")
+    if len(tokens) == 5 and tokens[0] == COMMAND_PREFIX and tokens[1].isdigit():
+        return ".".join((tokens[0], *tokens[2:]))
+    return None

@@ -205,6 +205,7 @@ class WorkerProcess:
     extra: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     shutdown_timeout: float = 20.0
+    scoped_reads: bool = True  # a worker with a user: False runs it without the flag
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -228,7 +229,11 @@ class WorkerProcess:
             "CQRS_LOG_FORMAT": "json",
             "CQRS_STATE_DIR": str(self.directory / "state"),
             # The generated worker users read histories through scoped consumers only.
-            **({"CQRS_SCOPED_READS": "true"} if self.user and self.command == "worker" else {}),
+            **(
+                {"CQRS_SCOPED_READS": "true"}
+                if self.scoped_reads and self.user and self.command == "worker"
+                else {}
+            ),
             **self.env,
         }
         if self.user:

@@ -17,7 +17,7 @@ from ..procs import NatsNode, password, wait_until
 
 APP = load_app()
 PLAN = UserPlan(
-    clients=("alice", "bob"),
+    clients=("alice", "bob", "gateway"),
     workers={"worker": (), "user-worker": ("user",), "order-worker": ("order",)},
 )
 
