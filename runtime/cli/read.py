@@ -36,7 +36,7 @@ from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
-from . import exits
+from . import exits, retire
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
     app.command()(projector)
     app.command()(query)
     app.command()(status)
+    retire.register(projections_app)
     app.add_typer(projections_app)
 
 
@@ -278,14 +279,14 @@ def print_status(report: dict[str, Any]) -> None:
     table = Table(
         title=f"projections on stream {report['stream']} (last seq {report['stream_last_seq']})"
     )
-    columns = ("projection", "replica", "applied", "stream last", "lag", "pending", "snapshot")
-    for column in (*columns, "state"):
-        numeric = column in ("applied", "stream last", "lag", "pending")
+    columns = ("projection", "version", "replica", "applied", "stream last", "lag", "pending")
+    for column in (*columns, "snapshot", "state"):
+        numeric = column in ("version", "applied", "stream last", "lag", "pending")
         table.add_column(column, justify="right" if numeric else "left")
     for r in report["replicas"]:
         snap = r.get("last_snapshot")
         snapshot = f"seq {snap['seq']}, {snap.get('age_seconds', 0):.0f}s ago" if snap else "-"
-        state = r["state"]
+        state = _serving_state(r)
         if r.get("halted"):
             h = r["halted"]
             state = f"[red]halted[/red] at seq {h['seq']} ({h['type']}): {h['error']}"[:120]
@@ -295,6 +296,7 @@ def print_status(report: dict[str, Any]) -> None:
             state += f", {r['dead_lettered']} dead-lettered"
         table.add_row(
             r["projection"],
+            str(r.get("version", r.get("schema", "-"))),
             r["replica"],
             str(r["applied_seq"]),
             str(r["stream_last_seq"]),
@@ -306,7 +308,8 @@ def print_status(report: dict[str, Any]) -> None:
     for name in report["not_running"]:
         snaps = [s for s in report["snapshots"] if s["projection"] == name]
         snapshot = f"seq {snaps[0]['seq']}, {snaps[0]['age_seconds']:.0f}s ago" if snaps else "-"
-        table.add_row(name, "-", "-", "-", "-", "-", snapshot, "[dim]no replica running[/dim]")
+        none = "[dim]no replica running[/dim]"
+        table.add_row(name, "-", "-", "-", "-", "-", "-", snapshot, none)
     console.print(table)
     for orphan in report.get("orphaned_consumers", []):
         idle = orphan["idle_seconds"]
@@ -318,6 +321,17 @@ def print_status(report: dict[str, Any]) -> None:
         )
     if report.get("process_managers"):
         print_process_status(report["process_managers"])
+
+
+def _serving_state(replica: dict[str, Any]) -> str:
+    """Whether a replica takes queries, or why not (catching up, a newer version serves)."""
+    if replica.get("caught_up") is False:
+        eta = replica.get("eta_seconds")
+        when = f", serves in ~{eta:.0f}s" if eta is not None else ""
+        return f"[yellow]catching up[/yellow] ({replica.get('pending', '?')} to go{when})"
+    if replica.get("serving") is False:
+        return "standing by (a newer version serves)"
+    return "serving" if replica.get("serving") else str(replica["state"])
 
 
 def print_process_status(managers: list[dict[str, Any]]) -> None:

@@ -59,20 +59,26 @@ async def _replica(
         Election(projector, queries).running() as election,
     ):
         projector.standing = election.standing
-        yield projector, election
+        process_metrics = metrics.current()
+        gauges = ReplicaGaugeSource(projector)
+        if process_metrics is not None:
+            process_metrics.watch(gauges)  # from the start: a catching-up replica reports too
+        try:
+            yield projector, election
+        finally:
+            if process_metrics is not None:
+                process_metrics.unwatch(gauges)
 
 
 @contextlib.asynccontextmanager
 async def _ready(
     replicas: Sequence[tuple[Projector[Any], Election]],
 ) -> AsyncIterator[None]:
-    """Wait until every replica has caught up (or halted trying); then be ready and report
-    the replicas' gauges until the context exits."""
+    """Wait until every replica has caught up (or halted trying); then be ready until the
+    context exits."""
     async with anyio.create_task_group() as tg:
         for _, election in replicas:
             tg.start_soon(election.settled.wait)
-    process_metrics = metrics.current()
-    gauges = [ReplicaGaugeSource(projector) for projector, _ in replicas]
     instances = {}
     for projector, election in replicas:
         service = election.queries.service
@@ -89,15 +95,9 @@ async def _ready(
     settings = replicas[0][0].settings if replicas else None
     ready_file = settings.ready_file if settings is not None else None
     mark_ready(ready_file, instances)
-    if process_metrics is not None:
-        for source in gauges:
-            process_metrics.watch(source)
     try:
         yield
     finally:
-        if process_metrics is not None:
-            for source in gauges:
-                process_metrics.unwatch(source)
         mark_not_ready(ready_file, instances)
 
 
