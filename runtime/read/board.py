@@ -57,6 +57,7 @@ class ReplicaState:
     caught_up: bool = False  # it applied everything there was when it started
     serving: bool = False  # it takes queries
     halted: bool = False
+    leaving: bool = False  # it is stopping: it serves until another replica has taken over
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
 

@@ -173,8 +173,10 @@ class Election:
     def _wants_to_serve(self, others: list[ReplicaState]) -> bool:
         state = self.state
         if state.caught_up:
-            return not any(o.version > state.version and o.serving for o in others)
-        return state.halted and not any(o.caught_up for o in others)
+            return not any(
+                o.version > state.version and o.serving and not o.leaving for o in others
+            )
+        return state.halted and not any(o.caught_up and not o.leaving for o in others)
 
     async def _decide(self) -> None:
         assert self.board is not None
@@ -206,20 +208,24 @@ class Election:
     # -- leaving -------------------------------------------------------------------------------
 
     async def _leave(self) -> None:
-        """Withdraw from the board; as the last server with a successor, wait for it to serve."""
+        """Hand the queries over when this is the last replica serving and another can take
+        them (saying so on the board, then waiting until it serves), drain, then withdraw."""
         board = self.board
         if board is None:
             return
-        await board.withdraw(self.state)
-        if not self.serving:
-            return
         mine = self.state.key
         others = board.others(mine)
-        if any(o.serving for o in others) or not any(o.caught_up for o in others):
-            return
-        self.log.info("replica_handing_over")
-        with anyio.move_on_after(HANDOVER_TIMEOUT):
-            while not any(o.serving for o in board.others(mine)):
-                changed = board.changed
-                await changed.wait()
-                board.changed = anyio.Event()
+        successor = any(o.caught_up and not o.leaving for o in others)
+        if self.serving and successor and not any(o.serving for o in others):
+            self.log.info("replica_handing_over")
+            self.state.leaving = True
+            with contextlib.suppress(CqrsError):
+                await board.publish(self.state)
+            with anyio.move_on_after(HANDOVER_TIMEOUT):
+                while not any(o.serving and not o.leaving for o in board.others(mine)):
+                    changed = board.changed
+                    await changed.wait()
+                    board.changed = anyio.Event()
+        # Drained before the entry goes: a replica that took over stays fenced until then.
+        await self.queries.unserve()
+        await board.withdraw(self.state)
