@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from runtime import Client, CqrsError, EventStore
 from runtime.read.board import read_board
+from runtime.read.status import collect
 from runtime.transport.embedded import EmbeddedServer
 
 from ..procs import WorkerProcess, wait_until, workers
@@ -171,8 +172,8 @@ async def _only(current: Any, wanted: set[tuple[int, str]]) -> bool:
 async def test_a_new_version_killed_mid_rebuild_leaves_the_old_one_serving(
     nc: NATS, nats_server: EmbeddedServer, store: EventStore, tmp_path: Path
 ) -> None:
-    """A version 2 replica SIGKILLed while it rebuilds never answers; version 1 answers every
-    query throughout."""
+    """A version 2 replica SIGKILLed while it rebuilds never answers (cqrs status shows it
+    catching up meanwhile); version 1 answers every query throughout."""
     await append_orders(store, ORDERS, prefix="a")
     url = nats_server.url
     v1 = projector(tmp_path, url, "v1", V1_APP, "--replica", "r1")
@@ -187,12 +188,18 @@ async def test_a_new_version_killed_mid_rebuild_leaves_the_old_one_serving(
                     return mine is not None and mine["position"] > 0 and not mine["caught_up"]
 
                 await wait_until(rebuilding, 30, "version 2 to be rebuilding")
+                report = await collect(nc, projections=["orders"])
+                rows = {(r["version"], r["replica"]): r for r in report["replicas"]}
                 v2.kill()
             state.phase = "after the kill"
             await wait_until(lambda: state.answered("after the kill", 1) >= 50, 30, "answers")
     assert not state.errors, state.errors
     assert {a.version for a in state.answers} == {1}
     assert not state.behind()
+    # cqrs status showed the rebuilding replica: not serving, with what it had left to do.
+    assert rows[(1, "r1")]["serving"] and rows[(2, "r1")]["caught_up"] is False
+    assert rows[(2, "r1")]["serving"] is False and rows[(2, "r1")]["lag"] > 0
+    assert "eta_seconds" in rows[(2, "r1")]
 
 
 async def test_a_replica_restored_from_an_old_snapshot_serves_only_once_caught_up(
