@@ -122,6 +122,15 @@ def projector(
     batch: Annotated[
         int, typer.Option("--batch", envvar="CQRS_BATCH", min=1, help="Fetch batch size.")
     ] = 500,
+    catch_up_lag: Annotated[
+        int,
+        typer.Option(
+            "--catch-up-lag",
+            envvar="CQRS_CATCH_UP_LAG",
+            min=0,
+            help="A starting replica serves once at most this many commits are left to it.",
+        ),
+    ] = 100,
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
@@ -155,6 +164,7 @@ def projector(
             stream=ctx.stream,
             replica=replica or default_replica(),
             batch=batch,
+            catch_up_lag=catch_up_lag,
             snapshot_every=snapshot_every or None,
             snapshot_interval=snapshot_interval or None,
             stale_timeout=stale_timeout,
