@@ -151,7 +151,8 @@ def projector(
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
 ) -> None:
-    """A projection worker: one replica of each projection, serving its queries.
+    """A projection worker: one replica of each projection, serving its queries once it has
+    caught up (and unless a newer version of the projection serves).
 
     SIGTERM or Ctrl-C stops it gracefully: it stops taking queries, writes a final snapshot of
     each read model and exits 0, within --shutdown-timeout. It refuses to start (exit 75) while
