@@ -72,7 +72,7 @@ class Election:
         self.start_seq = 0  # the stream's end when the replica started
         self.fence_floor: int | None = None
         self._rate_sample: tuple[float, int] | None = None
-        self._published: ReplicaState | None = None
+        self._published: tuple[bool, ...] | None = None
         self.log = log.bind(
             projection=self.state.projection, version=self.state.version, replica=self.state.replica
         )
@@ -128,9 +128,12 @@ class Election:
                     await self._decide()
                 if self.state.caught_up or self.state.halted:
                     self.settled.set()
-                if self.state != self._published or time.monotonic() - published >= PUBLISH_PERIOD:
+                # A change others decide on goes out at once; positions once a period (each
+                # entry written wakes every replica of the projection).
+                decided = self._decided()
+                if decided != self._published or time.monotonic() - published >= PUBLISH_PERIOD:
                     await self.board.publish(self.state)
-                    self._published = ReplicaState(**vars(self.state))
+                    self._published = decided
                     published = time.monotonic()
             except CqrsError as exc:  # NATS away for a moment: keep the last decision
                 self.log.warning("replica_election_failed", code=exc.code, reason=exc.message)
@@ -141,6 +144,10 @@ class Election:
                 await changed.wait()
             if changed.is_set():
                 self.board.changed = anyio.Event()
+
+    def _decided(self) -> tuple[bool, ...]:
+        state = self.state
+        return state.caught_up, state.serving, state.halted, state.leaving
 
     async def _look(self) -> None:
         """Bring the replica's own state up to date (position, pending, rate, caught up)."""

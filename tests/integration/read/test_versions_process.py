@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 from nats.aio.client import Client as NATS
 
 from runtime import Client, CqrsError, EventStore
@@ -55,6 +56,7 @@ class Load:
     client: Client
     store: EventStore
     phase: str = "v1"
+    prefix: str = "a"  # of the existing orders the readers ask for
     answers: list[Answer] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     highest: int = 0
@@ -67,7 +69,7 @@ class Load:
     async def reader(self, stop: anyio.Event) -> None:
         while not stop.is_set():
             phase, floor = self.phase, self.highest
-            order_id = f"a-{self.rng.randrange(ORDERS)}"
+            order_id = f"{self.prefix}-{self.rng.randrange(ORDERS)}"
             try:
                 reply = await self.client.query(
                     "orders", "get_order_by_id", {"order_id": order_id}, timeout=10
@@ -105,8 +107,8 @@ class Load:
 
 
 @asynccontextmanager
-async def load(client: Client, store: EventStore) -> AsyncIterator[Load]:
-    state = Load(client, store)
+async def load(client: Client, store: EventStore, prefix: str = "a") -> AsyncIterator[Load]:
+    state = Load(client, store, prefix=prefix)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         for _ in range(3):
@@ -209,34 +211,35 @@ async def test_a_replica_restored_from_an_old_snapshot_serves_only_once_caught_u
     query group while it replays the rest, then joins it: no query meanwhile misses a row."""
     await append_orders(store, ORDERS, prefix="a")
     url = nats_server.url
-    r1 = projector(tmp_path, url, "r1", V1_APP, "--replica", "r1", "--snapshot-every", "100")
-    r2 = projector(tmp_path, url, "r2", V1_APP, "--replica", "r2", "--batch", "2")
+    first = projector(tmp_path, url, "r1", V1_APP, "--replica", "r1")
+    with workers(first):
+        await first.wait_ready()
+        first.signal()  # its final snapshot, at the end of what is stored now
+        assert await first.wait_exit(30) == 0
+    old = int((await nc.jetstream().stream_info("EVENTS")).state.last_seq)
+    await append_orders(store, ORDERS, prefix="b")  # after that snapshot
+    no_snapshots = ("--snapshot-every", "0", "--snapshot-interval", "0")
+    r1 = projector(tmp_path, url, "r1", V1_APP, "--replica", "r1", *no_snapshots)
+    r2 = projector(tmp_path, url, "r2", V1_APP, "--replica", "r2", "--batch", "1")
     with workers(r1):
         await r1.wait_ready()
-        r1.signal()  # its final snapshot is the only one, at the end of what is stored now
-        assert await r1.wait_exit(30) == 0
-        await append_orders(store, ORDERS, prefix="b")  # after the snapshot
-        r1.start()
-        await r1.wait_ready()
-        async with load(Client(nc), store) as state:
+        async with load(Client(nc), store, prefix="b") as state:  # orders its snapshot lacks
             with workers(r2):
-                seen: list[dict[str, Any]] = []
-
-                async def caught_up() -> bool:
-                    mine = (await board(nc)).get((1, "r2"))
-                    if mine is not None:
-                        seen.append(mine)
-                    return mine is not None and mine["serving"]
-
-                await wait_until(caught_up, 60, "r2 to catch up and serve")
+                await r2.wait_ready(60)
                 state.phase = "both"
                 await wait_until(lambda: state.answered("both", 1) >= 50, 30, "answers")
                 r2.signal()
                 assert await r2.wait_exit(30) == 0
     assert not state.errors, state.errors
-    assert any(not s["caught_up"] and not s["serving"] and s["position"] > 0 for s in seen)
-    restored = (tmp_path / "r2" / "projector.log").read_text()
-    assert '"snapshot_restored"' in restored
+    events = {e["event"]: e for e in log_events(r2)}
+    assert events["snapshot_restored"]["seq"] == old  # the only snapshot there was
+    assert events["replica_caught_up"]["position"] >= old + ORDERS * 3 // 2
+    assert events["replica_serving"]["timestamp"] >= events["replica_caught_up"]["timestamp"]
+
+
+def log_events(proc: WorkerProcess) -> list[dict[str, Any]]:
+    lines = proc.log.read_bytes().splitlines()
+    return [e for e in (orjson.loads(line) for line in lines if line.startswith(b"{"))]
 
 
 async def test_two_replicas_of_the_new_version_share_its_queries(
