@@ -216,7 +216,8 @@ async def rebuild_beside_live(
             ids = [f"o-{random.randrange(events // 4)}" for _ in range(10_000)]
             context = multiprocessing.get_context("spawn")
             stop, results = context.Event(), context.Queue()
-            with projector(url, V1_APP, f"bench-{run}-v1", directory):
+            with projector(url, V1_APP, f"bench-{run}-v1", directory) as log:
+                await caught_up(log)
                 await wait_for_responders(nc, SUBJECT, orjson.dumps({"order_id": ids[0]}))
                 load = context.Process(target=_load_main, args=(url, ids, in_flight, stop, results))
                 load.start()
