@@ -22,9 +22,10 @@ A replica that has just begun serving beside others is *fenced* (see
 stream's end as read after that: no query it answers sees a model behind what a replica that
 answered before it had already shown.
 
-A replica halted by a poison event before it caught up serves only when no live replica of the
-projection has caught up (as a halted replica always did, answering ``stale`` to
-read-your-writes): a new version whose code fails never takes over from one that works.
+A replica halted by a poison event serves only while no live replica of the projection that has
+caught up is healthy (it then answers from its model as it is, and ``stale`` to read-your-writes
+beyond it): a new version whose code fails, before or after it took over, leaves the queries to
+one that works.
 """
 
 from __future__ import annotations
@@ -179,11 +180,14 @@ class Election:
 
     def _wants_to_serve(self, others: list[ReplicaState]) -> bool:
         state = self.state
-        if state.caught_up:
-            return not any(
-                o.version > state.version and o.serving and not o.leaving for o in others
-            )
-        return state.halted and not any(o.caught_up and not o.leaving for o in others)
+        if state.halted:  # a model that no longer moves: only when nothing better is there
+            return not any(o.caught_up and not o.halted and not o.leaving for o in others)
+        if not state.caught_up:
+            return False
+        return not any(
+            o.version > state.version and o.serving and not o.leaving and not o.halted
+            for o in others
+        )
 
     async def _decide(self) -> None:
         assert self.board is not None

@@ -174,8 +174,9 @@ class QueryService:
                 return
             args = self.projection.parse_query(query, codec.loads_object(request.data))
             min_seq = min_seq_of(request.headers)
-            if min_seq > self.projector.position or self.fenced:
-                if self._tg is None or self.projector.halted is not None:
+            halted = self.projector.halted is not None
+            if min_seq > self.projector.position or (self.fenced and not halted):
+                if self._tg is None or halted:
                     raise self._stale(min_seq)
                 self._tg.start_soon(
                     self._answer_when_reached, request, query, args, min_seq, started, span

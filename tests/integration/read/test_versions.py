@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -20,7 +21,7 @@ from runtime.read.status import collect
 from runtime.transport.embedded import EmbeddedServer
 
 from ..procs import wait_until
-from ..projection_support import append_orders, counting
+from ..projection_support import append_orders, counting, order_created
 
 CQRS = str(Path(sys.executable).parent / "cqrs")
 SETTINGS = ProjectorSettings(replica="r1", snapshot_every=None, snapshot_interval=None)
@@ -68,6 +69,29 @@ async def test_two_versions_on_one_replica_id_run_side_by_side_and_the_newer_ans
         assert (await client.query("tally", "status_of", {"order_id": "o-1"})).version == 1
     assert {"cqrs-proj-tally-r1", "cqrs-proj-tally-v2-r1"} <= await consumers(nc)
     assert await snapshots(nc) == {"tally.r1", "tally.v2.r1"}
+
+
+async def test_a_new_version_that_halts_after_taking_over_hands_the_queries_back(
+    nc: NATS, store: EventStore
+) -> None:
+    """Version 2 serves once caught up; when a poison event halts it, version 1 (healthy)
+    answers again, from a model past the poison event."""
+    v1, _ = counting(version=1)
+    v2, _ = counting(version=2, poison_user="u-poison")
+    await append_orders(store, 10)
+    client = Client(nc)
+    async with run_replica(nc, v1, SETTINGS) as old, run_replica(nc, v2, SETTINGS) as new:
+        await wait_until(lambda: not serving(old), 10, "version 1 to stand by")
+        assert (await client.query("tally", "status_of", {"order_id": "o-1"})).version == 2
+        poison, _ = await store.append(order_created("bad", "u-poison"), 0)
+        await wait_until(lambda: serving(old) and not serving(new), 10, "version 1 to serve")
+        assert new.halted is not None
+        answer = await client.query("tally", "status_of", {"order_id": "bad"}, min_seq=poison)
+        assert answer.version == 1 and answer.result == "created"
+
+
+def serving(replica: Any) -> bool:
+    return bool(replica.standing is not None and replica.standing()["serving"])
 
 
 async def test_retiring_a_version_refuses_while_it_runs_then_deletes_only_its_own(
