@@ -415,6 +415,7 @@ class Projector(Generic[M]):
             "digest": model_digest(self.model),
             "applied_seq": self.applied,
             "events": self.events,
+            "version": self.projection.version,
         }
 
     def status(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from runtime import Client, EventStore, ProjectorSettings, ReplicaInUse, Stale, run_replica
 from runtime.read.gauges import ReplicaGaugeSource
+from runtime.read.rebuild import rebuild
 from runtime.read.retire import retire
 from runtime.read.snapshots import ProjectionSnapshotStore
 from runtime.read.status import collect
@@ -117,6 +118,22 @@ async def test_retiring_a_version_refuses_while_it_runs_then_deletes_only_its_ow
     assert retired["consumers"] == ["cqrs-proj-tally-r1"] and retired["snapshots"] == ["tally.r1"]
     assert "cqrs-proj-tally-v2-r1" in await consumers(nc)
     assert await snapshots(nc) == {"tally.v2.r1"}
+
+
+async def test_a_rebuild_compares_and_replaces_only_within_its_version(
+    nc: NATS, store: EventStore
+) -> None:
+    """Rebuilding version 1 while version 2 serves compares with nothing (the live model is
+    another version's) and replaces only version 1's snapshots."""
+    v1, _ = counting(version=1)
+    v2, _ = counting(version=2)
+    await append_orders(store, 10)
+    async with run_replica(nc, v1, SETTINGS), run_replica(nc, v2, SETTINGS) as new:
+        await new.snapshot_now()
+        await wait_until(lambda: serving(new), 10, "version 2 to serve")
+        result = await rebuild(nc, v1, replace_snapshots=True)
+    assert result.live is not None and result.live["version"] == 2 and result.equal is None
+    assert await snapshots(nc) >= {"tally.v2.r1", "tally.rebuild"}
 
 
 async def test_a_min_seq_beyond_the_stream_is_stale_at_once(nc: NATS, store: EventStore) -> None:
