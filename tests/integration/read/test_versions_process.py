@@ -82,8 +82,8 @@ class Load:
     async def writer(self, stop: anyio.Event) -> None:
         i = 0
         while not stop.is_set():
-            phase, floor = self.phase, self.highest
             seq, _ = await self.store.append(order_created(f"w-{i}", "u-1"), 0)
+            phase, floor = self.phase, self.highest
             try:
                 reply = await self.client.query(
                     "orders", "get_order_by_id", {"order_id": f"w-{i}"}, min_seq=seq, timeout=10
@@ -274,3 +274,32 @@ async def test_two_replicas_of_the_new_version_share_its_queries(
     assert not state.errors, state.errors
     assert state.versions("b alone") == {2}
     assert state.versions("v1 again") == {1}
+
+
+async def test_killing_the_serving_new_version_brings_the_old_one_back(
+    nc: NATS, nats_server: EmbeddedServer, store: EventStore, tmp_path: Path
+) -> None:
+    """When the only replica of version 2, serving, is SIGKILLed, version 1 answers again once
+    its entry on the replica board has expired; meanwhile queries find no responder (or, sent
+    before the kill, time out), and none is answered wrong."""
+    await append_orders(store, ORDERS, prefix="a")
+    url = nats_server.url
+    v1 = projector(tmp_path, url, "v1", V1_APP, "--replica", "r1")
+    v2 = projector(tmp_path, url, "v2", V2_APP, "--replica", "r1")
+    with workers(v1):
+        await v1.wait_ready()
+        async with load(Client(nc), store) as state:
+            with workers(v2):
+                await v2.wait_ready()
+                await wait_until(lambda: _only(serving(nc), {(2, "r1")}), 30, "v2 alone")
+                state.phase = "v2"
+                await wait_until(lambda: state.answered("v2", 2) >= 20, 30, "answers from v2")
+                state.phase = "killed"
+                v2.kill()
+            await wait_until(lambda: state.answered("killed", 1) >= 1, 30, "version 1 again")
+            state.phase = "v1 again"
+            await wait_until(lambda: state.answered("v1 again", 1) >= 50, 30, "answers")
+    # Queries in flight at the kill time out (safe to retry); later ones find no responder.
+    assert all(e.startswith(("no_responders", "timeout")) for e in state.errors), state.errors
+    assert not [e for e in state.errors if e.endswith("(v1 again)")], state.errors
+    assert state.versions("v1 again") == {1} and not state.behind()
