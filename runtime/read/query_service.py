@@ -204,12 +204,15 @@ class QueryService:
         try:
             position = self.projector.read_position
             asked = time.monotonic()
-            if min_seq > max(position.head, position.value) or self.fenced:
-                head = await position.read_head()
-                if self.fenced:  # not the query's own bound: a reply later than others' replies
-                    min_seq = max(min_seq, head)
             timeout = self.projector.settings.stale_timeout
-            if not await self.projector.wait_for(min_seq, timeout):
+            reached = False
+            with anyio.move_on_after(timeout):  # the whole wait, the stream's end read included
+                if min_seq > max(position.head, position.value) or self.fenced:
+                    head = await position.read_head()
+                    if self.fenced:  # not the query's own bound: no reply behind others' replies
+                        min_seq = max(min_seq, head)
+                reached = await self.projector.wait_for(min_seq, timeout)
+            if not reached:
                 raise self._stale(min_seq, ahead=position.ahead(min_seq, asked))
             await request.respond(self._answer(query, args))
             self._answered(query, OK, started, span)
