@@ -48,10 +48,12 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """The reply to a successful query: the answer and the replica's applied sequence."""
+    """The reply to a successful query: the answer, the sequence the answering replica's model
+    reflects, and the projection version that answered (0 from a replica that does not say)."""
 
     result: Any
     seq: int
+    version: int = 0
 
 
 RESEND = Backoff(first=0.05, maximum=0.8, jitter=0.5)  # between attempts of one command
@@ -175,7 +177,11 @@ class Client:
             timeout,
             what=f"projection {projection!r}",
         )
-        return QueryResult(result=body.get("result"), seq=int(body.get("seq", 0)))
+        return QueryResult(
+            result=body.get("result"),
+            seq=int(body.get("seq", 0)),
+            version=int(body.get("version", 0)),
+        )
 
     async def _request(
         self,

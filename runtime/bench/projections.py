@@ -11,6 +11,9 @@ Three measurements, each in the same run and on the same server as its baseline:
   restoring (download + inflate + decode) it through the Object Store.
 - **Queries**: ``get_order_by_id`` with ``in_flight`` requests outstanding, against a nats-py
   subscription answering from a dict of the same rows.
+- **Rebuild beside live** (:mod:`runtime.bench.switch`): version 2's catch-up while version 1
+  answers ``in_flight`` concurrent queries, as a ratio to its catch-up alone, and whether every
+  query was answered during the switch.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..wire.envelope import (
     H_VERSION,
 )
 from .common import Measurement, bench_server, drive, merge, wait_for_responders
+from .switch import rebuild_beside_live
 
 Say = Callable[[str], None]
 NOW = "2026-11-26T12:00:00.000000+00:00"
@@ -327,6 +331,7 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
         ids = [f"o-{random.randrange(config.events // 4)}" for _ in range(10_000)]
         query_settings = replace(round_settings, replica=f"bench-{run}-q")
         query_base, query_ours = await query_bench(url, query_settings, ids, config)
+        switch = await rebuild_beside_live(url, config.events, config.in_flight, say, run)
     return {
         "benchmark": "projections",
         "events": expected,
@@ -345,6 +350,7 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
             "runtime": query_ours.summary(),
         },
         "query_ratio": _ratio(query_ours, query_base),
+        "rebuild_beside_live": switch,
     }
 
 
@@ -372,7 +378,19 @@ def print_result(result: dict[str, Any], console: Console) -> None:
         f"{queries['runtime']['p50_ms']:.2f} / {queries['runtime']['p99_ms']:.2f}",
         "",
     )
+    switch = result["rebuild_beside_live"]
+    table.add_row(
+        f"version 2 catch-up/s beside version 1 ({switch['in_flight']} queries in flight)",
+        f"{switch['alone_per_second']:,.0f} alone",
+        f"{switch['beside_live_per_second']:,.0f}",
+        f"{switch['ratio']:.2f}",
+    )
     console.print(table)
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(switch["outcomes"].items()))
+    console.print(
+        f"queries during the switch and the rollback: {switch['availability']:.4%} answered "
+        f"right ({outcomes}; by version {switch['versions']})"
+    )
     snap = result["snapshot"]
     console.print(
         f"snapshot of {snap['rows']:,} rows ({snap['bytes'] / 1e6:.1f} MB stored): "

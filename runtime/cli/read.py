@@ -36,7 +36,7 @@ from ..transport.streams import StreamSettings
 from ..wire import codec
 from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
-from . import exits
+from . import exits, retire
 from .common import (
     LOOPBACK,
     AppSpec,
@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
     app.command()(projector)
     app.command()(query)
     app.command()(status)
+    retire.register(projections_app)
     app.add_typer(projections_app)
 
 
@@ -123,6 +124,15 @@ def projector(
     batch: Annotated[
         int, typer.Option("--batch", envvar="CQRS_BATCH", min=1, help="Fetch batch size.")
     ] = 500,
+    catch_up_lag: Annotated[
+        int,
+        typer.Option(
+            "--catch-up-lag",
+            envvar="CQRS_CATCH_UP_LAG",
+            min=0,
+            help="A starting replica serves once at most this many commits are left to it.",
+        ),
+    ] = 100,
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
@@ -144,7 +154,8 @@ def projector(
     log_format: LogFormatOption = "auto",
     log_level: LogLevel = "info",
 ) -> None:
-    """A projection worker: one replica of each projection, serving its queries.
+    """A projection worker: one replica of each projection, serving its queries once it has
+    caught up (and unless a newer version of the projection serves).
 
     SIGTERM or Ctrl-C stops it gracefully: it stops taking queries, writes a final snapshot of
     each read model and exits 0, within --shutdown-timeout. It refuses to start (exit 75) while
@@ -157,6 +168,7 @@ def projector(
             stream=ctx.stream,
             replica=replica or default_replica(),
             batch=batch,
+            catch_up_lag=catch_up_lag,
             snapshot_every=snapshot_every or None,
             snapshot_interval=snapshot_interval or None,
             stale_timeout=stale_timeout,
@@ -286,14 +298,14 @@ def print_status(report: dict[str, Any]) -> None:
     table = Table(
         title=f"projections on stream {report['stream']} (last seq {report['stream_last_seq']})"
     )
-    columns = ("projection", "replica", "applied", "stream last", "lag", "pending", "snapshot")
-    for column in (*columns, "state"):
-        numeric = column in ("applied", "stream last", "lag", "pending")
+    columns = ("projection", "version", "replica", "applied", "stream last", "lag", "pending")
+    for column in (*columns, "snapshot", "state"):
+        numeric = column in ("version", "applied", "stream last", "lag", "pending")
         table.add_column(column, justify="right" if numeric else "left")
     for r in report["replicas"]:
         snap = r.get("last_snapshot")
         snapshot = f"seq {snap['seq']}, {snap.get('age_seconds', 0):.0f}s ago" if snap else "-"
-        state = r["state"]
+        state = _serving_state(r)
         if r.get("halted"):
             h = r["halted"]
             state = f"[red]halted[/red] at seq {h['seq']} ({h['type']}): {h['error']}"[:120]
@@ -303,6 +315,7 @@ def print_status(report: dict[str, Any]) -> None:
             state += f", {r['dead_lettered']} dead-lettered"
         table.add_row(
             r["projection"],
+            str(r.get("version", r.get("schema", "-"))),
             r["replica"],
             str(r["applied_seq"]),
             str(r["stream_last_seq"]),
@@ -314,7 +327,8 @@ def print_status(report: dict[str, Any]) -> None:
     for name in report["not_running"]:
         snaps = [s for s in report["snapshots"] if s["projection"] == name]
         snapshot = f"seq {snaps[0]['seq']}, {snaps[0]['age_seconds']:.0f}s ago" if snaps else "-"
-        table.add_row(name, "-", "-", "-", "-", "-", snapshot, "[dim]no replica running[/dim]")
+        none = "[dim]no replica running[/dim]"
+        table.add_row(name, "-", "-", "-", "-", "-", "-", snapshot, none)
     console.print(table)
     for orphan in report.get("orphaned_consumers", []):
         idle = orphan["idle_seconds"]
@@ -326,6 +340,17 @@ def print_status(report: dict[str, Any]) -> None:
         )
     if report.get("process_managers"):
         print_process_status(report["process_managers"])
+
+
+def _serving_state(replica: dict[str, Any]) -> str:
+    """Whether a replica takes queries, or why not (catching up, a newer version serves)."""
+    if replica.get("caught_up") is False:
+        eta = replica.get("eta_seconds")
+        when = f", serves in ~{eta:.0f}s" if eta is not None else ""
+        return f"[yellow]catching up[/yellow] ({replica.get('pending', '?')} to go{when})"
+    if replica.get("serving") is False:
+        return "standing by (a newer version serves)"
+    return "serving" if replica.get("serving") else str(replica["state"])
 
 
 def print_process_status(managers: list[dict[str, Any]]) -> None:

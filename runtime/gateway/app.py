@@ -148,9 +148,12 @@ class Gateway:
         result = await self.client.query(
             projection, query, body, min_seq=min_seq, trace=_w3c(headers)
         )
-        answer = {"result": result.result, "seq": result.seq}
-        seq = str(result.seq).encode()
-        return orjson.dumps(answer, default=codec.to_builtins), [(b"cqrs-seq", seq)]
+        answer = {"result": result.result, "seq": result.seq, "version": result.version}
+        reply_headers = [
+            (b"cqrs-seq", str(result.seq).encode()),
+            (b"cqrs-projection-version", str(result.version).encode()),
+        ]
+        return orjson.dumps(answer, default=codec.to_builtins), reply_headers
 
     async def _json_object(self, request: Request, headers: dict[bytes, str]) -> bytes:
         """The request body, checked to be one JSON object within the size limit."""

@@ -6,9 +6,11 @@ depend on them): ``cqrs_commands_total{aggregate, command, outcome}``,
 ``cqrs_live_actors{aggregate}``, ``cqrs_mailbox_full_total{aggregate}``,
 ``cqrs_queries_total{projection, query, outcome}``, ``cqrs_query_duration_seconds{projection,
 query}`` and, per projection replica, ``cqrs_projection_applied_sequence``,
-``cqrs_projection_lag_events``, ``cqrs_projection_halted`` and
-``cqrs_projection_snapshot_age_seconds``; the gateway's ``cqrs_http_requests_total{route,
-target, outcome}``, ``cqrs_http_request_duration_seconds{route, target}``,
+``cqrs_projection_lag_events``, ``cqrs_projection_halted``,
+``cqrs_projection_snapshot_age_seconds``, ``cqrs_projection_serving{projection, replica,
+version}`` and ``cqrs_projection_catching_up_pending{projection, replica, version}``; the
+gateway's ``cqrs_http_requests_total{route, target, outcome}``,
+``cqrs_http_request_duration_seconds{route, target}``,
 ``cqrs_http_connections_closed_total{reason}``, ``cqrs_http_open_connections`` and
 ``cqrs_http_client_limited_total``; a worker's ``cqrs_owned_partitions{aggregate}`` and its
 lease moves.
@@ -151,6 +153,9 @@ class ReplicaGauges:
     lag: int
     halted: bool
     snapshot_age: float | None  # seconds since its newest snapshot; None: it has none
+    version: int = 1  # the projection version it runs
+    serving: bool = False  # it takes queries
+    catching_up: int | None = None  # commits left to deliver while it catches up; None: done
 
 
 class ReplicaSource(Protocol):
@@ -416,7 +421,7 @@ class _ReplicaCollector(Collector):
         return iter(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        applied, lag, halted, age = families = self._families()
+        applied, lag, halted, age, serving, catching_up = families = self._families()
         for replica in list(self.replicas):
             labels = list(replica.labels)
             g = replica.gauges()
@@ -425,6 +430,10 @@ class _ReplicaCollector(Collector):
             halted.add_metric(labels, 1 if g.halted else 0)
             if g.snapshot_age is not None:
                 age.add_metric(labels, g.snapshot_age)
+            versioned = [*labels, str(g.version)]
+            serving.add_metric(versioned, 1 if g.serving else 0)
+            if g.catching_up is not None:
+                catching_up.add_metric(versioned, g.catching_up)
         return iter(families)
 
     @staticmethod
@@ -450,6 +459,16 @@ class _ReplicaCollector(Collector):
                 "cqrs_projection_snapshot_age_seconds",
                 "Seconds since the replica's newest snapshot was taken.",
                 labels=labels,
+            ),
+            GaugeMetricFamily(
+                "cqrs_projection_serving",
+                "1 while the replica takes its projection's queries, else 0.",
+                labels=[*labels, "version"],
+            ),
+            GaugeMetricFamily(
+                "cqrs_projection_catching_up_pending",
+                "Commits left to deliver to a replica that has not caught up yet.",
+                labels=[*labels, "version"],
             ),
         )
 

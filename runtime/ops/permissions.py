@@ -274,8 +274,10 @@ def projector_grant(
         ]
     claims = resources.replica_bucket
     if claims is not None:
-        # Claims are keyed <projection>.<replica>: a projector claims ids of its projections only.
-        publish += _kv_keys(claims, [p.name for p in projections])
+        # Claims are keyed <projection>.<replica> (<projection>.v<N>.<replica> from version 2):
+        # a projector claims ids of its projections only.
+        publish += _kv_keys(claims, [q for p in projections for q in (p.name, f"{p.name}.*")])
+        publish += _replica_board([p.name for p in projections])
     dead_letters = resources.dead_letter_stream
     if dead_letters is not None:
         publish += [_stream_api("INFO", dead_letters), _stream_api("CREATE", dead_letters)]
@@ -286,6 +288,22 @@ def projector_grant(
         subscribe += [s for s in discovery if s not in subscribe]
     subscribe.append(f"{inbox_prefix(user)}.>")
     return Grant((*publish, *replies), tuple(subscribe))
+
+
+def _replica_board(projections: Sequence[str]) -> list[str]:
+    """Publishing a replica's state (keys <projection>.v<N>.<replica>) and watching the states
+    of its projection's replicas (an ordered consumer of the board's stream)."""
+    from ..read.board import BUCKET
+
+    kv_stream = f"KV_{BUCKET}"
+    return [
+        *_kv_keys(BUCKET, [f"{p}.*" for p in projections]),
+        f"$JS.API.CONSUMER.CREATE.{kv_stream}",
+        f"$JS.API.CONSUMER.CREATE.{kv_stream}.>",
+        f"$JS.API.CONSUMER.INFO.{kv_stream}.*",
+        f"$JS.API.CONSUMER.DELETE.{kv_stream}.*",
+        f"$JS.FC.{kv_stream}.>",
+    ]
 
 
 def _consumer_api(stream: str, consumer: str) -> list[str]:

@@ -1,7 +1,10 @@
 """The durable pull consumer of one projection replica, and where it is positioned.
 
-Each replica has a consumer of its own (``cqrs-proj-<projection>-<replica>``), filtered to the
-event subjects of the aggregates its projection follows, so every replica sees every event.
+Each replica has a consumer of its own (``cqrs-proj-<projection>-<replica>``, and
+``cqrs-proj-<projection>-v<N>-<replica>`` for version N >= 2, so a new version's replicas consume
+beside the old ones on the same host), filtered to the event subjects of the aggregates its
+projection follows, so every replica sees every event. Version 1 keeps the unversioned name that
+deployments made before versions ran side by side already have.
 
 The consumer's acknowledgements are not the replica's recovery point (its snapshot is), so
 :meth:`ReplicaConsumer.start` always puts the consumer right after the sequence the replica's
@@ -16,6 +19,7 @@ every batch before it, and the server never stops delivering while a snapshot is
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import nats.errors
@@ -40,8 +44,31 @@ log = structlog.get_logger("runtime.read.consumer")
 CONSUMER_PREFIX = "cqrs-proj-"
 
 
-def consumer_name(projection: str, replica: str) -> str:
-    return f"{CONSUMER_PREFIX}{projection}-{replica}"
+META_PROJECTION = "cqrs_projection"
+META_VERSION = "cqrs_version"
+
+
+def consumer_name(projection: str, replica: str, version: int = 1) -> str:
+    if version == 1:
+        return f"{CONSUMER_PREFIX}{projection}-{replica}"
+    return f"{CONSUMER_PREFIX}{projection}-v{version}-{replica}"
+
+
+def consumer_version(projection: str, info: api.ConsumerInfo) -> int | None:
+    """The projection version a replica consumer serves (from its metadata, or for consumers
+    made before it carried any, from its name), or None when it is not one of ``projection``'s."""
+    config = info.config
+    metadata = (config.metadata if config is not None else None) or {}
+    if META_VERSION in metadata:
+        if metadata.get(META_PROJECTION) != projection:
+            return None
+        return int(metadata[META_VERSION])
+    name = info.name or ""
+    prefix = f"{CONSUMER_PREFIX}{projection}-"
+    if not name.startswith(prefix):
+        return None
+    versioned = re.match(r"v([0-9]+)-", name[len(prefix) :])
+    return int(versioned.group(1)) if versioned else 1
 
 
 def delivery_of(msg: Msg) -> tuple[int, int, int]:
@@ -83,7 +110,7 @@ class ReplicaConsumer:
         self.projection = projection
         self.settings = settings
         self.stream = settings.stream
-        self.name = consumer_name(projection.name, settings.replica)
+        self.name = consumer_name(projection.name, settings.replica, projection.version)
         self.subjects = projection.subjects()
         self.log = log.bind(projection=projection.name, consumer=self.name)
         self._what = f"consumer {self.name}"
@@ -98,7 +125,14 @@ class ReplicaConsumer:
         return api.ConsumerConfig(
             name=self.name,
             durable_name=self.name,
-            description=f"cqrs projection {self.projection.name}, replica {self.settings.replica}",
+            description=(
+                f"cqrs projection {self.projection.name} v{self.projection.version}, "
+                f"replica {self.settings.replica}"
+            ),
+            metadata={
+                META_PROJECTION: self.projection.name,
+                META_VERSION: str(self.projection.version),
+            },
             deliver_policy=(
                 api.DeliverPolicy.BY_START_SEQUENCE if after_seq else api.DeliverPolicy.ALL
             ),

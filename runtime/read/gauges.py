@@ -1,4 +1,5 @@
-"""A projection replica as Prometheus sees it: applied sequence, lag, halted, snapshot age.
+"""A projection replica as Prometheus sees it: applied sequence, lag, halted, snapshot age,
+whether it serves and, while it catches up, how much it has left.
 
 Nothing here runs per event. A scrape asks the stream for its last sequence and lets the replica
 confirm its position (the same check a read-your-writes query makes), then reads the numbers:
@@ -31,11 +32,15 @@ class ReplicaGaugeSource:
     def gauges(self) -> ReplicaGauges:
         p = self.projector
         snapshot = p.last_snapshot or p.restored_from
+        standing = p.standing() if p.standing is not None else {}
         return ReplicaGauges(
             applied=p.applied,
             lag=max(0, self.stream_last - p.position),
             halted=p.halted is not None,
             snapshot_age=snapshot.age() if snapshot is not None else None,
+            version=p.projection.version,
+            serving=bool(standing.get("serving")),
+            catching_up=None if standing.get("caught_up", True) else int(standing["pending"]),
         )
 
     async def refresh(self) -> None:

@@ -36,9 +36,13 @@ class ReadPosition:
         self.closing = False
         self._stream_last_seq = stream_last_seq
         self._consumer_pending = consumer_pending
+        self.head = 0  # the stream's last sequence, as last read
+        self.pending = 0  # followed commits not yet delivered, at the last refresh
         self._advanced = anyio.Event()
         self._lock = anyio.Lock()
+        self._head_lock = anyio.Lock()
         self._refreshed_at = 0.0
+        self._head_at = 0.0  # when the read that gave ``head`` began
 
     @property
     def value(self) -> int:
@@ -56,11 +60,13 @@ class ReadPosition:
         self.signal()
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
-        """Wait until the position reaches ``seq``; False on timeout, halt or stop."""
+        """Wait until the position reaches ``seq``; False on timeout, halt or stop, and as soon
+        as the stream's end, read after the wait began, is before ``seq`` (see :meth:`ahead`)."""
+        asked = time.monotonic()
         with anyio.move_on_after(timeout):
             refreshes = 0
             while self.value < seq:
-                if self.blocked or self.closing:
+                if self.blocked or self.closing or self.ahead(seq, asked):
                     return False
                 advanced = self._advanced
                 with anyio.move_on_after(REFRESH_BACKOFF.delay(refreshes + 1)):
@@ -71,6 +77,25 @@ class ReadPosition:
                 await self.refresh()
                 refreshes += 1
         return self.value >= seq
+
+    def ahead(self, seq: int, since: float) -> bool:
+        """Whether ``seq`` was beyond the stream's end at a read begun after ``since``: a
+        sequence the stream did not have yet, which no model can reflect by waiting for it."""
+        return self._head_at >= since and self.head < seq
+
+    async def read_head(self) -> int:
+        """The stream's last sequence, read after this call began (concurrent callers share a
+        read)."""
+        asked = time.monotonic()
+        async with self._head_lock:
+            if self._head_at < asked:
+                began = time.monotonic()
+                self._note_head(await self._stream_last_seq(), began)
+        return self.head
+
+    def _note_head(self, last: int, began: float) -> None:
+        if began >= self._head_at:
+            self.head, self._head_at = last, began
 
     async def refresh(self) -> None:
         """Confirm the stream's end when nothing followed is left to deliver.
@@ -83,12 +108,14 @@ class ReadPosition:
         async with self._lock:
             if self._refreshed_at >= asked:
                 return  # a refresh that started after this call was made has just finished
-            self._refreshed_at = time.monotonic()
+            self._refreshed_at = began = time.monotonic()
             try:
                 last = await self._stream_last_seq()
+                self._note_head(last, began)
                 pending, delivered = await self._consumer_pending()
             except CqrsError:
                 return  # the waiter keeps waiting, and tries again later
+            self.pending = pending
             caught_up = pending == 0 and delivered <= self.applied and not self.blocked
             if caught_up and last > self.confirmed:
                 self.confirmed = last

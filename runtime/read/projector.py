@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -115,6 +115,8 @@ class Projector(Generic[M]):
         self._tg: TaskGroup | None = None
         self._consume_scope: anyio.CancelScope | None = None
         self._consumer_lost = False  # its position is unknown until a recovery succeeds
+        # Whether it has caught up and serves, as its election says (run_replica's).
+        self.standing: Callable[[], dict[str, Any]] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -413,6 +415,7 @@ class Projector(Generic[M]):
             "digest": model_digest(self.model),
             "applied_seq": self.applied,
             "events": self.events,
+            "version": self.projection.version,
         }
 
     def status(self) -> dict[str, Any]:
@@ -423,6 +426,10 @@ class Projector(Generic[M]):
             "projection": self.projection.name,
             "replica": self.replica,
             "schema": self.projection.version,
+            "version": self.projection.version,
+            "caught_up": None,
+            "serving": None,
+            **(self.standing() if self.standing is not None else {}),
             "stream": self.settings.stream,
             "consumer": self.consumer.name,
             "applied_seq": self.applied,

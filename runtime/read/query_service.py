@@ -1,17 +1,26 @@
 """The query side's NATS interface: one ``nats.micro`` service per projection.
 
-Requests arrive on ``query.<projection>.<query>``; every replica of a projection joins the
-queue group ``cqrs-projection-<projection>``, so they share the query load while each of them
+Requests arrive on ``query.<projection>.<query>``; every serving replica of a projection joins
+the queue group ``cqrs-projection-<projection>``, so they share the query load while each of them
 consumes every event. A query is answered straight from the in-memory read model, inside the
 subscription's callback (it is a dictionary lookup, not I/O), with the same reply and error
-format as commands: ``{"result": ..., "seq": <stream sequence the model reflects>}``.
+format as commands: ``{"result": ..., "seq": <stream sequence the model reflects>, "version":
+<the projection version that answered>}``.
+
+A replica takes queries only while it is elected to (:mod:`runtime.read.election`): the service
+is discoverable from the start (``$SRV`` pings and stats, which ``cqrs status`` reads), but its
+query endpoint subscribes only in :meth:`QueryService.serve` and drains in
+:meth:`QueryService.unserve`. A replica that has just begun serving beside replicas that answered
+before it is *fenced*: each query waits until the model reflects the stream's end as read after
+the query arrived, so no answer comes from a model behind one another replica already gave.
 
 Read-your-writes: a request with a ``Cqrs-Min-Seq`` header is answered only once the replica's
-model reflects at least that stream sequence, or with ``stale`` after ``stale_timeout``. Such a
-request waits in a task of its own, so the callback returns at once and other queries go on.
+model reflects at least that stream sequence, or with ``stale`` after ``stale_timeout`` (at once
+when the sequence is beyond the stream's end). Such a request waits in a task of its own, so the
+callback returns at once and other queries go on.
 
 The service's ``$SRV.STATS`` reply carries the replica's status (applied sequence, snapshot,
-halted state) as endpoint data; that is what ``cqrs status`` collects.
+halted state, serving or not) as endpoint data; that is what ``cqrs status`` collects.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ class QueryService:
         self.projection = projector.projection
         self.service: MicroService | None = None
         self._tg: TaskGroup | None = None
+        self.fenced = False
         self.log = log.bind(projection=self.projection.name, replica=projector.replica)
         # Looked up once, like the metrics: install an SDK before building the service.
         self.tracer = tracer()
@@ -83,7 +93,8 @@ class QueryService:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[QueryService]:
-        """Serve until the context exits; then stop taking queries and answer the waiting ones."""
+        """Be discoverable until the context exits (taking queries between :meth:`serve` and
+        :meth:`unserve`); then stop taking queries and answer the waiting ones."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
@@ -105,11 +116,29 @@ class QueryService:
             names=list(self.projection.queries),
             subject=f"{QUERY_PREFIX}.{name}.*",
             handler=self.handle,
-            metadata={"replica": self.projector.replica},
+            metadata={
+                "replica": self.projector.replica,
+                "projection_version": str(self.projection.version),
+            },
             stats_data=self._stats,
         )
-        await service.start()
+        await service.start(endpoints=False)
         self.service = service
+
+    @property
+    def serving(self) -> bool:
+        return self.service is not None and self.service.taking_requests
+
+    async def serve(self, *, fenced: bool) -> None:
+        """Take queries from now on; ``fenced``: each waits for the stream's end (see above)."""
+        self.fenced = fenced
+        if self.service is not None:
+            await self.service.open_endpoints()
+
+    async def unserve(self) -> None:
+        """Stop taking queries; those received are answered (waiting ones when they can be)."""
+        if self.service is not None:
+            await self.service.close_endpoints()
 
     async def stop(self) -> None:
         """Stop taking queries; every query already received is still answered."""
@@ -145,8 +174,9 @@ class QueryService:
                 return
             args = self.projection.parse_query(query, codec.loads_object(request.data))
             min_seq = min_seq_of(request.headers)
-            if min_seq > self.projector.position:
-                if self._tg is None or self.projector.halted is not None:
+            halted = self.projector.halted is not None
+            if min_seq > self.projector.position or (self.fenced and not halted):
+                if self._tg is None or halted:
                     raise self._stale(min_seq)
                 self._tg.start_soon(
                     self._answer_when_reached, request, query, args, min_seq, started, span
@@ -172,9 +202,18 @@ class QueryService:
         span: Span | None,
     ) -> None:
         try:
-            reached = await self.projector.wait_for(min_seq, self.projector.settings.stale_timeout)
+            position = self.projector.read_position
+            asked = time.monotonic()
+            timeout = self.projector.settings.stale_timeout
+            reached = False
+            with anyio.move_on_after(timeout):  # the whole wait, the stream's end read included
+                if min_seq > max(position.head, position.value) or self.fenced:
+                    head = await position.read_head()
+                    if self.fenced:  # not the query's own bound: no reply behind others' replies
+                        min_seq = max(min_seq, head)
+                reached = await self.projector.wait_for(min_seq, timeout)
             if not reached:
-                raise self._stale(min_seq)
+                raise self._stale(min_seq, ahead=position.ahead(min_seq, asked))
             await request.respond(self._answer(query, args))
             self._answered(query, OK, started, span)
         except CqrsError as exc:
@@ -193,25 +232,34 @@ class QueryService:
         seq = self.projector.position
         try:
             result = self.projection.ask(self.projector.model, query, args)
-            return codec.dumps({"result": result, "seq": seq})
+            return codec.dumps({"result": result, "seq": seq, "version": self.projection.version})
         except CqrsError:
             raise
         except Exception as exc:
             self.log.exception("query_crashed", query=query)
             raise Internal(f"{type(exc).__name__} while answering {query}") from None
 
-    def _stale(self, min_seq: int) -> Stale:
+    def _stale(self, min_seq: int, *, ahead: bool = False) -> Stale:
         halted = self.projector.halted
         position = self.projector.position
-        message = f"projection {self.projection.name!r} reflects seq {position}, not yet {min_seq}"
+        name = self.projection.name
+        if ahead:
+            head = self.projector.read_position.head
+            message = (
+                f"{H_MIN_SEQ} {min_seq} is ahead of the stream, whose last sequence is {head}: "
+                "no commit has that sequence yet"
+            )
+        else:
+            message = f"projection {name!r} reflects seq {position}, not yet {min_seq}"
         if halted is not None:
             message += f" (halted at seq {halted.seq}: {halted.error})"
-        return Stale(
-            message[:500],
-            details={
-                "projection": self.projection.name,
-                "seq": position,
-                "min_seq": min_seq,
-                "halted": halted is not None,
-            },
-        )
+        details: dict[str, Any] = {
+            "projection": name,
+            "seq": position,
+            "min_seq": min_seq,
+            "halted": halted is not None,
+        }
+        if ahead:
+            details["ahead_of_stream"] = True
+            details["stream_last_seq"] = self.projector.read_position.head
+        return Stale(message[:500], details=details)

@@ -2,10 +2,12 @@
 
 ``cqrs projections rebuild <name>`` throws the stored read model away and builds a new one from
 the first event with the same code a replica runs (its own consumer, batches, poison policy), up
-to the stream's end. Then it proves the result: a live replica (any, through the query queue
-group) is asked for the digest of its model, and the rebuilt model, brought to the same
-sequence, must have the same digest. Finally the rebuilt model is stored as the projection's
-newest snapshot; with ``replace`` the older snapshots are deleted, so replicas started afterwards
+to the stream's end. Then it proves the result: a live replica (a serving one, through the
+query queue group) is asked for the digest of its model, and the rebuilt model, brought to the
+same sequence, must have the same digest (when the serving replica runs another version of the
+projection there is nothing to compare with). Finally the rebuilt model is stored as the
+projection's newest snapshot of its version; with ``replace`` that version's older snapshots are
+deleted, so replicas started afterwards
 resume from the rebuilt model (stop them first: a running replica writes a snapshot of its own
 model when it stops).
 """
@@ -137,13 +139,14 @@ async def rebuild(
             await job.run_to(int(live["applied_seq"]))  # the live replica has moved on
         digest = model_digest(projector.model)
         equal: bool | None = None
-        if live is not None and int(live.get("applied_seq", -1)) == projector.applied:
+        same_version = live is not None and live.get("version", 1) == projection.version
+        if same_version and live is not None and live.get("applied_seq", -1) == projector.applied:
             equal = live.get("digest") == digest
         snapshot = await projector.snapshot_now() if save else None
         replaced: list[str] = []
         if save and replace_snapshots:
             for info in await projector.snapshots.list(projection.name):
-                if info.replica != REBUILD_REPLICA:
+                if info.replica != REBUILD_REPLICA and info.schema == projection.version:
                     await projector.snapshots.delete(info)
                     replaced.append(info.object_name)
     finally:

@@ -40,6 +40,7 @@ class ProjectorSettings:
     max_attempts: int = 5  # handler attempts on one event before the poison policy applies
     retry_backoff: Backoff = RETRY_BACKOFF  # between those attempts
     stale_timeout: float = 5.0  # how long a query waits for its minimum sequence
+    catch_up_lag: int = 100  # commits left to deliver below which a starting replica may serve
     consumer_inactive: float = 7 * 24 * 3600.0  # an abandoned replica's consumer goes away
     presence_ttl: float = PRESENCE_TTL  # seconds a dead replica's claim on its id outlives it
     replicas: int = 1  # JetStream replicas of the bucket and stream a replica creates
@@ -51,6 +52,8 @@ class ProjectorSettings:
         check_id(self.replica, field="replica")  # it names the consumer and the snapshot
         if self.batch < 1:
             raise InvalidInput("batch must be at least 1", details={"field": "batch"})
+        if self.catch_up_lag < 0:
+            raise InvalidInput("catch_up_lag must be 0 or more", details={"field": "catch_up_lag"})
 
     @property
     def ack_wait(self) -> float:

@@ -4,9 +4,10 @@ A projection replica keeps its read model in memory, so the model is only as dur
 snapshot: state, the stream sequence it reflects and its schema version. Snapshots go to the
 Object Store, not KV, because a read model soon outgrows KV's 1 MiB value limit.
 
-An object per replica (``<projection>.<replica>``) means replicas never overwrite each other's
-snapshot while another is reading it; a starting replica restores the newest readable snapshot
-of its projection, whichever replica wrote it.
+An object per replica and version (``<projection>.<replica>``, ``<projection>.v<N>.<replica>``
+for version N >= 2) means replicas never overwrite each other's snapshot while another is reading
+it, also when two versions run side by side on one host; a starting replica restores the newest
+readable snapshot of its projection's version, whichever replica wrote it.
 
 The blob is self-describing: a magic line, a JSON header line, then the model as msgpack
 (msgspec, typed by the projection's model class), zlib-compressed. Read models repeat their
@@ -76,10 +77,11 @@ class ProjectionSnapshot:
     events: int  # events the model had absorbed since it was empty
     taken_at: str
     size: int = 0
+    stored_as: str = ""  # the object's name, when read from the store (older ones differ)
 
     @property
     def object_name(self) -> str:
-        return object_name(self.projection, self.replica)
+        return self.stored_as or object_name(self.projection, self.replica, self.schema)
 
     def age(self, now: datetime | None = None) -> float:
         """Seconds since the snapshot was taken."""
@@ -98,8 +100,10 @@ class ProjectionSnapshot:
         }
 
 
-def object_name(projection: str, replica: str) -> str:
-    return f"{projection}.{replica}"
+def object_name(projection: str, replica: str, version: int = 1) -> str:
+    if version == 1:
+        return f"{projection}.{replica}"
+    return f"{projection}.v{version}.{replica}"
 
 
 # -- the blob ---------------------------------------------------------------------------------
@@ -196,6 +200,7 @@ def _info_from(obj: api.ObjectInfo) -> ProjectionSnapshot | None:
             events=int(one(H_EVENTS) or 0),
             taken_at=one(H_TAKEN_AT),
             size=int(obj.size or 0),
+            stored_as=obj.name or "",
         )
     except ValueError:
         return None

@@ -1,10 +1,12 @@
 """What ``cqrs status`` reports: every live projection replica, its consumer and its snapshot.
 
 Replicas are found through ``nats.micro`` discovery: a ``$SRV.STATS.projection-<name>`` request
-is answered by every replica of the projection, each carrying its status (applied sequence, last
-snapshot, halted or retrying state) as endpoint data. The rest comes from JetStream: the stream's
-last sequence, each replica's consumer (pending count) and the stored snapshots, so a projection
-whose replicas are all down still shows up with its newest snapshot.
+is answered by every replica of the projection, serving or not (a replica is discoverable while it
+catches up, see :mod:`runtime.read.election`), each carrying its status (version, applied
+sequence, caught up or not with what is left and an estimate of when it will serve, serving or
+standing by, last snapshot, halted or retrying state) as endpoint data. The rest comes from
+JetStream: the stream's last sequence, each replica's consumer (pending count) and the stored
+snapshots, so a projection whose replicas are all down still shows up with its newest snapshot.
 
 The lag is in stream sequences: how far the stream's last sequence is ahead of what the replica
 reflects. A replica whose consumer has nothing left to deliver and has applied all it was given

@@ -237,17 +237,16 @@ class MicroService:
             )
         )
 
-    async def start(self) -> None:
-        """Subscribe the endpoints and the discovery subjects; return once the server has them.
+    async def start(self, *, endpoints: bool = True) -> None:
+        """Subscribe the endpoints (unless told not to: see :meth:`open_endpoints`) and the
+        discovery subjects; return once the server has them.
 
         Raises :class:`~runtime.errors.PermissionDenied` when the server refused the user an
         endpoint's subject."""
         self.started = datetime.now(UTC)
         with nats_call(f"starting service {self.name}"):
-            for endpoint in self.endpoints:
-                endpoint.subscription = await self.nc.subscribe(
-                    endpoint.subject, queue=endpoint.queue_group, cb=endpoint.on_message
-                )
+            if endpoints:
+                await self._subscribe_endpoints()
             for verb, answer in (("PING", self.ping), ("INFO", self.info), ("STATS", self.stats)):
                 for subject in self._discovery_subjects(verb):
                     self._discovery.append(
@@ -255,7 +254,40 @@ class MicroService:
                     )
             # The server refuses a subscription with an asynchronous error only: without the
             # check, a user not granted a subject would leave the service serving nothing.
-            await subscribed(self.nc, [e.subject for e in self.endpoints])
+            await subscribed(self.nc, self._subscribed_subjects())
+
+    def _subscribed_subjects(self) -> list[str]:
+        return [e.subject for e in self.endpoints if e.subscription is not None]
+
+    async def _subscribe_endpoints(self) -> None:
+        for endpoint in self.endpoints:
+            if endpoint.subscription is None:
+                endpoint.subscription = await self.nc.subscribe(
+                    endpoint.subject, queue=endpoint.queue_group, cb=endpoint.on_message
+                )
+
+    @property
+    def taking_requests(self) -> bool:
+        return any(e.subscription is not None for e in self.endpoints)
+
+    async def open_endpoints(self) -> None:
+        """Start taking requests (a service started without its endpoints, still discoverable
+        meanwhile); return once the server has the subscriptions (raising
+        :class:`~runtime.errors.PermissionDenied` as :meth:`start` does)."""
+        with nats_call(f"opening the endpoints of service {self.name}"):
+            await self._subscribe_endpoints()
+            await subscribed(self.nc, self._subscribed_subjects())
+
+    async def close_endpoints(self) -> None:
+        """Stop taking requests and let every delivered one be handled, staying discoverable."""
+        endpoints = [e.subscription for e in self.endpoints if e.subscription is not None]
+        for endpoint in self.endpoints:
+            endpoint.subscription = None
+        for subscription in endpoints:
+            try:
+                await subscription.drain()  # type: ignore[no-untyped-call]
+            except nats.errors.Error as exc:  # a closed or draining connection drains them itself
+                log.debug("subscription_drain_failed", service=self.name, error=repr(exc))
 
     async def stop(self) -> None:
         """Stop taking requests, let every delivered one be handled, then leave discovery."""

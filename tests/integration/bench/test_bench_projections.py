@@ -15,11 +15,15 @@ from runtime.transport.embedded import EmbeddedServer
 
 
 async def test_the_projection_benchmark_runs_and_reports_its_ratios() -> None:
-    """A tiny run catches up, snapshots and answers queries on both sides, without errors."""
+    """A tiny run catches up, snapshots and answers queries on both sides, and deploys a
+    version 2 beside version 1 with every query answered, without errors."""
     config = ProjectionBenchConfig(events=1_000, rounds=1, rows=1_000, queries=500, in_flight=8)
     result = await bench_projections(config, lambda line: None)
     assert result["catchup_ratio"] > 0
     assert result["query_ratio"] > 0
+    switch = result["rebuild_beside_live"]
+    assert switch["ratio"] > 0 and switch["availability"] == 1.0, switch
+    assert set(switch["versions"]) == {"1", "2"}
 
 
 async def test_waiting_for_a_service_on_another_connection(

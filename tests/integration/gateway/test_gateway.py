@@ -100,6 +100,21 @@ async def test_a_client_reads_its_own_write_through_cqrs_seq(stack: Stack) -> No
     assert by_id.json()["result"]["email"] == f"{user_id}@new.org"
 
 
+async def test_a_query_reply_says_which_projection_version_answered(stack: Stack) -> None:
+    """A query's reply carries the answering projection version, in its body and in the
+    Cqrs-Projection-Version header."""
+    async with stack.http() as http:
+        user_id = new_id("u")
+        created = await http.post(f"/commands/user/{user_id}/create", json=user_args(user_id))
+        found = await http.post(
+            "/queries/users/get_user_by_id",
+            json={"user_id": user_id},
+            headers={"Cqrs-Min-Seq": created.headers["Cqrs-Seq"]},
+        )
+    assert found.status_code == 200, found.text
+    assert found.headers["Cqrs-Projection-Version"] == "1" and found.json()["version"] == 1
+
+
 async def test_query_string_arguments_are_typed_by_the_query_schema(stack: Stack) -> None:
     """Query-string values are converted to the declared types (limit=1 is an int, an enum by
     its value) and a value that does not convert is a 422 naming the field."""

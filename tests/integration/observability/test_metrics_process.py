@@ -149,8 +149,8 @@ async def test_counters_are_exact_for_a_known_mix(
 async def test_lag_and_halted_gauges_move_when_a_replica_halts(
     tmp_path: Path, nats_server: EmbeddedServer, client: Client
 ) -> None:
-    """A replica caught up reports lag 0; halted on a poison event it reports halted 1, a lag
-    that grows with every later commit, and /readyz answers 503."""
+    """A replica caught up reports lag 0 and serving 1; halted on a poison event it reports
+    halted 1, a lag that grows with every later commit, and /readyz answers 503."""
     wport, pport = free_port(), free_port()
     worker = process(tmp_path, nats_server.url, "worker", wport)
     projector = process(tmp_path, nats_server.url, "projector", pport, *PROJECTOR_ARGS)
@@ -172,6 +172,8 @@ async def test_lag_and_halted_gauges_move_when_a_replica_halts(
 
         await wait_until(lambda: gauges(seq, 0, 0), 30, "the replica to catch up")
         assert (await http_get(pport, "/readyz"))[0] == 200
+        series = await scrape(pport)
+        assert value(series, "cqrs_projection_serving", **replica, version="1") == 1
 
         poison = (await client.send("counter", "g-0", "add", {"note": POISON})).seq
         await wait_until(lambda: gauges(poison - 1, 1, 1), 30, "the replica to halt")

@@ -83,6 +83,10 @@ async def snapshot_of(nc: NATS, replica: str, deadline: float = 30.0) -> int:
     return found[0]
 
 
+async def stream_reached(nc: NATS, seq: int) -> bool:
+    return int((await nc.jetstream().stream_info("EVENTS")).state.last_seq) >= seq
+
+
 async def cqrs(*args: str, url: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "NATS_URL": url, "COLUMNS": "200"}
     return await anyio.run_process([CQRS, *args], env=env, check=check)
@@ -101,6 +105,9 @@ async def test_kill_9_mid_stream_then_restart_equals_a_full_replay(
         assert await snapshot_of(nc, "k9") > 0
         async with anyio.create_task_group() as tg:
             tg.start_soon(partial(append_orders, store, 400, prefix="b"))
+            await wait_until(
+                partial(stream_reached, nc, first + 200), 30, "half of the new events stored"
+            )
             await query_when_served(client, first + 200)  # it is applying the new events
             proc.kill()  # SIGKILL, while the appends go on
         proc.wait()

@@ -29,6 +29,8 @@ CONTRACT = {
     "cqrs_projection_lag_events",
     "cqrs_projection_halted",
     "cqrs_projection_snapshot_age_seconds",
+    "cqrs_projection_serving",
+    "cqrs_projection_catching_up_pending",
     "cqrs_owned_partitions",
     "cqrs_partitions",
     "cqrs_partition_handoffs_total",
