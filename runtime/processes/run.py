@@ -22,6 +22,7 @@ from ..transport.readiness import mark_not_ready, mark_ready
 from ..transport.startup import waiting_for_jetstream
 from ..wire.naming import SERVICE_VERSION, process_status_subject, queue_group, service_name
 from .instances import InstanceStore
+from .parking import ParkedStore
 from .reactor import Reactor
 from .settings import ProcessSettings
 from .timers import TimerStore
@@ -35,6 +36,7 @@ def replica_status(reactor: Reactor) -> dict[str, Any]:
         "host": socket.gethostname(),
         "pinned": reactor.events.pin is not None,
         "reacted": reactor.reacted,
+        "parked": reactor.parked_now,
         "last_seq": reactor.last_seq,
     }
 
@@ -53,10 +55,14 @@ async def run_process_managers(
     settings = settings or ProcessSettings()
     instances = InstanceStore(nc, bucket=settings.bucket, replicas=settings.replicas)
     timers = TimerStore(nc, stream=settings.timers_stream, replicas=settings.replicas)
+    parked = ParkedStore(
+        nc, settings.parked_stream, replicas=settings.replicas, timeout=settings.timeout
+    )
     with waiting_for_jetstream(settings.startup_timeout):
         await instances.start()
         await timers.start()
-    reactors = [Reactor(nc, m, settings, instances, timers) for m in managers]
+        await parked.start()
+    reactors = [Reactor(nc, m, settings, instances, timers, parked) for m in managers]
     services: dict[str, MicroService] = {}
     async with anyio.create_task_group() as tg:
         try:

@@ -25,6 +25,7 @@ class ProcessSettings:
     stream: str = "EVENTS"
     timers_stream: str = "CQRS_TIMERS"
     bucket: str = "cqrs-processes"
+    parked_stream: str = "CQRS_PM_PARKED"  # sequenced dead letters (runtime/processes/parking.py)
     replicas: int = 1  # of the timers stream and the state bucket, when this replica creates them
     start: StartAt = "new"  # where a new consumer starts: new events only, or the first event
     batch: int = 100
@@ -34,6 +35,7 @@ class ProcessSettings:
     fetch_timeout: float = 1.0
     command_timeout: float = 10.0
     retry: Backoff = RETRY_BACKOFF  # before retrying a failed reaction or fetch
+    max_attempts: int = 5  # tries of a raising reaction before its instance is parked
     timeout: float = 5.0  # JetStream API calls
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT  # see runtime/transport/startup.py
     ready_file: Path | None = None
@@ -41,5 +43,5 @@ class ProcessSettings:
     def __post_init__(self) -> None:
         if self.pin_timeout <= self.ack_wait:
             raise ValueError("pin_timeout must be longer than ack_wait")
-        if self.batch < 1 or self.concurrency < 1:
-            raise ValueError("batch and concurrency must be at least 1")
+        if self.batch < 1 or self.concurrency < 1 or self.max_attempts < 1:
+            raise ValueError("batch, concurrency and max_attempts must be at least 1")

@@ -29,7 +29,7 @@ from ..errors import ConfigurationError, JetStreamError
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.streams import create_once
 from ..wire import codec
-from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
+from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID, TRACE_HEADERS
 
 TIMER_PREFIX = "timers"
 H_TIMER_ID = "Cqrs-Timer-Id"
@@ -61,6 +61,7 @@ class Fired:
     data: Any
     correlation_id: str
     fired_at: datetime | None = None
+    trace: dict[str, str] | None = None  # W3C context of the reaction that set it
 
     @classmethod
     def parse(
@@ -80,6 +81,7 @@ class Fired:
             data=codec.loads(data) if data else None,
             correlation_id=headers.get(H_CORRELATION_ID, ""),
             fired_at=fired_at,
+            trace={k: headers[k] for k in TRACE_HEADERS if k in headers} or None,
         )
 
 
@@ -141,6 +143,7 @@ class TimerStore:
         at: datetime,
         data: Any = None,
         correlation_id: str = "",
+        trace: dict[str, str] | None = None,
     ) -> None:
         due = rfc3339(at)
         headers = {
@@ -153,6 +156,9 @@ class TimerStore:
         }
         if correlation_id:
             headers[H_CORRELATION_ID] = correlation_id
+        # The server copies the schedule's headers onto the fired message, so the trace of
+        # the reaction that set the timer goes on to the reaction to its firing.
+        headers.update(trace or {})
         body = b"" if data is None else codec.dumps(data)
         with nats_call(f"setting timer {name} of {manager}.{key}"):
             await self.js.publish(schedule_subject(manager, key, name), body, headers=headers)
