@@ -11,7 +11,8 @@ lists by hand:
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
   projection snapshots.
 - ``processes``: reads events through its process managers' shared consumers, sends commands,
-  keeps its instances' state and schedules, cancels and consumes its timers.
+  keeps its instances' state, parks the triggers of failing instances, and schedules, cancels
+  and consumes its timers.
 - ``admin``: everything, including creating, changing, deleting and purging streams.
 
 Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STREAM.DELETE`` or
@@ -75,6 +76,7 @@ class Resources:
     projection_snapshot_bucket: str | None = None  # an Object Store bucket
     dead_letter_stream: str | None = None  # where projections record skipped events
     timers_stream: str | None = None  # process managers' timers (message schedules)
+    parked_stream: str | None = None  # process managers' parked triggers (dead letters)
     process_bucket: str | None = None  # a KV bucket of process manager instances
     replica_bucket: str | None = None  # a KV bucket: live projection replicas' claims
     lease_bucket: str | None = None  # a KV bucket: partition leases and worker heartbeats
@@ -100,6 +102,7 @@ class Resources:
             projection_snapshot_bucket=projection_snapshot_bucket or DEFAULT_BUCKET,
             dead_letter_stream=DEFAULT_STREAM,
             timers_stream=ProcessSettings().timers_stream,
+            parked_stream=ProcessSettings().parked_stream,
             process_bucket=ProcessSettings().bucket,
             replica_bucket=REPLICA_BUCKET,
             lease_bucket=OwnershipSettings().bucket_for(stream),
@@ -305,6 +308,7 @@ def processes_grant(
     resources: Resources,
     replies: Sequence[str] = (),
 ) -> Grant:
+    from ..processes.parking import parked_subject
     from ..processes.reactor import consumer_name
     from ..processes.timers import schedule_subject
 
@@ -324,6 +328,12 @@ def processes_grant(
         for name in managers:
             publish.append(schedule_subject(name, "*", "*"))
             publish += _consumer_api(timers, consumer_name(name, "timers"))
+    parked = resources.parked_stream
+    if parked is not None:
+        # A replica parks triggers and counts them; listing, retrying and discarding them
+        # (reading and deleting) is an operator's, done as admin.
+        publish += [_stream_api("INFO", parked), _stream_api("CREATE", parked)]
+        publish += [parked_subject(name, "*") for name in managers]
     bucket = resources.process_bucket
     if bucket is not None:  # instance keys are <process manager>.<key>
         publish += _kv_keys(bucket, managers)

@@ -182,3 +182,27 @@ async def test_status_shows_position_lag_and_pending_timers(
         await wait_until(lambda: reactor.last_seq >= paid.seq, 10, "the paid event")
         (status,) = await collect_processes(nc)
         assert status["pending_timers"] == 0 and status["position"] == paid.seq
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_commands_sent_by_reactions_carry_the_trace_of_their_event_and_timer(
+    nc: NATS, store: EventStore
+) -> None:
+    """The trace context of a command goes through its event, the reaction and its outbox onto
+    the commands the reaction sends, through a timer's firing too."""
+    client = Client(nc)
+    trace = {"traceparent": TRACEPARENT}
+    async with (
+        run_app(nc, App((*AGGREGATES, counter)), projections=[]),
+        run_process_managers(nc, [payment_deadline, echo], SETTINGS),
+    ):
+        await client.send("counter", "tr-1", "add", {"amount": 1}, trace=trace)
+        await client.send("order", "tr-2", "create", {"user_id": "u", "lines": LINES}, trace=trace)
+        await wait_until(lambda: store.history("counter", "tr-1-echo"), 15, "the echo")
+        await wait_until(lambda: cancels(store, "tr-2"), 15, "the timeout cancel")
+    (echoed,) = await store.history("counter", "tr-1-echo")
+    assert echoed.extra.get("traceparent") == TRACEPARENT
+    cancelled = (await store.history("order", "tr-2"))[-1]
+    assert cancelled.extra.get("traceparent") == TRACEPARENT
