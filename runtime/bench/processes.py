@@ -149,7 +149,7 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
                 proj_rounds.append(await runtime_catchup(url, projection, last))
                 settings = ProcessSettings(start="all", bucket=f"bench-{run}-{r}-pm")
                 # A fresh consumer per round: the old one is deleted by name.
-                await _forget_consumer(url)
+                await _forget_consumer(url, settings.partitions)
                 pm_rounds.append(await reacting(url, settings, last))
                 say(
                     f"round {r + 1}: projection {proj_rounds[-1].per_second:,.0f} events/s, "
@@ -171,12 +171,15 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
     }
 
 
-async def _forget_consumer(url: str) -> None:
-    from ..processes.reactor import consumer_name
+async def _forget_consumer(url: str, partitions: int) -> None:
+    from ..processes.layout import PARTITIONED_STREAM, consumer_name
 
     nc = await nats.connect(url)
     try:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await nc.jetstream().delete_consumer("EVENTS", consumer_name("payment_deadline"))
+        for partition in range(partitions):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await nc.jetstream().delete_consumer(
+                    PARTITIONED_STREAM, consumer_name("payment_deadline", partition)
+                )
     finally:
         await nc.close()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..domain.app import DEFAULT_APP
 from ..ops.run import run_app
+from ..ownership.coordinator import DEFAULT_LEASE_TTL
 from ..processes.replay import Replay
 from ..processes.settings import ProcessSettings
 from ..transport.connection import (
@@ -24,6 +25,7 @@ from ..transport.connection import (
 from ..transport.startup import DEFAULT_STARTUP_TIMEOUT
 from ..transport.streams import StreamSettings
 from ..wire import codec
+from ..wire.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from ..write.worker import WorkerSettings
 from .common import (
     AppSpec,
@@ -91,14 +93,26 @@ def processes(
             "--ack-wait", envvar="CQRS_ACK_WAIT", help="Seconds before a delivery is retried."
         ),
     ] = 10.0,
-    pin_timeout: Annotated[
-        float,
+    partitions: Annotated[
+        int,
         typer.Option(
-            "--pin-timeout",
-            envvar="CQRS_PIN_TIMEOUT",
-            help="Seconds without pulling before another replica takes over (> --ack-wait).",
+            "--partitions",
+            envvar="CQRS_PARTITIONS",
+            min=1,
+            max=MAX_PARTITIONS,
+            help="Partitions of the process managers' instances (the same on every replica).",
         ),
-    ] = 15.0,
+    ] = DEFAULT_PARTITIONS,
+    lease_ttl: Annotated[
+        int,
+        typer.Option(
+            "--lease-ttl",
+            envvar="CQRS_LEASE_TTL",
+            min=1,
+            help="Seconds a partition lease lives unrenewed (a dead replica's partitions move "
+            "within this, plus --ack-wait).",
+        ),
+    ] = DEFAULT_LEASE_TTL,
     max_attempts: Annotated[
         int,
         typer.Option(
@@ -129,7 +143,8 @@ def processes(
 ) -> None:
     """A process manager replica for each process manager: reacts to events and timers.
 
-    Replicas of one process manager share its consumer: each event is handled by one of them.
+    Replicas of one process manager share its instances by partition, each partition owned by
+    one replica at a time (leases, as workers share aggregates).
     SIGTERM or Ctrl-C stops it between batches and exits 0 within --shutdown-timeout; when its
     connection closes for good it exits 69.
     """
@@ -142,7 +157,8 @@ def processes(
             replicas=replicas,
             start=start,
             ack_wait=ack_wait,
-            pin_timeout=pin_timeout,
+            partitions=partitions,
+            lease_ttl=lease_ttl,
             max_attempts=max_attempts,
             startup_timeout=startup_timeout,
             ready_file=ready_file,
@@ -171,14 +187,27 @@ def processes(
 Key = Annotated[str | None, typer.Option("--key", help="One instance key (default: every one).")]
 
 
+Partitions = Annotated[
+    int,
+    typer.Option(
+        "--partitions",
+        envvar="CQRS_PARTITIONS",
+        min=1,
+        max=MAX_PARTITIONS,
+        help="The replicas' --partitions (where a replayed reaction's timers fire).",
+    ),
+]
+
+
 def _replaying(
     typer_ctx: typer.Context, name: str, what: str
 ) -> tuple[Context, Callable[[NATS], Replay]]:
     ctx = Context.of(typer_ctx, f"cqrs-processes-{what}")
+    partitions = int(typer_ctx.params.get("partitions", DEFAULT_PARTITIONS))
 
     def opened(nc: NATS) -> Replay:
         manager = ctx.app().process_manager(name)
-        return Replay(nc, manager, ProcessSettings(stream=ctx.stream))
+        return Replay(nc, manager, ProcessSettings(stream=ctx.stream, partitions=partitions))
 
     return ctx, opened
 
@@ -232,6 +261,7 @@ def retry_command(
     typer_ctx: typer.Context,
     name: str,
     key: Key = None,
+    partitions: Partitions = DEFAULT_PARTITIONS,
     as_json: Json = False,
     app_spec: AppSpec = DEFAULT_APP,
     stream: Stream = "EVENTS",

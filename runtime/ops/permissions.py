@@ -10,9 +10,9 @@ lists by hand:
   only their histories (scoped reads) and keeps aggregate snapshots.
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
   projection snapshots.
-- ``processes``: reads events through its process managers' shared consumers, sends commands,
-  keeps its instances' state, parks the triggers of failing instances, and schedules, cancels
-  and consumes its timers.
+- ``processes``: reads events through its process managers' partition consumers, holds their
+  partition leases, sends commands, keeps its instances' state, parks the triggers of failing
+  instances, and schedules, cancels and consumes its timers.
 - ``admin``: everything, including creating, changing, deleting and purging streams.
 
 Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STREAM.DELETE`` or
@@ -77,6 +77,8 @@ class Resources:
     dead_letter_stream: str | None = None  # where projections record skipped events
     timers_stream: str | None = None  # process managers' timers (message schedules)
     parked_stream: str | None = None  # process managers' parked triggers (dead letters)
+    partitioned_stream: str | None = None  # the event stream by partition, for process managers
+    process_lease_bucket: str | None = None  # a KV bucket: process manager partition leases
     process_bucket: str | None = None  # a KV bucket of process manager instances
     replica_bucket: str | None = None  # a KV bucket: live projection replicas' claims
     lease_bucket: str | None = None  # a KV bucket: partition leases and worker heartbeats
@@ -91,6 +93,7 @@ class Resources:
     ) -> Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
         from ..ownership.coordinator import OwnershipSettings
+        from ..processes.layout import PARTITIONED_STREAM
         from ..processes.settings import ProcessSettings
         from ..read.dead_letters import DEFAULT_STREAM
         from ..read.presence import BUCKET as REPLICA_BUCKET
@@ -103,6 +106,8 @@ class Resources:
             dead_letter_stream=DEFAULT_STREAM,
             timers_stream=ProcessSettings().timers_stream,
             parked_stream=ProcessSettings().parked_stream,
+            partitioned_stream=PARTITIONED_STREAM,
+            process_lease_bucket=ProcessSettings().lease_bucket,
             process_bucket=ProcessSettings().bucket,
             replica_bucket=REPLICA_BUCKET,
             lease_bucket=OwnershipSettings().bucket_for(stream),
@@ -291,16 +296,6 @@ def projector_grant(
     return Grant((*publish, *replies), tuple(subscribe))
 
 
-def _consumer_api(stream: str, consumer: str) -> list[str]:
-    """Create, inspect and pull from one named consumer, and acknowledge its deliveries."""
-    return [
-        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}",
-        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-        f"$JS.ACK.{stream}.{consumer}.>",
-    ]
-
-
 def processes_grant(
     user: str,
     managers: Sequence[str],
@@ -309,7 +304,6 @@ def processes_grant(
     replies: Sequence[str] = (),
 ) -> Grant:
     from ..processes.parking import parked_subject
-    from ..processes.reactor import consumer_name
     from ..processes.timers import schedule_subject
 
     stream = resources.stream
@@ -318,16 +312,26 @@ def processes_grant(
     publish += [_stream_api("INFO", stream), _stream_api("CREATE", stream)]
     subscribe: list[str] = []
     for name in managers:
-        publish += _consumer_api(stream, consumer_name(name))
         subscribe.append(f"{process_status_subject(name)} {queue_group('process', name)}")
+    # Each (process manager, partition) has a consumer on the partitioned copy of the event
+    # stream and one on the timers stream, named cqrs-pm-<pm>[-timers]-<partition>: subject
+    # tokens cannot be matched by prefix, so the consumer API is granted per stream, on these
+    # two streams only, which nobody but process managers reads.
+    for consumed in (resources.partitioned_stream, resources.timers_stream):
+        if consumed is not None:
+            publish += [_stream_api("INFO", consumed), _stream_api("CREATE", consumed)]
+            publish += [
+                f"$JS.API.CONSUMER.CREATE.{consumed}.>",
+                f"$JS.API.CONSUMER.INFO.{consumed}.*",
+                f"$JS.API.CONSUMER.MSG.NEXT.{consumed}.*",
+                f"$JS.ACK.{consumed}.>",
+            ]
     timers = resources.timers_stream
     if timers is not None:
         # Cancelling a timer purges its schedule's subject; the grant cannot narrow a purge to
         # subjects, so it covers the timers stream (never the event stream).
-        publish += [_stream_api(v, timers) for v in ("INFO", "CREATE", "PURGE")]
-        for name in managers:
-            publish.append(schedule_subject(name, "*", "*"))
-            publish += _consumer_api(timers, consumer_name(name, "timers"))
+        publish.append(_stream_api("PURGE", timers))
+        publish += [schedule_subject(name, "*", "*") for name in managers]
     parked = resources.parked_stream
     if parked is not None:
         # A replica parks triggers and counts them; listing, retrying and discarding them
@@ -337,6 +341,15 @@ def processes_grant(
     bucket = resources.process_bucket
     if bucket is not None:  # instance keys are <process manager>.<key>
         publish += _kv_keys(bucket, managers)
+    leases = resources.process_lease_bucket
+    if leases is not None:  # leases lease.<pm>.<partition> and heartbeats member.<id>
+        kv_stream = f"KV_{leases}"
+        publish += [
+            _stream_api("INFO", kv_stream),
+            _stream_api("CREATE", kv_stream),
+            f"$KV.{leases}.>",
+            f"$JS.API.DIRECT.GET.{kv_stream}.>",
+        ]
     for name in managers:
         pings, discovery = _micro(service_name("process", name), user)
         publish += pings

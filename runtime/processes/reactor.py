@@ -1,4 +1,14 @@
-"""One process manager replica: it consumes events and fired timers and reacts to them.
+"""One process manager in one replica: it reacts to the events and fired timers of the
+partitions whose leases this replica holds.
+
+Replicas share a process manager's instances the way workers share aggregates: instances are
+partitioned (by aggregate id for events, by instance key for timers: the same partition with
+the default ``key_of``, see :mod:`.layout`), each partition has one owner at a time through a
+lease (:mod:`runtime.ownership`, rendezvous hashing over the live replicas), and an owner reads
+the partition's two durable consumers. A replica that takes a partition first waits until the
+former owner's unacknowledged deliveries are back (``ack_wait``), so an instance never sees a
+later event before an earlier one; a handoff stops fetching, finishes the batch in hand and
+acknowledges it before the lease is released.
 
 Each trigger goes through :class:`~runtime.processes.reaction.Reactions` (read the instance,
 skip what it already reacted to, react, store state and outbox in one compare-and-set write,
@@ -11,8 +21,8 @@ one instance in order.
 Two kinds of failure are told apart:
 
 - the infrastructure (no worker answers, JetStream unavailable): retried in place with back-off,
-  keeping the deliveries in progress, until it succeeds or the replica stops; nothing is
-  skipped and nothing overtakes it;
+  keeping the deliveries in progress, until it succeeds, the lease is lost or the replica stops;
+  nothing is skipped and nothing overtakes it;
 - the reaction itself (it raises, or its event does not decode): tried ``max_attempts`` times
   with back-off, then the trigger is parked (:mod:`.parking`), and every later trigger of the
   same instance is parked behind it, while the other instances go on.
@@ -21,10 +31,12 @@ Two kinds of failure are told apart:
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -33,11 +45,12 @@ from ..client import Client
 from ..domain.process_manager import ProcessManager
 from ..errors import CqrsError
 from ..observability import metrics
-from ..read.consumer import commit_of
-from ..transport.streams import StreamSettings, ensure_event_stream
+from ..ownership.leases import Lease
+from ..wire.envelope import Commit
+from .consumers import PartitionConsumer
 from .instances import InstanceStore
+from .layout import PARTITIONED_STREAM, consumer_name, original, partition_subjects
 from .parking import ParkedStore
-from .pinned import PinnedConsumer
 from .reaction import ReactionFailed, Reactions
 from .settings import ProcessSettings
 from .timers import Fired, TimerStore, fired_subject
@@ -45,13 +58,15 @@ from .triggers import Trigger, event_triggers, timer_trigger, unreadable_trigger
 
 log = structlog.get_logger("runtime.processes.reactor")
 
+CATCH_UP_POLL = 0.1  # seconds between looks at the consumers while waiting for them
 
-def consumer_name(manager: str, kind: str = "events") -> str:
-    return f"cqrs-pm-{manager}" if kind == "events" else f"cqrs-pm-{manager}-timers"
+
+class LeaseLapsed(Exception):
+    """Raised (internally) when the partition's lease lapsed in the middle of a batch."""
 
 
 class Reactor:
-    """Runs one process manager: its two pinned consumers and the reactions they trigger."""
+    """Runs one process manager in this replica: the partitions it owns and their reactions."""
 
     def __init__(
         self,
@@ -70,90 +85,110 @@ class Reactor:
         self.parked = parked
         self.metrics = metrics.current()
         self.log = log.bind(process_manager=manager.name)
-        common = {
-            "ack_wait": settings.ack_wait,
-            "pin_timeout": settings.pin_timeout,
-            "max_ack_pending": max(1000, settings.batch * 2),
-            "timeout": settings.timeout,
-        }
-        self.events = PinnedConsumer(
-            nc,
-            stream=settings.stream,
-            name=consumer_name(manager.name),
-            subjects=manager.subjects(),
-            description=f"cqrs process manager {manager.name}",
-            deliver_all=settings.start == "all",
-            **common,  # type: ignore[arg-type]
-        )
-        self.fired = PinnedConsumer(
-            nc,
-            stream=settings.timers_stream,
-            name=consumer_name(manager.name, "timers"),
-            subjects=[fired_subject(manager.name, "*", "*")],
-            description=f"cqrs process manager {manager.name}: fired timers",
-            deliver_all=True,
-            **common,  # type: ignore[arg-type]
-        )
         self.parked_now = 0  # triggers this replica parked, for tests and logs
-        self.last_seq = 0  # the last event sequence acknowledged
-        self._advanced = anyio.Event()
+        self.last_seq = 0  # the highest event sequence this replica acknowledged
+        self.owned: set[int] = set()
 
     @property
     def reacted(self) -> int:
         """Triggers reacted to (not skipped), for benchmarks and tests."""
         return self.reactions.reacted
 
-    async def start(self) -> None:
-        # A fresh deployment may start its process managers first: the stream they follow is
-        # created (or checked) as every other reader of it does.
-        js = self.nc.jetstream(timeout=self.settings.timeout)
-        stream = StreamSettings(name=self.settings.stream, replicas=self.settings.replicas)
-        await ensure_event_stream(js, stream)
-        await self.events.start()
-        await self.fired.start()
+    def _consumer(self, partition: int, kind: str) -> PartitionConsumer:
+        settings = self.settings
+        name = self.manager.name
+        if kind == "events":
+            stream, subjects = (
+                PARTITIONED_STREAM,
+                partition_subjects(list(self.manager.aggregates), partition),
+            )
+            what = f"cqrs process manager {name}, partition {partition}"
+        else:
+            stream, subjects = settings.timers_stream, [fired_subject(name, partition)]
+            what = f"cqrs process manager {name}, partition {partition}: fired timers"
+        return PartitionConsumer(
+            self.nc,
+            stream=stream,
+            name=consumer_name(name, partition, kind),
+            subjects=subjects,
+            description=what,
+            deliver_all=kind != "events" or settings.start == "all",
+            ack_wait=settings.ack_wait,
+            max_ack_pending=max(1000, settings.batch * 2),
+            # Short enough that a handoff (which waits for the fetch in hand) ends well within
+            # the third of the lease TTL the coordinator gives it.
+            fetch_timeout=min(settings.fetch_timeout, settings.lease_ttl / 6),
+            timeout=settings.timeout,
+        )
 
-    async def run(self) -> None:
-        """Consume events and fired timers until cancelled."""
-        if self.metrics is not None:
-            self.metrics.processes.append(self)
+    async def serve(self, lease: Lease, stopping: anyio.Event) -> None:
+        """React to partition ``lease.partition`` while the lease is held, until ``stopping``
+        is set (a handoff: the batch in hand is finished first) or the task is cancelled."""
+        partition = lease.partition
+        consumers = [self._consumer(partition, "events"), self._consumer(partition, "timers")]
+        self.owned.add(partition)
         try:
+            for consumer in consumers:
+                await consumer.start()
+            await self._former_deliveries(consumers, lease, stopping)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._consume, self.events, self._event_triggers)
-                tg.start_soon(self._consume, self.fired, self._timer_triggers)
+                tg.start_soon(self._consume, consumers[0], lease, stopping, self._event_triggers)
+                tg.start_soon(self._consume, consumers[1], lease, stopping, self._timer_triggers)
         finally:
-            if self.metrics is not None and self in self.metrics.processes:
-                self.metrics.processes.remove(self)
+            self.owned.discard(partition)
+            for consumer in consumers:
+                with anyio.CancelScope(shield=True):
+                    await consumer.stop()
 
-    async def refresh(self) -> None:
-        """Count the parked instances for the metrics (at each scrape; every replica reports
-        the same count, read from the parked stream)."""
-        if self.metrics is not None:
-            counts = await self.parked.counts(self.manager.name)
-            self.metrics.parked_instances.labels(self.manager.name).set(len(counts))
+    async def _former_deliveries(
+        self, consumers: list[PartitionConsumer], lease: Lease, stopping: anyio.Event
+    ) -> None:
+        """Wait until what the former owner was delivered and did not acknowledge can be
+        redelivered (at most ``ack_wait``): JetStream redelivers before it delivers new
+        messages, so the instances see their triggers in order."""
+        deadline = time.monotonic() + self.settings.ack_wait + self.settings.timeout
+        for consumer in consumers:
+            while not stopping.is_set() and lease.held() and time.monotonic() < deadline:
+                info = await consumer.js.consumer_info(consumer.stream, consumer.name)
+                if not info.num_ack_pending:
+                    break
+                await anyio.sleep(CATCH_UP_POLL)
 
     # -- consuming -----------------------------------------------------------------------------
 
     async def _consume(
-        self, consumer: PinnedConsumer, triggers: Callable[[Msg], list[Trigger]]
+        self,
+        consumer: PartitionConsumer,
+        lease: Lease,
+        stopping: anyio.Event,
+        triggers: Callable[[Msg], list[Trigger]],
     ) -> None:
         failures = 0
-        while True:
+        while not stopping.is_set() and lease.held():
             try:
-                msgs = await consumer.fetch(self.settings.batch, self.settings.fetch_timeout)
+                msgs = await consumer.fetch(self.settings.batch)
             except CqrsError as exc:
                 failures += 1
                 self.log.warning("fetch_failed", consumer=consumer.name, error=exc.message)
                 await anyio.sleep(self.settings.retry.delay(failures))
                 continue
             failures = 0
-            if msgs:
-                await self._handle_batch(consumer, msgs, triggers)
+            if not msgs:
+                continue
+            if not lease.held():
+                return  # fetched while paused past the lease: the next owner gets them again
+            try:
+                await self._handle_batch(msgs, triggers, lease)
+            except LeaseLapsed:
+                self.log.warning("partition_lease_lapsed", partition=lease.partition)
+                return
 
     def _event_triggers(self, msg: Msg) -> list[Trigger]:
+        raw = original(msg)
         try:
-            commit = commit_of(msg)
+            commit = Commit.from_message(raw)
         except Exception as exc:  # an unreadable body is parked, never lost nor blocking
-            return [unreadable_trigger(msg.subject, msg.metadata.sequence.stream, exc)]
+            return [unreadable_trigger(raw.subject, raw.seq, exc)]
         return event_triggers(self.manager, commit)
 
     def _timer_triggers(self, msg: Msg) -> list[Trigger]:
@@ -161,14 +196,11 @@ class Reactor:
         return [timer_trigger(Fired.parse(msg.subject, msg.headers or {}, msg.data, fired_at))]
 
     async def _handle_batch(
-        self,
-        consumer: PinnedConsumer,
-        msgs: list[Msg],
-        triggers: Callable[[Msg], list[Trigger]],
+        self, msgs: list[Msg], triggers: Callable[[Msg], list[Trigger]], lease: Lease
     ) -> None:
         by_key: dict[str, list[Trigger]] = {}
         for msg in msgs:
-            decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs)
+            decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs, lease)
             for trigger in decoded:
                 by_key.setdefault(trigger.key, []).append(trigger)
         limiter = anyio.CapacityLimiter(self.settings.concurrency)
@@ -176,7 +208,7 @@ class Reactor:
         async def instance(key_triggers: list[Trigger]) -> None:
             async with limiter:
                 for trigger in key_triggers:
-                    await self._react(trigger, msgs)
+                    await self._react(trigger, msgs, lease)
 
         async with anyio.create_task_group() as tg:
             for key_triggers in by_key.values():
@@ -186,20 +218,46 @@ class Reactor:
                 await msg.ack()
             except Exception as exc:  # the connection is gone: the redelivery changes nothing
                 self.log.debug("ack_failed", error=repr(exc))
-        if consumer is self.events:
-            self.last_seq = max(self.last_seq, msgs[-1].metadata.sequence.stream)
-            self._advanced.set()
-            self._advanced = anyio.Event()
+        if msgs[0].metadata.stream == PARTITIONED_STREAM:
+            self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
+
+    async def caught_up(self, seq: int) -> bool:
+        """Whether every event up to ``seq`` is in the partitioned stream and every partition
+        consumer of this process manager has acknowledged all it was given (whoever owns it)."""
+        js = self.nc.jetstream(timeout=self.settings.timeout)
+        info = await js.stream_info(PARTITIONED_STREAM)
+        if int(info.state.last_seq) < seq:  # the copy keeps the event stream's numbering
+            return False
+        for partition in range(self.settings.partitions):
+            name = consumer_name(self.manager.name, partition)
+            try:
+                consumer = await js.consumer_info(PARTITIONED_STREAM, name)
+            except nats.js.errors.NotFoundError:
+                return False  # its owner has not created it yet
+            if consumer.num_pending or consumer.num_ack_pending:
+                return False
+        return True
 
     async def wait_for(self, seq: int) -> None:
-        """Return once every event up to ``seq`` is acknowledged."""
-        while self.last_seq < seq:
-            await self._advanced.wait()
+        """Return once every event up to ``seq`` is acknowledged (by whichever replica)."""
+        while True:
+            if await self.caught_up(seq):
+                return
+            await anyio.sleep(CATCH_UP_POLL)  # no event says so: consumers live on the server
 
-    async def _react(self, trigger: Trigger, msgs: list[Msg]) -> None:
+    async def refresh(self) -> None:
+        """Count the parked instances for the metrics (at each scrape; every replica reports
+        the same count, read from the parked stream)."""
+        if self.metrics is not None:
+            counts = await self.parked.counts(self.manager.name)
+            self.metrics.parked_instances.labels(self.manager.name).set(len(counts))
+
+    async def _react(self, trigger: Trigger, msgs: list[Msg], lease: Lease) -> None:
         """React to ``trigger``; a reaction that keeps raising parks it (see the module doc)."""
         failures = 0
         while True:
+            if not lease.held():
+                raise LeaseLapsed  # another replica may own the instance now
             try:
                 if not await self.reactions.react(trigger):
                     self._count_parked()  # parked behind the instance's first failure
@@ -208,7 +266,7 @@ class Reactor:
                 failures += 1
                 if failures >= self.settings.max_attempts or not exc.retry:
                     await self._retrying(
-                        functools.partial(self._park, trigger, exc.error, failures), msgs
+                        functools.partial(self._park, trigger, exc.error, failures), msgs, lease
                     )
                     return
                 self.log.warning(
@@ -248,9 +306,13 @@ class Reactor:
             except Exception as exc:
                 self.log.debug("in_progress_failed", error=repr(exc))
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg]) -> Any:
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg], lease: Lease
+    ) -> Any:
         attempts = 0
         while True:
+            if not lease.held():
+                raise LeaseLapsed
             attempts += 1
             try:
                 return await attempt()

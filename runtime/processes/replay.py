@@ -49,7 +49,7 @@ class Replay:
         self.settings = settings
         self.instances = InstanceStore(nc, bucket=settings.bucket)
         self.parked = ParkedStore(nc, settings.parked_stream, timeout=settings.timeout)
-        timers = TimerStore(nc, stream=settings.timers_stream)
+        timers = TimerStore(nc, stream=settings.timers_stream, partitions=settings.partitions)
         client = Client(nc, timeout=settings.command_timeout)
         self.reactions = Reactions(manager, self.instances, timers, self.parked, client)
         self.events = DirectGetter(nc, settings.stream, timeout=settings.timeout)

@@ -26,7 +26,7 @@ from ..procs import CQRS, REPO, TEST_APP, WorkerProcess, wait_until, workers
 from ..support import counter
 
 APP = f"{TEST_APP},tests.integration.processes.relay:relay"
-FAST = ["--ack-wait", "1", "--pin-timeout", "2", "--start", "all", "--max-attempts", "2"]
+FAST = ["--ack-wait", "1", "--lease-ttl", "2", "--start", "all", "--max-attempts", "2"]
 BROKEN = {"CQRS_TEST_RELAY_BROKEN": "1"}
 
 
