@@ -121,6 +121,14 @@ def processes(
             help="Tries of a raising reaction (with back-off) before its instance is parked.",
         ),
     ] = 5,
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--instances-bucket",
+            envvar="CQRS_PROCESS_BUCKET",
+            help="The KV bucket of the instances (another app on the same server: another).",
+        ),
+    ] = "cqrs-processes",
     replicas: Annotated[int, typer.Option("--replicas", envvar="CQRS_REPLICAS")] = 1,
     shutdown_timeout: ShutdownTimeout = 30.0,
     startup_timeout: StartupTimeout = DEFAULT_STARTUP_TIMEOUT,
@@ -159,6 +167,7 @@ def processes(
             ack_wait=ack_wait,
             partitions=partitions,
             lease_ttl=lease_ttl,
+            bucket=bucket,
             max_attempts=max_attempts,
             startup_timeout=startup_timeout,
             ready_file=ready_file,

@@ -323,6 +323,7 @@ def processes_grant(
             publish += [
                 f"$JS.API.CONSUMER.CREATE.{consumed}.>",
                 f"$JS.API.CONSUMER.INFO.{consumed}.*",
+                f"$JS.API.CONSUMER.RESET.{consumed}.*",
                 f"$JS.API.CONSUMER.MSG.NEXT.{consumed}.*",
                 f"$JS.ACK.{consumed}.>",
             ]

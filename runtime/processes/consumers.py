@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from ..errors import Internal
-from ..transport.nats_errors import jetstream_setup, nats_call, translate
+from ..transport.nats_errors import jetstream_setup, translate
 from ..transport.startup import jetstream_call
 
 log = structlog.get_logger("runtime.processes.consumers")
@@ -52,9 +52,8 @@ class PartitionConsumer:
         self.fetch_timeout = fetch_timeout
         self._sub: Any = None
 
-    async def start(self) -> None:
-        """Create the consumer if it does not exist (an existing one keeps its position), and
-        bind it."""
+    async def create(self) -> None:
+        """Create the consumer if it does not exist (an existing one keeps its position)."""
         what = f"consumer {self.name}"
         config = api.ConsumerConfig(
             name=self.name,
@@ -76,6 +75,10 @@ class PartitionConsumer:
                 await jetstream_call(what, lambda: self.js.consumer_info(self.stream, self.name))
             except nats.js.errors.NotFoundError:
                 await jetstream_call(what, lambda: self.js.add_consumer(self.stream, config))
+
+    async def bind(self) -> None:
+        """Subscribe to the consumer to fetch from it (it exists: :meth:`create`)."""
+        with jetstream_setup(f"consumer {self.name}"):
             self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
 
     async def fetch(self, batch: int) -> list[Msg]:
@@ -96,8 +99,22 @@ class PartitionConsumer:
                 await self._sub.unsubscribe()
             self._sub = None
 
-    async def pending(self) -> int:
-        """Messages not yet acknowledged (delivered or not)."""
-        with nats_call(f"reading consumer {self.name}"):
-            info = await self.js.consumer_info(self.stream, self.name)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    async def rewind(self) -> None:
+        """Deliver again, in stream order, everything not acknowledged yet (ADR-60 reset to
+        the ack floor), and bind a fresh inbox so nothing delivered before can still arrive.
+
+        A partition's consumer is read by one owner at a time and acknowledged a batch at a
+        time, so everything below the ack floor is done. Redeliveries after ``ack_wait`` give
+        no such order (a newer message may be delivered before an expired one), so whoever
+        takes a partition, or gives up a batch, rewinds first: an instance never sees a later
+        event before an earlier one."""
+        what = f"consumer {self.name}"
+        with jetstream_setup(what):
+            info = await jetstream_call(what, lambda: self.js.consumer_info(self.stream, self.name))
+            floor = int(info.ack_floor.stream_seq if info.ack_floor else 0)
+            if info.num_ack_pending:
+                await jetstream_call(
+                    what, lambda: self.js.reset_consumer(self.stream, self.name, seq=floor + 1)
+                )
+        await self.stop()
+        await self.bind()

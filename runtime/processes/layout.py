@@ -113,3 +113,34 @@ async def ensure_partitioned_stream(
             details={"stream": PARTITIONED_STREAM, "found": found},
         )
     return info
+
+
+async def partitions_caught_up(
+    js: JetStreamContext, manager: str, partitions: int, seq: int
+) -> bool:
+    """Whether every event up to ``seq`` is in the partitioned stream and every partition
+    consumer of ``manager`` acknowledged all it was given, whoever owns it (for tests and
+    benchmarks: it asks the server about every partition)."""
+    info = await js.stream_info(PARTITIONED_STREAM)
+    if int(info.state.last_seq) < seq:  # the copy keeps the event stream's numbering
+        return False
+    for partition in range(partitions):
+        try:
+            consumer = await js.consumer_info(PARTITIONED_STREAM, consumer_name(manager, partition))
+        except nats.js.errors.NotFoundError:
+            return False  # its owner has not created it yet
+        if consumer.num_pending or consumer.num_ack_pending:
+            return False
+    return True
+
+
+async def partitions_delivered(js: JetStreamContext, manager: str, partitions: int) -> int:
+    """How many events the partition consumers of ``manager`` delivered so far, all told."""
+    total = 0
+    for partition in range(partitions):
+        try:
+            consumer = await js.consumer_info(PARTITIONED_STREAM, consumer_name(manager, partition))
+        except nats.js.errors.NotFoundError:
+            continue
+        total += int(consumer.delivered.consumer_seq or 0) if consumer.delivered else 0
+    return total

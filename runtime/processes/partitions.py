@@ -50,17 +50,17 @@ class PartitionHost:
             failures = 0
             try:
                 with serving.scope:
-                    while not serving.stopping.is_set() and lease.held():
+                    while not serving.stopping.is_set() and not lease.lost:
                         try:
                             await reactor.serve(lease, serving.stopping)
                             return
-                        except CqrsError as exc:  # NATS unavailable: try again while ours
+                        except Exception as exc:  # NATS unavailable: try again while ours
                             failures += 1
                             log.warning(
                                 "partition_failed",
                                 process_manager=lease.aggregate,
                                 partition=lease.partition,
-                                error=exc.message,
+                                error=exc.message if isinstance(exc, CqrsError) else repr(exc),
                             )
                             await anyio.sleep(reactor.settings.retry.delay(failures))
             finally:

@@ -50,6 +50,19 @@ class ReactionFailed(Exception):
         self.retry = retry  # False: trying again cannot help (an event that does not decode)
 
 
+def compact_timer_ops(
+    ops: list[dict[str, Any]], running: dict[str, str]
+) -> tuple[dict[str, Any], ...]:
+    """The timer changes of several reactions, reduced to their net effect: the last change of
+    each timer (a set replaces any earlier schedule), and nothing for a timer that was not
+    running before them and ends cancelled (set, then cancelled, within the run)."""
+    last: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        last.pop(op["name"], None)  # keep the order of the last changes
+        last[op["name"]] = op
+    return tuple(op for op in last.values() if op["op"] == "set" or op["name"] in running)
+
+
 class Reactions:
     """Reacts to triggers of one process manager's instances and carries the reactions out."""
 
@@ -103,6 +116,59 @@ class Reactions:
                 await self.carry_out(trigger.key, stored)
             return True
         raise CasConflict(f"{name}.{trigger.key}: too many concurrent changes")
+
+    async def react_run(self, triggers: list[Trigger]) -> int:
+        """React to consecutive triggers of one instance with one read and one compare-and-set
+        write (state, position, timers and the outbox of all of them), then carry the outbox
+        out; how many of ``triggers``, from the first, were handled (reacted to or skipped).
+
+        It stops before the first trigger that cannot simply be reacted to here (a parked
+        instance, an event that does not decode, a reaction that raises): the caller takes
+        those one at a time, with their retries and parking. The combined write is safe for
+        the same reason a single one is: until it lands nothing was sent, and once it lands
+        its outbox is carried out by whoever finds it, with each command's own id.
+        """
+        if not triggers:
+            return 0
+        name = self.manager.name
+        key = triggers[0].key
+        instance = await self.instances.get(name, key)
+        if instance.outbox:
+            await self.carry_out(key, instance)
+            instance = await self.instances.get(name, key)
+        if instance.parked:
+            return 0
+        current, handled, changed = instance, 0, 0
+        commands: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
+        for trigger in triggers:
+            if trigger.error:
+                break
+            if self._done(current, trigger):
+                handled += 1
+                continue
+            try:
+                after = self._reacted(current, trigger)
+            except ReactionFailed:
+                break
+            handled += 1
+            if after is not None:
+                commands += after.outbox.commands
+                ops += after.outbox.timers
+                current, changed = after, changed + 1
+        if not changed:
+            return handled
+        outbox = Outbox(tuple(commands), compact_timer_ops(ops, instance.timers))
+        try:
+            stored = await self.instances.put(
+                name, key, replace(current, outbox=outbox), self.manager.state_version
+            )
+        except CasConflict:
+            return 0  # changed meanwhile (a retry, a takeover): one at a time from here
+        self.reacted += changed
+        if stored.outbox:
+            await self.carry_out(key, stored)
+        return handled
 
     def _reacted(self, instance: Instance, trigger: Trigger) -> Instance | None:
         """The instance after the reaction, outbox included; None when nothing changes."""

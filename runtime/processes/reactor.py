@@ -5,9 +5,9 @@ Replicas share a process manager's instances the way workers share aggregates: i
 partitioned (by aggregate id for events, by instance key for timers: the same partition with
 the default ``key_of``, see :mod:`.layout`), each partition has one owner at a time through a
 lease (:mod:`runtime.ownership`, rendezvous hashing over the live replicas), and an owner reads
-the partition's two durable consumers. A replica that takes a partition first waits until the
-former owner's unacknowledged deliveries are back (``ack_wait``), so an instance never sees a
-later event before an earlier one; a handoff stops fetching, finishes the batch in hand and
+the partition's two durable consumers. A replica that takes a partition first rewinds them to
+what the former owner acknowledged (:meth:`PartitionConsumer.rewind`), so an instance never sees
+a later event before an earlier one; a handoff stops fetching, finishes the batch in hand and
 acknowledges it before the lease is released.
 
 Each trigger goes through :class:`~runtime.processes.reaction.Reactions` (read the instance,
@@ -31,12 +31,10 @@ Two kinds of failure are told apart:
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -49,7 +47,13 @@ from ..ownership.leases import Lease
 from ..wire.envelope import Commit
 from .consumers import PartitionConsumer
 from .instances import InstanceStore
-from .layout import PARTITIONED_STREAM, consumer_name, original, partition_subjects
+from .layout import (
+    PARTITIONED_STREAM,
+    consumer_name,
+    original,
+    partition_subjects,
+    partitions_caught_up,
+)
 from .parking import ParkedStore
 from .reaction import ReactionFailed, Reactions
 from .settings import ProcessSettings
@@ -59,6 +63,7 @@ from .triggers import Trigger, event_triggers, timer_trigger, unreadable_trigger
 log = structlog.get_logger("runtime.processes.reactor")
 
 CATCH_UP_POLL = 0.1  # seconds between looks at the consumers while waiting for them
+LAPSED_POLL = 0.05  # seconds between looks at a lease past its trusted time
 
 
 class LeaseLapsed(Exception):
@@ -121,6 +126,16 @@ class Reactor:
             timeout=settings.timeout,
         )
 
+    async def start(self) -> None:
+        """Create the consumers of every partition (those that exist keep their position).
+
+        All of them, before the replica says it is ready and whoever owns them: a consumer
+        that starts at new events created only when its partition is first taken would miss
+        the events sent in between."""
+        for partition in range(self.settings.partitions):
+            for kind in ("events", "timers"):
+                await self._consumer(partition, kind).create()
+
     async def serve(self, lease: Lease, stopping: anyio.Event) -> None:
         """React to partition ``lease.partition`` while the lease is held, until ``stopping``
         is set (a handoff: the batch in hand is finished first) or the task is cancelled."""
@@ -129,8 +144,7 @@ class Reactor:
         self.owned.add(partition)
         try:
             for consumer in consumers:
-                await consumer.start()
-            await self._former_deliveries(consumers, lease, stopping)
+                await consumer.rewind()  # what the former owner did not acknowledge, in order
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._consume, consumers[0], lease, stopping, self._event_triggers)
                 tg.start_soon(self._consume, consumers[1], lease, stopping, self._timer_triggers)
@@ -139,20 +153,6 @@ class Reactor:
             for consumer in consumers:
                 with anyio.CancelScope(shield=True):
                     await consumer.stop()
-
-    async def _former_deliveries(
-        self, consumers: list[PartitionConsumer], lease: Lease, stopping: anyio.Event
-    ) -> None:
-        """Wait until what the former owner was delivered and did not acknowledge can be
-        redelivered (at most ``ack_wait``): JetStream redelivers before it delivers new
-        messages, so the instances see their triggers in order."""
-        deadline = time.monotonic() + self.settings.ack_wait + self.settings.timeout
-        for consumer in consumers:
-            while not stopping.is_set() and lease.held() and time.monotonic() < deadline:
-                info = await consumer.js.consumer_info(consumer.stream, consumer.name)
-                if not info.num_ack_pending:
-                    break
-                await anyio.sleep(CATCH_UP_POLL)
 
     # -- consuming -----------------------------------------------------------------------------
 
@@ -164,7 +164,14 @@ class Reactor:
         triggers: Callable[[Msg], list[Trigger]],
     ) -> None:
         failures = 0
-        while not stopping.is_set() and lease.held():
+        # Until the coordinator hands the partition off (stopping) or drops it (cancelled,
+        # lease.lost). A lease past its trusted time but not yet given up (renewals late under
+        # load, a pause) reacts to nothing: a renewal in time trusts it again, a lost one ends
+        # here; what was fetched meanwhile stays unacknowledged and comes back.
+        while not stopping.is_set() and not lease.lost:
+            if not lease.held():
+                await anyio.sleep(LAPSED_POLL)
+                continue
             try:
                 msgs = await consumer.fetch(self.settings.batch)
             except CqrsError as exc:
@@ -175,13 +182,16 @@ class Reactor:
             failures = 0
             if not msgs:
                 continue
-            if not lease.held():
-                return  # fetched while paused past the lease: the next owner gets them again
             try:
+                if not lease.held():
+                    raise LeaseLapsed
                 await self._handle_batch(msgs, triggers, lease)
-            except LeaseLapsed:
+            except* LeaseLapsed:
+                # Given up unacknowledged: if the lease is trusted again, take the batch up
+                # again from its first message, so nothing newer overtakes it.
                 self.log.warning("partition_lease_lapsed", partition=lease.partition)
-                return
+                if not lease.lost and not stopping.is_set():
+                    await consumer.rewind()
 
     def _event_triggers(self, msg: Msg) -> list[Trigger]:
         raw = original(msg)
@@ -207,7 +217,11 @@ class Reactor:
 
         async def instance(key_triggers: list[Trigger]) -> None:
             async with limiter:
-                for trigger in key_triggers:
+                # One read and one write for the instance's triggers of the batch; what that
+                # cannot take (a failure, a park) goes one at a time, in order, after it.
+                run = functools.partial(self.reactions.react_run, key_triggers)
+                handled = await self._retrying(run, msgs, lease)
+                for trigger in key_triggers[handled:]:
                     await self._react(trigger, msgs, lease)
 
         async with anyio.create_task_group() as tg:
@@ -222,21 +236,9 @@ class Reactor:
             self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
 
     async def caught_up(self, seq: int) -> bool:
-        """Whether every event up to ``seq`` is in the partitioned stream and every partition
-        consumer of this process manager has acknowledged all it was given (whoever owns it)."""
+        """Whether every event up to ``seq`` is acknowledged, by whichever replica."""
         js = self.nc.jetstream(timeout=self.settings.timeout)
-        info = await js.stream_info(PARTITIONED_STREAM)
-        if int(info.state.last_seq) < seq:  # the copy keeps the event stream's numbering
-            return False
-        for partition in range(self.settings.partitions):
-            name = consumer_name(self.manager.name, partition)
-            try:
-                consumer = await js.consumer_info(PARTITIONED_STREAM, name)
-            except nats.js.errors.NotFoundError:
-                return False  # its owner has not created it yet
-            if consumer.num_pending or consumer.num_ack_pending:
-                return False
-        return True
+        return await partitions_caught_up(js, self.manager.name, self.settings.partitions, seq)
 
     async def wait_for(self, seq: int) -> None:
         """Return once every event up to ``seq`` is acknowledged (by whichever replica)."""

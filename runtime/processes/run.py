@@ -103,6 +103,8 @@ async def run_process_managers(
         coordinator = Coordinator(leases, list(reactors), host, ownership)
         try:
             for reactor in reactors.values():
+                with waiting_for_jetstream(settings.startup_timeout):
+                    await reactor.start()
                 services[reactor.manager.name] = await _status_service(nc, reactor)
                 if process_metrics is not None:
                     process_metrics.processes.append(reactor)

@@ -20,8 +20,8 @@ RETRY_BACKOFF = Backoff(first=0.1, maximum=5.0, jitter=0.2)
 class ProcessSettings:
     """How a process manager replica consumes, stores its instances and schedules its timers.
 
-    A partition's new owner waits up to ``ack_wait`` for its former owner's unacknowledged
-    deliveries, so a takeover after a crash takes up to ``lease_ttl`` + ``ack_wait``.
+    A partition's new owner rewinds its consumers to what its former owner acknowledged, so a
+    takeover after a crash takes up to ``lease_ttl``.
     """
 
     stream: str = "EVENTS"

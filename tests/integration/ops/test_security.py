@@ -102,7 +102,9 @@ async def test_the_payment_deadline_runs_with_the_processes_user(
             await client.send("order", "paid", "create", {"user_id": "u-1", "lines": lines})
             await client.send("order", "paid", "update_status", {"status": "paid"})
 
-            await wait_until(lambda: reactors[0].caught_up(4), 20, "the deadline's cancel")
+            await wait_until(
+                lambda: reactors[0].caught_up(4), 20, "the deadline's cancel", period=0.25
+            )
             async with session(node, "admin") as admin:
                 bad = codec.dumps([{"type": "order.created.v2", "data": {"lines": "none"}}])
                 await admin.nc.jetstream().publish("events.order.bad", bad)

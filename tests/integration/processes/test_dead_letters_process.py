@@ -1,11 +1,13 @@
-"""Sequenced dead letters with a real ``cqrs processes`` replica and the ``cqrs processes
-dead-letters|retry|discard`` commands: a failing instance is parked while others go on, its
-parked triggers (events and timers) are replayed in order exactly once, or discarded."""
+"""Real ``cqrs processes`` replicas: two sharing the instances with one SIGKILLed, and
+sequenced dead letters with the ``cqrs processes dead-letters|retry|discard`` commands (a
+failing instance is parked while others go on, its parked triggers, events and timers, are
+replayed in order exactly once, or discarded)."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ from nats.aio.client import Client as NATS
 from runtime import Client, EventStore
 from runtime.domain.app import App
 from runtime.ops.run import run_app
+from runtime.ownership.leases import LeaseBucket
 from runtime.processes.instances import Instance, InstanceStore
 from runtime.processes.parking import ParkedStore
+from runtime.processes.settings import ProcessSettings
 from runtime.processes.status import collect_processes
 from runtime.transport.embedded import EmbeddedServer
 from runtime.wire import codec
@@ -202,3 +206,70 @@ async def instance(nc: NATS, key: str) -> Instance:
 
 async def _outbox(instances: InstanceStore, key: str) -> bool:
     return bool((await instances.get("relay", key)).outbox)
+
+
+async def owners(nc: NATS) -> dict[str, int]:
+    """Partitions of the relay each lease holder owns now."""
+    bucket = LeaseBucket(nc, ProcessSettings().lease_bucket, ttl=2)
+    if not await bucket.bind():
+        return {}
+    found: dict[str, int] = {}
+    for lease in await bucket.leases():
+        if lease.aggregate == "relay":
+            found[lease.owner] = found.get(lease.owner, 0) + 1
+    return found
+
+
+async def relay_commits(nc: NATS) -> int:
+    info = await nc.jetstream().stream_info("EVENTS", subjects_filter="events.counter.*")
+    return sum(n for s, n in (info.state.subjects or {}).items() if s.endswith("-relay"))
+
+
+async def test_two_replicas_share_instances_and_a_killed_ones_partitions_move_exactly_once(
+    tmp_path: Path, nats_server: EmbeddedServer, nc: NATS, store: EventStore
+) -> None:
+    """Two replicas split the partitions; one is SIGKILLed mid-load, the other takes its
+    partitions over, and every instance's events take effect exactly once, in order."""
+    client = Client(nc)
+    keys = [f"k-{i}" for i in range(40)]
+    first = replica(tmp_path, nats_server.url)
+    second = WorkerProcess(
+        tmp_path / "second",
+        nats_server.url,
+        user=None,
+        command="processes",
+        app=APP,
+        extra=first.extra,
+    )
+    async with run_app(nc, App((counter,)), projections=[]):
+        with workers(first, second):
+            await first.wait_ready()
+            await second.wait_ready()
+            await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
+            for amount in (1, 2, 3):
+                for key in keys:
+                    await client.send("counter", key, "add", {"amount": amount})
+            await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
+            first.signal(signal.SIGKILL)
+            await first.wait_exit(10)
+            for amount in (4, 5):
+                for key in keys:
+                    await client.send("counter", key, "add", {"amount": amount})
+            await wait_until(lambda: _at_least(relay_commits(nc), 5 * len(keys)), 60, "all")
+            await wait_until(lambda: _equals(owners(nc), 16), 30, "the survivor owning all")
+    assert await relay_commits(nc) == 5 * len(keys)
+    for key in keys:
+        assert await relayed(store, key) == [1, 2, 3, 4, 5]
+
+
+async def _split(nc: NATS) -> bool:
+    found = await owners(nc)
+    return len(found) == 2 and sum(found.values()) == 16
+
+
+async def _at_least(count: Awaitable[int], expected: int) -> bool:
+    return await count >= expected
+
+
+async def _equals(found: Awaitable[dict[str, int]], partitions: int) -> bool:
+    return list((await found).values()) == [partitions]

@@ -90,12 +90,12 @@ async def test_redelivered_events_send_nothing_twice(nc: NATS, store: EventStore
     async with running(nc) as reactor:
         await client.send("order", "o-1", "create", {"user_id": "u-1", "lines": LINES})
         await wait_until(lambda: cancels(store, "o-1"), 15, "the timeout cancel")
-        await wait_until(lambda: reactor.caught_up(2), 10, "the cancel event")
+        await wait_until(lambda: reactor.caught_up(2), 10, "the cancel event", period=0.25)
     for partition in range(SETTINGS.partitions):
         name = consumer_name("payment_deadline", partition)
         await nc.jetstream().delete_consumer(PARTITIONED_STREAM, name)
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
-        await wait_until(lambda: reactor.caught_up(2), 10, "the replay")
+        await wait_until(lambda: reactor.caught_up(2), 10, "the replay", period=0.25)
         assert reactor.reacted == 0
     assert len(await cancels(store, "o-1")) == 1
     assert await TimerStore(nc).pending("payment_deadline") == 0
@@ -135,7 +135,9 @@ async def test_an_outbox_left_by_a_crash_is_sent_again_with_the_same_command_id(
         payment_deadline.state_version,
     )
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
-        await wait_until(lambda: reactor.caught_up(created.seq + 1), 10, "the redelivery")
+        await wait_until(
+            lambda: reactor.caught_up(created.seq + 1), 10, "the redelivery", period=0.25
+        )
         assert reactor.reacted == 0
     assert not (await instances.get("payment_deadline", "o-2")).outbox
     assert len(await cancels(store, "o-2")) == 1
@@ -160,7 +162,7 @@ async def test_replicas_share_the_consumer_and_each_event_is_handled_once(
             await wait_until(
                 lambda: first.reacted + second.reacted >= len(ids), 30, "every reaction"
             )
-            await wait_until(lambda: first.caught_up(last.seq), 30, "acks")
+            await wait_until(lambda: first.caught_up(last.seq), 30, "acks", period=0.25)
     finally:
         await other.close()
     assert first.reacted + second.reacted == len(ids)
@@ -177,12 +179,12 @@ async def test_status_shows_position_lag_and_pending_timers(
     client = Client(nc)
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
         await client.send("order", "s-1", "create", {"user_id": "u-1", "lines": LINES})
-        await wait_until(lambda: reactor.caught_up(1), 10, "the created event")
+        await wait_until(lambda: reactor.caught_up(1), 10, "the created event", period=0.25)
         (status,) = await collect_processes(nc)
         assert status["pending_timers"] == 1 and status["replicas"] == 1
         assert status["position"] == status["stream_last_seq"] == 1 and status["lag"] == 0
         paid = await client.send("order", "s-1", "update_status", {"status": "paid"})
-        await wait_until(lambda: reactor.caught_up(paid.seq), 10, "the paid event")
+        await wait_until(lambda: reactor.caught_up(paid.seq), 10, "the paid event", period=0.25)
         (status,) = await collect_processes(nc)
         assert status["pending_timers"] == 0 and status["position"] == paid.seq
 
