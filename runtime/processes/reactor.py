@@ -145,14 +145,28 @@ class Reactor:
         try:
             for consumer in consumers:
                 await consumer.rewind()  # what the former owner did not acknowledge, in order
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._consume, consumers[0], lease, stopping, self._event_triggers)
-                tg.start_soon(self._consume, consumers[1], lease, stopping, self._timer_triggers)
+            fetching: set[anyio.CancelScope] = set()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._interrupt, stopping, fetching)
+                async with anyio.create_task_group() as tg:
+                    for consumer, triggers in zip(
+                        consumers, (self._event_triggers, self._timer_triggers), strict=True
+                    ):
+                        tg.start_soon(self._consume, consumer, lease, stopping, triggers, fetching)
+                outer.cancel_scope.cancel()  # the consumers are done: stop waiting to interrupt
         finally:
             self.owned.discard(partition)
             for consumer in consumers:
                 with anyio.CancelScope(shield=True):
                     await consumer.stop()
+
+    async def _interrupt(self, stopping: anyio.Event, fetching: set[anyio.CancelScope]) -> None:
+        """On a handoff, cut the fetches waiting for messages short (a batch in hand is
+        finished): a handoff then takes no longer than that batch. A message the server hands
+        to a fetch cut short is simply not acknowledged: the next owner rewinds to it."""
+        await stopping.wait()
+        for scope in list(fetching):
+            scope.cancel()
 
     # -- consuming -----------------------------------------------------------------------------
 
@@ -162,6 +176,7 @@ class Reactor:
         lease: Lease,
         stopping: anyio.Event,
         triggers: Callable[[Msg], list[Trigger]],
+        fetching: set[anyio.CancelScope],
     ) -> None:
         failures = 0
         # Until the coordinator hands the partition off (stopping) or drops it (cancelled,
@@ -173,7 +188,14 @@ class Reactor:
                 await anyio.sleep(LAPSED_POLL)
                 continue
             try:
-                msgs = await consumer.fetch(self.settings.batch)
+                with anyio.CancelScope() as scope:
+                    fetching.add(scope)
+                    if stopping.is_set():
+                        break
+                    msgs = await consumer.fetch(self.settings.batch)
+                fetching.discard(scope)
+                if scope.cancelled_caught:
+                    break
             except CqrsError as exc:
                 failures += 1
                 self.log.warning("fetch_failed", consumer=consumer.name, error=exc.message)
