@@ -39,9 +39,11 @@ class PartitionConsumer:
         ack_wait: float,
         max_ack_pending: int,
         fetch_timeout: float,
+        ack_all: bool = False,
         timeout: float = 5.0,
     ) -> None:
         self.js = nc.jetstream(timeout=timeout)
+        self.ack_all = ack_all  # AckPolicy.ALL: acknowledging a batch's last message is enough
         self.stream = stream
         self.name = name
         self.subjects = subjects
@@ -60,7 +62,7 @@ class PartitionConsumer:
             durable_name=self.name,
             description=self.description,
             deliver_policy=api.DeliverPolicy.ALL if self.deliver_all else api.DeliverPolicy.NEW,
-            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_policy=api.AckPolicy.ALL if self.ack_all else api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=-1,
             max_ack_pending=self.max_ack_pending,
@@ -72,9 +74,21 @@ class PartitionConsumer:
             config.filter_subjects = self.subjects
         with jetstream_setup(what):
             try:
-                await jetstream_call(what, lambda: self.js.consumer_info(self.stream, self.name))
+                info = await jetstream_call(
+                    what, lambda: self.js.consumer_info(self.stream, self.name)
+                )
             except nats.js.errors.NotFoundError:
-                await jetstream_call(what, lambda: self.js.add_consumer(self.stream, config))
+                info = await jetstream_call(what, lambda: self.js.add_consumer(self.stream, config))
+        # An existing consumer keeps the policy it was made with.
+        self.ack_all = info.config.ack_policy == api.AckPolicy.ALL
+
+    async def acknowledge(self, msgs: list[Msg]) -> None:
+        """Acknowledge a batch that is done (its last message only, with AckPolicy.ALL)."""
+        for msg in msgs[-1:] if self.ack_all else msgs:
+            try:
+                await msg.ack()
+            except Exception as exc:  # the connection is gone: the redelivery changes nothing
+                log.debug("ack_failed", consumer=self.name, error=repr(exc))
 
     async def bind(self) -> None:
         """Subscribe to the consumer to fetch from it (it exists: :meth:`create`)."""

@@ -123,6 +123,9 @@ class Reactor:
             # Short enough that a handoff (which waits for the fetch in hand) ends well within
             # the third of the lease TTL the coordinator gives it.
             fetch_timeout=min(settings.fetch_timeout, settings.lease_ttl / 6),
+            # One owner reads a partition a batch at a time, so acknowledging a batch's last
+            # event says the rest is done. (The timers stream is a work queue: explicit acks.)
+            ack_all=kind == "events",
             timeout=settings.timeout,
         )
 
@@ -208,6 +211,7 @@ class Reactor:
                 if not lease.held():
                     raise LeaseLapsed
                 await self._handle_batch(msgs, triggers, lease)
+                await consumer.acknowledge(msgs)
             except* LeaseLapsed:
                 # Given up unacknowledged: if the lease is trusted again, take the batch up
                 # again from its first message, so nothing newer overtakes it.
@@ -249,11 +253,6 @@ class Reactor:
         async with anyio.create_task_group() as tg:
             for key_triggers in by_key.values():
                 tg.start_soon(instance, key_triggers)
-        for msg in msgs:
-            try:
-                await msg.ack()
-            except Exception as exc:  # the connection is gone: the redelivery changes nothing
-                self.log.debug("ack_failed", error=repr(exc))
         if msgs[0].metadata.stream == PARTITIONED_STREAM:
             self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
 
