@@ -1,8 +1,9 @@
 """The durable pull consumers of one process manager partition: its events and its timers.
 
-Only the partition's owner pulls from them (it holds the partition's lease), so they need no
-priority group: explicit acks and ``ack_wait`` give what an owner killed mid-batch held to the
-next owner, which finds what the old one did in the instances' entries.
+Only the partition's owner pulls from them (it holds the partition's lease). Whoever takes a
+partition rewinds its consumers to what was acknowledged (:meth:`PartitionConsumer.rewind`), so
+what an owner killed mid-batch held comes again, in order, to the next owner, which finds what
+the old one did in the instances' entries.
 """
 
 from __future__ import annotations
