@@ -119,6 +119,11 @@ class Unavailable(CqrsError):
     code = "unavailable"
 
 
+class StillFailing(CqrsError):
+    """Raised when a parked process manager trigger fails again as it is retried (it stays
+    parked)."""
+
+
 class JetStreamError(CqrsError):
     """Raised when JetStream refuses a request; ``err_code`` is JetStream's own error code."""
 

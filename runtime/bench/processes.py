@@ -8,6 +8,8 @@ Two measurements on one throw-away server, in the same run:
   purge. Alternating rounds time a replica of the ``orders`` projection catching up over the same
   stream, so the figure is read against the projection catch-up of the same machine. (The
   deadline is set years ahead, so no timer fires while it is measured.)
+- **Replicas**: the same catch-up by 1, then 2 ``cqrs processes`` subprocesses sharing the
+  partitions, each count with a fresh instance bucket and fresh consumers.
 - **Timers**: ``--timers`` timers of a bench process manager come due a few seconds after being
   set, 20 ms apart; the delay of each is taken when the server fired it (the stored time of the
   fired message) and when the runtime's reaction runs, against its due time.
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +34,7 @@ import nats
 
 from ..domain.process_manager import ProcessManager, TimerFired
 from ..processes.instances import Instance, InstanceStore
+from ..processes.layout import partitions_caught_up, partitions_delivered
 from ..processes.run import run_process_managers
 from ..processes.settings import ProcessSettings
 from ..processes.timers import TimerStore
@@ -38,6 +44,7 @@ from .projections import Say, prefill, runtime_catchup
 
 TIMER_LEAD = 3.0  # seconds between setting the first timer and its due time
 TIMER_SPACING = 0.02
+POLL = 0.05  # seconds between looks at the consumers of replicas in other processes
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class ProcessBenchConfig:
     rounds: int = 2
     timers: int = 100
     nats_url: str | None = None
+    replicas: tuple[int, ...] = (1, 2)  # `cqrs processes` subprocesses sharing the partitions
 
     def check(self) -> None:
         if self.events < 100 or self.rounds < 1 or self.timers < 1:
@@ -64,6 +72,55 @@ def _far_deadline() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
+
+
+async def replicas_reacting(url: str, replicas: int, bucket: str, last: int) -> Measurement:
+    """``replicas`` ``cqrs processes`` subprocesses sharing the payment deadline's partitions,
+    from the first delivery until every event up to ``last`` is acknowledged (their start-up,
+    the same for any count, is left out)."""
+    env = {
+        **os.environ,
+        "CQRS_APP": "aggregates:AGGREGATES,aggregates:PROCESS_MANAGERS",
+        "NATS_URL": url,
+        "CQRS_PROCESS_BUCKET": bucket,
+        "CQRS_LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "runtime.cli", "processes", "--start", "all"]
+    procs = [
+        await anyio.open_process(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(replicas)
+    ]
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=30)
+        partitions = ProcessSettings().partitions
+        with anyio.fail_after(3_600):
+            await _until(lambda: partitions_delivered(js, "payment_deadline", partitions))
+            started = time.perf_counter()
+            await _until(lambda: partitions_caught_up(js, "payment_deadline", partitions, last))
+        seconds = time.perf_counter() - started
+        return Measurement(f"{replicas} replicas", last, seconds, [])
+    finally:
+        await nc.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        with anyio.move_on_after(30):
+            for proc in procs:
+                await proc.wait()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+
+
+async def _until(condition: Callable[[], Awaitable[object]]) -> None:
+    """Look at the replicas' consumers every ``POLL`` until ``condition()`` holds (they live in
+    other processes: nothing here can signal it)."""
+    while True:
+        if await condition():
+            return
+        await anyio.sleep(POLL)
 
 
 async def reacting(url: str, settings: ProcessSettings, last: int) -> Measurement:
@@ -149,12 +206,17 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
                 proj_rounds.append(await runtime_catchup(url, projection, last))
                 settings = ProcessSettings(start="all", bucket=f"bench-{run}-{r}-pm")
                 # A fresh consumer per round: the old one is deleted by name.
-                await _forget_consumer(url)
+                await _forget_consumer(url, settings.partitions)
                 pm_rounds.append(await reacting(url, settings, last))
                 say(
                     f"round {r + 1}: projection {proj_rounds[-1].per_second:,.0f} events/s, "
                     f"process manager {pm_rounds[-1].per_second:,.0f} events/s"
                 )
+            shared: dict[int, Measurement] = {}
+            for count in config.replicas:
+                await _forget_consumer(url, ProcessSettings().partitions)
+                shared[count] = await replicas_reacting(url, count, f"bench-{run}-x{count}", last)
+                say(f"{count} replicas: {shared[count].per_second:,.0f} events/s")
             delays = await timer_delays(url, config.timers, run)
             say(f"{config.timers} timers: reacted p50 {delays['reacted']['p50_ms']} ms")
     pm, proj = merge("process manager", pm_rounds), merge("projection", proj_rounds)
@@ -167,16 +229,22 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
         "reacting_ratio": round(pm.per_second / proj.per_second, 3) if proj.per_second else 0.0,
         "process_manager_rounds": [round(m.per_second, 1) for m in pm_rounds],
         "projection_rounds": [round(m.per_second, 1) for m in proj_rounds],
+        "replicas_events_per_second": {
+            str(count): round(m.per_second, 1) for count, m in shared.items()
+        },
         "timers": delays,
     }
 
 
-async def _forget_consumer(url: str) -> None:
-    from ..processes.reactor import consumer_name
+async def _forget_consumer(url: str, partitions: int) -> None:
+    from ..processes.layout import PARTITIONED_STREAM, consumer_name
 
     nc = await nats.connect(url)
     try:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await nc.jetstream().delete_consumer("EVENTS", consumer_name("payment_deadline"))
+        for partition in range(partitions):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await nc.jetstream().delete_consumer(
+                    PARTITIONED_STREAM, consumer_name("payment_deadline", partition)
+                )
     finally:
         await nc.close()

@@ -228,6 +228,8 @@ def processes(
     table.add_row("projection catch-up events/s", f"{result['projection_events_per_second']:,.0f}")
     table.add_row("process manager events/s", f"{result['process_manager_events_per_second']:,.0f}")
     table.add_row("process manager / projection", f"{result['reacting_ratio']:.2f}")
+    for count, rate in result["replicas_events_per_second"].items():
+        table.add_row(f"{count} `cqrs processes` replicas events/s", f"{rate:,.0f}")
     for side in ("fired", "reacted"):
         d = result["timers"][side]
         table.add_row(

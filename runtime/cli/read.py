@@ -355,8 +355,8 @@ def _serving_state(replica: dict[str, Any]) -> str:
 
 def print_process_status(managers: list[dict[str, Any]]) -> None:
     table = Table(title="process managers")
-    columns = ("process manager", "position", "lag", "pending", "pending timers", "replicas")
-    for column in columns:
+    columns = ("process manager", "position", "lag", "pending", "pending timers", "parked")
+    for column in (*columns, "replicas"):
         table.add_column(column, justify="left" if column == "process manager" else "right")
     for m in managers:
         table.add_row(
@@ -365,6 +365,11 @@ def print_process_status(managers: list[dict[str, Any]]) -> None:
             str(m["lag"]),
             str(m["pending"]),
             str(m["pending_timers"]),
+            (
+                f"[red]{m['parked_instances']} ({m['parked_triggers']} triggers)[/red]"
+                if m.get("parked_instances")
+                else "0"
+            ),
             str(m["replicas"]) if m["replicas"] else "[dim]none running[/dim]",
         )
     console.print(table)

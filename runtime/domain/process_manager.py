@@ -21,8 +21,8 @@ type and per timer::
 
 Reactions do no I/O and read no clock: the time they need comes from the event (its recorded
 time, or a time it carries) or from the timer (its due time). The runtime owns everything else:
-the shared consumer, the per-instance state, sending the commands exactly once and scheduling the
-timers in JetStream.
+the partitioned consumers, the per-instance state, sending the commands exactly once and
+scheduling the timers in JetStream.
 """
 
 from __future__ import annotations

@@ -172,6 +172,13 @@ class ReplicaSource(Protocol):
         """Learn what a scrape needs from NATS (the stream's last sequence)."""
 
 
+class Refreshing(Protocol):
+    """A component whose gauges are read from NATS at each scrape (a process manager replica
+    counting its parked instances)."""
+
+    async def refresh(self) -> None: ...
+
+
 class OwnershipSource(Protocol):
     """A worker's partition ownership as the metrics see it (the ownership coordinator)."""
 
@@ -354,6 +361,19 @@ class Metrics:
         r.register(_OwnershipCollector(self.ownership))
         self.gateways: list[GatewaySource] = []
         r.register(_GatewayCollector(self.gateways))
+        self.parked_instances = Gauge(
+            "cqrs_process_parked_instances",
+            "Process manager instances parked on a failing reaction (read from JetStream).",
+            ["process_manager"],
+            registry=r,
+        )
+        self.triggers_parked = Counter(
+            "cqrs_process_triggers_parked",
+            "Events and timers this process parked (a failing reaction's, and those behind it).",
+            ["process_manager"],
+            registry=r,
+        )
+        self.processes: list[Refreshing] = []
         ProcessCollector(registry=r)
 
     def aggregate(self, name: str, commands: Iterable[str]) -> AggregateMetrics:
@@ -393,9 +413,11 @@ class Metrics:
             self.replicas.remove(replica)
 
     async def refresh(self) -> None:
-        """Bring the scrape-time gauges up to date (each replica's lag)."""
+        """Bring the scrape-time gauges up to date (each replica's lag, parked instances)."""
         for replica in list(self.replicas):
             await replica.refresh()
+        for source in list(self.processes):
+            await source.refresh()
 
     def series_names(self) -> set[str]:
         """Every sample name this registry can expose, suffixes included (``_total``,

@@ -10,8 +10,9 @@ lists by hand:
   only their histories (scoped reads) and keeps aggregate snapshots.
 - ``projector``: reads events through its own consumers, serves its query subjects and keeps
   projection snapshots.
-- ``processes``: reads events through its process managers' shared consumers, sends commands,
-  keeps its instances' state and schedules, cancels and consumes its timers.
+- ``processes``: reads events through its process managers' partition consumers, holds their
+  partition leases, sends commands, keeps its instances' state, parks the triggers of failing
+  instances, and schedules, cancels and consumes its timers.
 - ``admin``: everything, including creating, changing, deleting and purging streams.
 
 Only ``admin`` may delete or purge a stream: no other grant names ``$JS.API.STREAM.DELETE`` or
@@ -75,6 +76,9 @@ class Resources:
     projection_snapshot_bucket: str | None = None  # an Object Store bucket
     dead_letter_stream: str | None = None  # where projections record skipped events
     timers_stream: str | None = None  # process managers' timers (message schedules)
+    parked_stream: str | None = None  # process managers' parked triggers (dead letters)
+    partitioned_stream: str | None = None  # the event stream by partition, for process managers
+    process_lease_bucket: str | None = None  # a KV bucket: process manager partition leases
     process_bucket: str | None = None  # a KV bucket of process manager instances
     replica_bucket: str | None = None  # a KV bucket: live projection replicas' claims
     lease_bucket: str | None = None  # a KV bucket: partition leases and worker heartbeats
@@ -89,6 +93,7 @@ class Resources:
     ) -> Resources:
         """The names the runtime's modules derive for ``stream`` (or the buckets given)."""
         from ..ownership.coordinator import OwnershipSettings
+        from ..processes.layout import PARTITIONED_STREAM
         from ..processes.settings import ProcessSettings
         from ..read.dead_letters import DEFAULT_STREAM
         from ..read.presence import BUCKET as REPLICA_BUCKET
@@ -100,6 +105,9 @@ class Resources:
             projection_snapshot_bucket=projection_snapshot_bucket or DEFAULT_BUCKET,
             dead_letter_stream=DEFAULT_STREAM,
             timers_stream=ProcessSettings().timers_stream,
+            parked_stream=ProcessSettings().parked_stream,
+            partitioned_stream=PARTITIONED_STREAM,
+            process_lease_bucket=ProcessSettings().lease_bucket,
             process_bucket=ProcessSettings().bucket,
             replica_bucket=REPLICA_BUCKET,
             lease_bucket=OwnershipSettings().bucket_for(stream),
@@ -323,7 +331,7 @@ def processes_grant(
     resources: Resources,
     replies: Sequence[str] = (),
 ) -> Grant:
-    from ..processes.reactor import consumer_name
+    from ..processes.parking import parked_subject
     from ..processes.timers import schedule_subject
 
     stream = resources.stream
@@ -332,19 +340,45 @@ def processes_grant(
     publish += [_stream_api("INFO", stream), _stream_api("CREATE", stream)]
     subscribe: list[str] = []
     for name in managers:
-        publish += _consumer_api(stream, consumer_name(name))
         subscribe.append(f"{process_status_subject(name)} {queue_group('process', name)}")
+    # Each (process manager, partition) has a consumer on the partitioned copy of the event
+    # stream and one on the timers stream, named cqrs-pm-<pm>[-timers]-<partition>: subject
+    # tokens cannot be matched by prefix, so the consumer API is granted per stream, on these
+    # two streams only, which nobody but process managers reads.
+    for consumed in (resources.partitioned_stream, resources.timers_stream):
+        if consumed is not None:
+            publish += [_stream_api("INFO", consumed), _stream_api("CREATE", consumed)]
+            publish += [
+                f"$JS.API.CONSUMER.CREATE.{consumed}.>",
+                f"$JS.API.CONSUMER.INFO.{consumed}.*",
+                f"$JS.API.CONSUMER.RESET.{consumed}.*",
+                f"$JS.API.CONSUMER.MSG.NEXT.{consumed}.*",
+                f"$JS.ACK.{consumed}.>",
+            ]
     timers = resources.timers_stream
     if timers is not None:
         # Cancelling a timer purges its schedule's subject; the grant cannot narrow a purge to
         # subjects, so it covers the timers stream (never the event stream).
-        publish += [_stream_api(v, timers) for v in ("INFO", "CREATE", "PURGE")]
-        for name in managers:
-            publish.append(schedule_subject(name, "*", "*"))
-            publish += _consumer_api(timers, consumer_name(name, "timers"))
+        publish.append(_stream_api("PURGE", timers))
+        publish += [schedule_subject(name, "*", "*") for name in managers]
+    parked = resources.parked_stream
+    if parked is not None:
+        # A replica parks triggers and counts them; listing, retrying and discarding them
+        # (reading and deleting) is an operator's, done as admin.
+        publish += [_stream_api("INFO", parked), _stream_api("CREATE", parked)]
+        publish += [parked_subject(name, "*") for name in managers]
     bucket = resources.process_bucket
     if bucket is not None:  # instance keys are <process manager>.<key>
         publish += _kv_keys(bucket, managers)
+    leases = resources.process_lease_bucket
+    if leases is not None:  # leases lease.<pm>.<partition> and heartbeats member.<id>
+        kv_stream = f"KV_{leases}"
+        publish += [
+            _stream_api("INFO", kv_stream),
+            _stream_api("CREATE", kv_stream),
+            f"$KV.{leases}.>",
+            f"$JS.API.DIRECT.GET.{kv_stream}.>",
+        ]
     for name in managers:
         pings, discovery = _micro(service_name("process", name), user)
         publish += pings

@@ -1,1 +1,2 @@
-"""The runtime of process managers: their shared consumers, per-instance state and timers."""
+"""The runtime of process managers: partitioned instances with their leases and consumers,
+per-instance state, parked instances and timers."""

@@ -52,6 +52,9 @@ class Instance:
     position: tuple[int, int] = (0, -1)  # (stream sequence, event index) last reacted to
     timers: dict[str, str] = field(default_factory=dict)
     outbox: Outbox = Outbox()
+    # Set while the instance is parked (see runtime/processes/parking.py): the first parked
+    # trigger, its error and the last trigger parked behind it. None: the instance reacts.
+    parked: dict[str, Any] | None = None
     revision: int = 0  # 0: not stored yet
 
     def to_wire(self, state_version: int) -> bytes:
@@ -62,6 +65,7 @@ class Instance:
                 "position": list(self.position),
                 "timers": self.timers,
                 "outbox": {"commands": self.outbox.commands, "timers": self.outbox.timers},
+                **({"parked": self.parked} if self.parked else {}),
             }
         )
 
@@ -75,6 +79,7 @@ class Instance:
             position=(int(seq), int(index)),
             timers=dict(body.get("timers") or {}),
             outbox=Outbox(tuple(outbox.get("commands") or ()), tuple(outbox.get("timers") or ())),
+            parked=body.get("parked") or None,
             revision=revision,
         )
 

@@ -1,36 +1,37 @@
-"""One process manager replica: it consumes events and fired timers, reacts, and carries the
-reactions out exactly once.
+"""One process manager in one replica: it reacts to the events and fired timers of the
+partitions whose leases this replica holds.
 
-For every trigger (an event of a commit, or a fired timer) of instance ``key``:
+Replicas share a process manager's instances the way workers share aggregates: instances are
+partitioned (by aggregate id for events, by instance key for timers: the same partition with
+the default ``key_of``, see :mod:`.layout`), each partition has one owner at a time through a
+lease (:mod:`runtime.ownership`, rendezvous hashing over the live replicas), and an owner reads
+the partition's two durable consumers. A replica that takes a partition first rewinds them to
+what the former owner acknowledged (:meth:`PartitionConsumer.rewind`), so an instance never sees
+a later event before an earlier one; a handoff stops fetching, finishes the batch in hand and
+acknowledges it before the lease is released.
 
-1. read the instance entry; if it holds an outbox, carry that out first (an earlier reaction
-   stored it and may have been cut short);
-2. skip the trigger if the instance already reacted to it (an event at or below its position, a
-   timer that is no longer the instance's running timer of that name);
-3. react, and store the new state, position, timers and the outbox in one compare-and-set write
-   (on a conflict, start again from 1);
-4. carry out the outbox: timer changes, then the commands, each with a deterministic command id
-   (``<pm>-<trigger>-<n>``), the trigger as causation id and the triggering command's correlation
-   id; a worker that sees the same command id again answers with the first result. Then clear
-   the outbox.
+Each trigger goes through :class:`~runtime.processes.reaction.Reactions` (read the instance,
+skip what it already reacted to, react, store state and outbox in one compare-and-set write,
+carry the outbox out). A message is acknowledged only once every trigger of its batch went
+through, so a crash at any point is followed by a redelivery that finds either nothing done
+(and reacts the same way again, with the same ids) or a stored outbox (and sends it again,
+changing nothing). Within a batch, different instances react concurrently and the triggers of
+one instance in order.
 
-A message is acknowledged only once every trigger of its batch went through those steps, so a
-crash at any point is followed by a redelivery that finds either nothing done (and reacts the
-same way again, with the same ids) or a stored outbox (and sends it again, changing nothing).
-Within a batch, different instances react concurrently and the triggers of one instance in
-order. A failure (no worker answers, JetStream unavailable, a reaction that raises) is retried
-in place with back-off, keeping the deliveries in progress, until it succeeds or the replica
-stops: nothing is skipped and nothing overtakes it.
+Two kinds of failure are told apart:
+
+- the infrastructure (no worker answers, JetStream unavailable): retried in place with back-off,
+  keeping the deliveries in progress, until it succeeds, the lease is lost or the replica stops;
+  nothing is skipped and nothing overtakes it;
+- the reaction itself (it raises, or its event does not decode): tried ``max_attempts`` times
+  with back-off, then the trigger is parked (:mod:`.parking`), and every later trigger of the
+  same instance is parked behind it, while the other instances go on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -39,50 +40,38 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..client import Client
-from ..domain.process_manager import CancelTimer, ProcessManager, SetTimer, TimerFired
-from ..domain.projection import EventMeta
-from ..errors import Conflict, CqrsError, InvalidInput, Rejected, UnknownCommand
-from ..read.consumer import commit_of
-from ..transport.streams import StreamSettings, ensure_event_stream
-from .instances import CasConflict, Instance, InstanceStore, Outbox
-from .pinned import PinnedConsumer
+from ..domain.process_manager import ProcessManager
+from ..errors import CqrsError
+from ..observability import metrics
+from ..ownership.leases import Lease
+from ..wire.envelope import Commit
+from .consumers import PartitionConsumer
+from .instances import InstanceStore
+from .layout import (
+    PARTITIONED_STREAM,
+    consumer_name,
+    original,
+    partition_subjects,
+    partitions_caught_up,
+)
+from .parking import ParkedStore
+from .reaction import ReactionFailed, Reactions
 from .settings import ProcessSettings
-from .timers import Fired, TimerStore, fired_subject, rfc3339
+from .timers import Fired, TimerStore, fired_subject
+from .triggers import Trigger, event_triggers, timer_trigger, unreadable_trigger
 
 log = structlog.get_logger("runtime.processes.reactor")
 
-MAX_CAS_ATTEMPTS = 50
+CATCH_UP_POLL = 0.1  # seconds between looks at the consumers while waiting for them
+LAPSED_POLL = 0.05  # seconds between looks at a lease past its trusted time
 
 
-def consumer_name(manager: str, kind: str = "events") -> str:
-    return f"cqrs-pm-{manager}" if kind == "events" else f"cqrs-pm-{manager}-timers"
-
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """One thing an instance reacts to: an event (with its meta) or a fired timer."""
-
-    key: str
-    id: str  # e<seq>-<index> or the timer's id: the root of command and timer ids
-    correlation_id: str
-    event: Any = None
-    meta: EventMeta | None = None
-    timer: Fired | None = None
-
-    @property
-    def position(self) -> tuple[int, int]:
-        assert self.meta is not None
-        return (self.meta.seq, int(self.id.rsplit("-", 1)[1]))
-
-
-def derived_id(manager: str, key: str, trigger: str, index: int) -> str:
-    """A timer's id: the same for the same reaction, unique across instances and triggers."""
-    digest = hashlib.blake2b(f"{manager}/{key}/{trigger}/{index}".encode(), digest_size=10)
-    return "t" + digest.hexdigest()
+class LeaseLapsed(Exception):
+    """Raised (internally) when the partition's lease lapsed in the middle of a batch."""
 
 
 class Reactor:
-    """Runs one process manager: its two pinned consumers and the reactions they trigger."""
+    """Runs one process manager in this replica: the partitions it owns and their reactions."""
 
     def __init__(
         self,
@@ -91,133 +80,262 @@ class Reactor:
         settings: ProcessSettings,
         instances: InstanceStore,
         timers: TimerStore,
+        parked: ParkedStore,
     ) -> None:
         self.nc = nc
         self.manager = manager
         self.settings = settings
-        self.instances = instances
-        self.timers = timers
         self.client = Client(nc, timeout=settings.command_timeout)
+        self.reactions = Reactions(manager, instances, timers, parked, self.client)
+        self.parked = parked
+        self.metrics = metrics.current()
         self.log = log.bind(process_manager=manager.name)
-        common = {
-            "ack_wait": settings.ack_wait,
-            "pin_timeout": settings.pin_timeout,
-            "max_ack_pending": max(1000, settings.batch * 2),
-            "timeout": settings.timeout,
-        }
-        self.events = PinnedConsumer(
-            nc,
-            stream=settings.stream,
-            name=consumer_name(manager.name),
-            subjects=manager.subjects(),
-            description=f"cqrs process manager {manager.name}",
-            deliver_all=settings.start == "all",
-            **common,  # type: ignore[arg-type]
+        self.parked_now = 0  # triggers this replica parked, for tests and logs
+        self.last_seq = 0  # the highest event sequence this replica acknowledged
+        self.owned: set[int] = set()
+
+    @property
+    def reacted(self) -> int:
+        """Triggers reacted to (not skipped), for benchmarks and tests."""
+        return self.reactions.reacted
+
+    def _consumer(self, partition: int, kind: str) -> PartitionConsumer:
+        settings = self.settings
+        name = self.manager.name
+        if kind == "events":
+            stream, subjects = (
+                PARTITIONED_STREAM,
+                partition_subjects(list(self.manager.aggregates), partition),
+            )
+            what = f"cqrs process manager {name}, partition {partition}"
+        else:
+            stream, subjects = settings.timers_stream, [fired_subject(name, partition)]
+            what = f"cqrs process manager {name}, partition {partition}: fired timers"
+        return PartitionConsumer(
+            self.nc,
+            stream=stream,
+            name=consumer_name(name, partition, kind),
+            subjects=subjects,
+            description=what,
+            deliver_all=kind != "events" or settings.start == "all",
+            ack_wait=settings.ack_wait,
+            max_ack_pending=max(1000, settings.batch * 2),
+            # Short enough that a handoff (which waits for the fetch in hand) ends well within
+            # the third of the lease TTL the coordinator gives it.
+            fetch_timeout=min(settings.fetch_timeout, settings.lease_ttl / 6),
+            # One owner reads a partition a batch at a time, so acknowledging a batch's last
+            # event says the rest is done. (The timers stream is a work queue: explicit acks.)
+            ack_all=kind == "events",
+            timeout=settings.timeout,
         )
-        self.fired = PinnedConsumer(
-            nc,
-            stream=settings.timers_stream,
-            name=consumer_name(manager.name, "timers"),
-            subjects=[fired_subject(manager.name, "*", "*")],
-            description=f"cqrs process manager {manager.name}: fired timers",
-            deliver_all=True,
-            **common,  # type: ignore[arg-type]
-        )
-        self.reacted = 0  # triggers reacted to (not skipped), for benchmarks and tests
-        self.last_seq = 0  # the last event sequence acknowledged
-        self._advanced = anyio.Event()
 
     async def start(self) -> None:
-        # A fresh deployment may start its process managers first: the stream they follow is
-        # created (or checked) as every other reader of it does.
-        js = self.nc.jetstream(timeout=self.settings.timeout)
-        stream = StreamSettings(name=self.settings.stream, replicas=self.settings.replicas)
-        await ensure_event_stream(js, stream)
-        await self.events.start()
-        await self.fired.start()
+        """Create the consumers of every partition (those that exist keep their position).
 
-    async def run(self) -> None:
-        """Consume events and fired timers until cancelled."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._consume, self.events, self._event_triggers)
-            tg.start_soon(self._consume, self.fired, self._timer_triggers)
+        All of them, before the replica says it is ready and whoever owns them: a consumer
+        that starts at new events created only when its partition is first taken would miss
+        the events sent in between."""
+        for partition in range(self.settings.partitions):
+            for kind in ("events", "timers"):
+                await self._consumer(partition, kind).create()
+
+    async def serve(self, lease: Lease, stopping: anyio.Event) -> None:
+        """React to partition ``lease.partition`` while the lease is held, until ``stopping``
+        is set (a handoff: the batch in hand is finished first) or the task is cancelled."""
+        partition = lease.partition
+        consumers = [self._consumer(partition, "events"), self._consumer(partition, "timers")]
+        self.owned.add(partition)
+        try:
+            for consumer in consumers:
+                await consumer.rewind()  # what the former owner did not acknowledge, in order
+            fetching: set[anyio.CancelScope] = set()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._interrupt, stopping, fetching)
+                async with anyio.create_task_group() as tg:
+                    for consumer, triggers in zip(
+                        consumers, (self._event_triggers, self._timer_triggers), strict=True
+                    ):
+                        tg.start_soon(self._consume, consumer, lease, stopping, triggers, fetching)
+                outer.cancel_scope.cancel()  # the consumers are done: stop waiting to interrupt
+        finally:
+            self.owned.discard(partition)
+            for consumer in consumers:
+                with anyio.CancelScope(shield=True):
+                    await consumer.stop()
+
+    async def _interrupt(self, stopping: anyio.Event, fetching: set[anyio.CancelScope]) -> None:
+        """On a handoff, cut the fetches waiting for messages short (a batch in hand is
+        finished): a handoff then takes no longer than that batch. A message the server hands
+        to a fetch cut short is simply not acknowledged: the next owner rewinds to it."""
+        await stopping.wait()
+        for scope in list(fetching):
+            scope.cancel()
 
     # -- consuming -----------------------------------------------------------------------------
 
     async def _consume(
-        self, consumer: PinnedConsumer, triggers: Callable[[Msg], list[Trigger]]
+        self,
+        consumer: PartitionConsumer,
+        lease: Lease,
+        stopping: anyio.Event,
+        triggers: Callable[[Msg], list[Trigger]],
+        fetching: set[anyio.CancelScope],
     ) -> None:
         failures = 0
-        while True:
+        # Until the coordinator hands the partition off (stopping) or drops it (cancelled,
+        # lease.lost). A lease past its trusted time but not yet given up (renewals late under
+        # load, a pause) reacts to nothing: a renewal in time trusts it again, a lost one ends
+        # here; what was fetched meanwhile stays unacknowledged and comes back.
+        while not stopping.is_set() and not lease.lost:
+            if not lease.held():
+                await anyio.sleep(LAPSED_POLL)
+                continue
             try:
-                msgs = await consumer.fetch(self.settings.batch, self.settings.fetch_timeout)
+                with anyio.CancelScope() as scope:
+                    fetching.add(scope)
+                    if stopping.is_set():
+                        break
+                    msgs = await consumer.fetch(self.settings.batch)
+                fetching.discard(scope)
+                if scope.cancelled_caught:
+                    break
             except CqrsError as exc:
                 failures += 1
                 self.log.warning("fetch_failed", consumer=consumer.name, error=exc.message)
                 await anyio.sleep(self.settings.retry.delay(failures))
                 continue
             failures = 0
-            if msgs:
-                await self._handle_batch(consumer, msgs, triggers)
+            if not msgs:
+                continue
+            try:
+                if not lease.held():
+                    raise LeaseLapsed
+                await self._handle_batch(msgs, triggers, lease)
+                await consumer.acknowledge(msgs)
+            except* LeaseLapsed:
+                # Given up unacknowledged: if the lease is trusted again, take the batch up
+                # again from its first message, so nothing newer overtakes it.
+                self.log.warning("partition_lease_lapsed", partition=lease.partition)
+                if not lease.lost and not stopping.is_set():
+                    await consumer.rewind()
 
     def _event_triggers(self, msg: Msg) -> list[Trigger]:
-        commit = commit_of(msg)
-        found = []
-        for index, stored in enumerate(commit.events):
-            if not self.manager.handles(stored.type, commit.aggregate):
-                continue
-            meta = EventMeta.of(commit, index)
-            decoded = self.manager.decode(stored.type, stored.data, meta)
-            if decoded is not None:
-                key, event = decoded
-                trigger_id = f"e{commit.seq}-{index}"
-                found.append(Trigger(key, trigger_id, commit.correlation_id, event, meta))
-        return found
+        raw = original(msg)
+        try:
+            commit = Commit.from_message(raw)
+        except Exception as exc:  # an unreadable body is parked, never lost nor blocking
+            return [unreadable_trigger(raw.subject, raw.seq, exc)]
+        return event_triggers(self.manager, commit)
 
     def _timer_triggers(self, msg: Msg) -> list[Trigger]:
         fired_at = msg.metadata.timestamp  # when the server stored (fired) it
-        fired = Fired.parse(msg.subject, msg.headers or {}, msg.data, fired_at)
-        return [Trigger(fired.key, fired.id, fired.correlation_id, timer=fired)]
+        return [timer_trigger(Fired.parse(msg.subject, msg.headers or {}, msg.data, fired_at))]
 
     async def _handle_batch(
-        self,
-        consumer: PinnedConsumer,
-        msgs: list[Msg],
-        triggers: Callable[[Msg], list[Trigger]],
+        self, msgs: list[Msg], triggers: Callable[[Msg], list[Trigger]], lease: Lease
     ) -> None:
         by_key: dict[str, list[Trigger]] = {}
         for msg in msgs:
-            decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs)
+            decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs, lease)
             for trigger in decoded:
                 by_key.setdefault(trigger.key, []).append(trigger)
         limiter = anyio.CapacityLimiter(self.settings.concurrency)
 
         async def instance(key_triggers: list[Trigger]) -> None:
             async with limiter:
-                for trigger in key_triggers:
-                    await self._retrying(functools.partial(self._react, trigger), msgs)
+                # One read and one write for the instance's triggers of the batch; what that
+                # cannot take (a failure, a park) goes one at a time, in order, after it.
+                run = functools.partial(self.reactions.react_run, key_triggers)
+                handled = await self._retrying(run, msgs, lease)
+                for trigger in key_triggers[handled:]:
+                    await self._react(trigger, msgs, lease)
 
         async with anyio.create_task_group() as tg:
             for key_triggers in by_key.values():
                 tg.start_soon(instance, key_triggers)
-        for msg in msgs:
-            try:
-                await msg.ack()
-            except Exception as exc:  # the connection is gone: the redelivery changes nothing
-                self.log.debug("ack_failed", error=repr(exc))
-        if consumer is self.events:
-            self.last_seq = max(self.last_seq, msgs[-1].metadata.sequence.stream)
-            self._advanced.set()
-            self._advanced = anyio.Event()
+        if msgs[0].metadata.stream == PARTITIONED_STREAM:
+            self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
+
+    async def caught_up(self, seq: int) -> bool:
+        """Whether every event up to ``seq`` is acknowledged, by whichever replica."""
+        js = self.nc.jetstream(timeout=self.settings.timeout)
+        return await partitions_caught_up(js, self.manager.name, self.settings.partitions, seq)
 
     async def wait_for(self, seq: int) -> None:
-        """Return once every event up to ``seq`` is acknowledged."""
-        while self.last_seq < seq:
-            await self._advanced.wait()
+        """Return once every event up to ``seq`` is acknowledged (by whichever replica)."""
+        while True:
+            if await self.caught_up(seq):
+                return
+            await anyio.sleep(CATCH_UP_POLL)  # no event says so: consumers live on the server
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg]) -> Any:
+    async def refresh(self) -> None:
+        """Count the parked instances for the metrics (at each scrape; every replica reports
+        the same count, read from the parked stream)."""
+        if self.metrics is not None:
+            counts = await self.parked.counts(self.manager.name)
+            self.metrics.parked_instances.labels(self.manager.name).set(len(counts))
+
+    async def _react(self, trigger: Trigger, msgs: list[Msg], lease: Lease) -> None:
+        """React to ``trigger``; a reaction that keeps raising parks it (see the module doc)."""
+        failures = 0
+        while True:
+            if not lease.held():
+                raise LeaseLapsed  # another replica may own the instance now
+            try:
+                if not await self.reactions.react(trigger):
+                    self._count_parked()  # parked behind the instance's first failure
+                return
+            except ReactionFailed as exc:
+                failures += 1
+                if failures >= self.settings.max_attempts or not exc.retry:
+                    await self._retrying(
+                        functools.partial(self._park, trigger, exc.error, failures), msgs, lease
+                    )
+                    return
+                self.log.warning(
+                    "process_reaction_failed",
+                    key=trigger.key,
+                    trigger=trigger.id,
+                    attempts=failures,
+                    error=exc.error,
+                )
+            except Exception as exc:
+                # The infrastructure: not the reaction's fault, so it never parks an instance.
+                self.log.warning(
+                    "process_retrying",
+                    key=trigger.key,
+                    trigger=trigger.id,
+                    error=exc.message if isinstance(exc, CqrsError) else repr(exc),
+                )
+            await self._hold(msgs)
+            await anyio.sleep(self.settings.retry.delay(failures or 1))
+
+    async def _park(self, trigger: Trigger, error: str, attempts: int) -> None:
+        if await self.reactions.park(trigger, error, attempts):
+            self._count_parked()
+        else:  # an operator cleared the park meanwhile: react after all
+            await self.reactions.react(trigger)
+
+    def _count_parked(self) -> None:
+        self.parked_now += 1
+        if self.metrics is not None:
+            self.metrics.triggers_parked.labels(self.manager.name).inc()
+
+    async def _hold(self, msgs: list[Msg]) -> None:
+        """Keep the deliveries this replica's while it retries."""
+        for msg in msgs:
+            try:
+                await msg.in_progress()
+            except Exception as exc:
+                self.log.debug("in_progress_failed", error=repr(exc))
+
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[Any]], msgs: list[Msg], lease: Lease
+    ) -> Any:
         attempts = 0
         while True:
+            if not lease.held():
+                raise LeaseLapsed
             attempts += 1
             try:
                 return await attempt()
@@ -227,164 +345,8 @@ class Reactor:
                     attempts=attempts,
                     error=exc.message if isinstance(exc, CqrsError) else repr(exc),
                 )
-            for msg in msgs:  # keep the deliveries ours while we retry
-                try:
-                    await msg.in_progress()
-                except Exception as exc:
-                    self.log.debug("in_progress_failed", error=repr(exc))
+            await self._hold(msgs)
             await anyio.sleep(self.settings.retry.delay(attempts))
-
-    # -- reacting ------------------------------------------------------------------------------
-
-    async def _react(self, trigger: Trigger) -> None:
-        name = self.manager.name
-        for _ in range(MAX_CAS_ATTEMPTS):
-            instance = await self.instances.get(name, trigger.key)
-            if instance.outbox:
-                await self._carry_out(trigger.key, instance)
-                continue
-            if self._done(instance, trigger):
-                return
-            state = (
-                self.manager.initial
-                if instance.state is None
-                else self.manager.decode_state(instance.state)
-            )
-            if trigger.timer is not None:
-                fired = trigger.timer
-                what = TimerFired(fired.name, fired.key, fired.due, fired.data, fired.fired_at)
-                reaction = self.manager.react(state, what)
-            else:
-                reaction = self.manager.react(state, trigger.event, trigger.meta)
-            timers = dict(instance.timers)
-            if trigger.timer is not None:
-                timers.pop(trigger.timer.name, None)
-            ops = []
-            for index, op in enumerate(reaction.timers):
-                if isinstance(op, SetTimer):
-                    timer_id = derived_id(name, trigger.key, trigger.id, index)
-                    timers[op.name] = timer_id
-                    ops.append(
-                        {
-                            "op": "set",
-                            "name": op.name,
-                            "id": timer_id,
-                            "at": rfc3339(op.at),
-                            "data": op.data,
-                        }
-                    )
-                elif isinstance(op, CancelTimer) and timers.pop(op.name, None) is not None:
-                    ops.append({"op": "cancel", "name": op.name})
-            unchanged = reaction.state == state and not ops and not reaction.commands
-            if unchanged and trigger.timer is None:
-                return  # nothing changed: a redelivery of it would change nothing either
-            commands = tuple(
-                {
-                    "aggregate": c.aggregate,
-                    "id": c.id,
-                    "command": c.command,
-                    "args": self.manager.encode_state(c.args),
-                    "command_id": f"{name}-{trigger.id}-{index}",
-                }
-                for index, c in enumerate(reaction.commands)
-            )
-            stored = replace(
-                instance,
-                state=self.manager.encode_state(reaction.state),
-                position=instance.position if trigger.meta is None else trigger.position,
-                timers=timers,
-                outbox=Outbox(commands, tuple(ops)),
-            )
-            try:
-                stored = await self.instances.put(
-                    name,
-                    trigger.key,
-                    self._with_trigger(stored, trigger),
-                    self.manager.state_version,
-                )
-            except CasConflict:
-                continue
-            self.reacted += 1
-            if stored.outbox:
-                await self._carry_out(trigger.key, stored)
-            return
-        raise CasConflict(f"{name}.{trigger.key}: too many concurrent changes")
-
-    def _with_trigger(self, instance: Instance, trigger: Trigger) -> Instance:
-        """Remember the trigger's correlation and causation on the commands to send."""
-        commands = tuple(
-            {**c, "causation_id": trigger.id, "correlation_id": trigger.correlation_id}
-            for c in instance.outbox.commands
-        )
-        timers = tuple(
-            {**t, "correlation_id": trigger.correlation_id} for t in instance.outbox.timers
-        )
-        return replace(instance, outbox=Outbox(commands, timers))
-
-    def _done(self, instance: Instance, trigger: Trigger) -> bool:
-        if trigger.timer is not None:
-            current = instance.timers.get(trigger.timer.name)
-            if current != trigger.timer.id:
-                self.log.info(
-                    "timer_ignored", key=trigger.key, timer=trigger.timer.name, id=trigger.id
-                )
-                return True
-            return False
-        return trigger.position <= instance.position
-
-    async def _carry_out(self, key: str, instance: Instance) -> None:
-        """Apply an outbox's timer changes, send its commands, then clear it (compare-and-set:
-        if someone else cleared it first, that is as good)."""
-        name = self.manager.name
-        for op in instance.outbox.timers:
-            if op["op"] == "set":
-                await self.timers.set(
-                    name,
-                    key,
-                    op["name"],
-                    timer_id=op["id"],
-                    at=datetime.fromisoformat(op["at"]),
-                    data=op.get("data"),
-                    correlation_id=op.get("correlation_id", ""),
-                )
-            else:
-                await self.timers.cancel(name, key, op["name"])
-        for command in instance.outbox.commands:
-            await self._send(command)
-        # On a conflict another reaction read the outbox and carried it out too: same ids, no harm.
-        with contextlib.suppress(CasConflict):
-            await self.instances.put(
-                name, key, replace(instance, outbox=Outbox()), self.manager.state_version
-            )
-
-    async def _send(self, command: dict[str, Any]) -> None:
-        bound = self.log.bind(
-            aggregate=command["aggregate"],
-            id=command["id"],
-            command=command["command"],
-            command_id=command["command_id"],
-        )
-        try:
-            result = await self.client.send(
-                command["aggregate"],
-                command["id"],
-                command["command"],
-                command.get("args"),
-                command_id=command["command_id"],
-                correlation_id=command.get("correlation_id") or None,
-                causation_id=command.get("causation_id"),
-            )
-        except Rejected as exc:
-            # A business answer, not a fault: the aggregate decided against it (e.g. a cancel
-            # that lost the race with the payment). Retrying would get the same answer.
-            bound.info("process_command_rejected", rule=exc.details.get("rule"), error=exc.message)
-            return
-        except (InvalidInput, UnknownCommand, Conflict) as exc:
-            # A reaction that sends what no worker can accept: a bug to fix in the reaction,
-            # reported loudly; retrying the same command would get the same answer.
-            bound.error("process_command_refused", code=exc.code, error=exc.message)
-            return
-        bound.info("process_command_sent", seq=result.seq, version=result.version)
 
 
 async def _sync(fn: Callable[[Msg], list[Trigger]], msg: Msg) -> list[Trigger]:

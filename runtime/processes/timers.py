@@ -2,7 +2,8 @@
 
 A timer of instance ``<key>`` of process manager ``<pm>`` is one message on
 ``timers.schedule.<pm>.<key>.<timer>`` in the stream ``CQRS_TIMERS``, carrying
-``Nats-Schedule: @at <due>`` and ``Nats-Schedule-Target: timers.fired.<pm>.<key>.<timer>``. When
+``Nats-Schedule: @at <due>`` and the target ``timers.fired.<pm>.<partition>.<key>.<timer>`` (the
+partition of the key, :mod:`.layout`, so each partition's owner reads its own). When
 it comes due the server publishes its body and headers to the target subject in the same stream,
 and removes the schedule: no scheduler process, no database, and a server restart loses nothing
 (a schedule whose time passed while the server was down fires when it is back).
@@ -30,7 +31,9 @@ from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 from ..wire import codec
-from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID
+from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID, TRACE_HEADERS
+from ..wire.partitions import DEFAULT_PARTITIONS
+from .layout import key_partition
 
 TIMER_PREFIX = "timers"
 H_TIMER_ID = "Cqrs-Timer-Id"
@@ -42,8 +45,11 @@ def schedule_subject(manager: str, key: str, timer: str) -> str:
     return f"{TIMER_PREFIX}.schedule.{manager}.{key}.{timer}"
 
 
-def fired_subject(manager: str, key: str = "*", timer: str = "*") -> str:
-    return f"{TIMER_PREFIX}.fired.{manager}.{key}.{timer}"
+def fired_subject(
+    manager: str, partition: int | str = "*", key: str = "*", timer: str = "*"
+) -> str:
+    """Where a timer fires: partitioned by its instance key (see :mod:`.layout`)."""
+    return f"{TIMER_PREFIX}.fired.{manager}.{partition}.{key}.{timer}"
 
 
 def rfc3339(at: datetime) -> str:
@@ -62,6 +68,7 @@ class Fired:
     data: Any
     correlation_id: str
     fired_at: datetime | None = None
+    trace: dict[str, str] | None = None  # W3C context of the reaction that set it
 
     @classmethod
     def parse(
@@ -71,7 +78,7 @@ class Fired:
         data: bytes,
         fired_at: datetime | None = None,
     ) -> Fired:
-        _, _, manager, key, name = subject.split(".")
+        _, _, manager, _partition, key, name = subject.split(".")
         return cls(
             manager=manager,
             key=key,
@@ -81,16 +88,25 @@ class Fired:
             data=codec.loads(data) if data else None,
             correlation_id=headers.get(H_CORRELATION_ID, ""),
             fired_at=fired_at,
+            trace={k: headers[k] for k in TRACE_HEADERS if k in headers} or None,
         )
 
 
 class TimerStore:
     """Sets, cancels and counts the timers of process managers in the timers stream."""
 
-    def __init__(self, nc: NATS, *, stream: str = "CQRS_TIMERS", replicas: int = 1) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str = "CQRS_TIMERS",
+        replicas: int = 1,
+        partitions: int = DEFAULT_PARTITIONS,
+    ) -> None:
         self.js = nc.jetstream(timeout=5.0)
         self.stream = stream
         self.replicas = replicas
+        self.partitions = partitions
 
     async def start(self) -> None:
         """Create the timers stream, or check that the existing one can hold schedules."""
@@ -142,11 +158,14 @@ class TimerStore:
         at: datetime,
         data: Any = None,
         correlation_id: str = "",
+        trace: dict[str, str] | None = None,
     ) -> None:
         due = rfc3339(at)
         headers = {
             "Nats-Schedule": f"@at {due}",
-            "Nats-Schedule-Target": fired_subject(manager, key, name),
+            "Nats-Schedule-Target": fired_subject(
+                manager, key_partition(key, self.partitions), key, name
+            ),
             "Nats-Rollup": "sub",
             H_MSG_ID: timer_id,
             H_TIMER_ID: timer_id,
@@ -154,6 +173,9 @@ class TimerStore:
         }
         if correlation_id:
             headers[H_CORRELATION_ID] = correlation_id
+        # The server copies the schedule's headers onto the fired message, so the trace of
+        # the reaction that set the timer goes on to the reaction to its firing.
+        headers.update(trace or {})
         body = b"" if data is None else codec.dumps(data)
         with nats_call(f"setting timer {name} of {manager}.{key}"):
             await self.js.publish(schedule_subject(manager, key, name), body, headers=headers)

@@ -16,7 +16,6 @@ from aggregates.scenario import run_scenario
 from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
 from runtime.cli import exits
 from runtime.domain.app import DEFAULT_APP
-from runtime.processes.pinned import PinnedConsumer
 from runtime.transport.connection import open_connection
 from runtime.transport.embedded import free_port
 from runtime.transport.nats_errors import nats_call
@@ -162,29 +161,6 @@ async def test_a_worker_refused_its_command_subjects_exits_naming_them(
     with workers(worker):
         assert await worker.wait_exit(60) == exits.NO_PERMISSION, worker.log_tail()
     assert "does not allow user 'user-worker' to subscribe to 'cmd.order.*.*'" in worker.log_tail()
-
-
-async def test_a_refused_pull_of_a_process_manager_fails_at_once(node: NatsNode) -> None:
-    """A pull from a shared consumer the ``processes`` user is not granted fails with
-    :class:`PermissionDenied` instead of waiting for messages that cannot come."""
-    nc = await open_connection(node.url, options("processes"))
-    consumer = PinnedConsumer(
-        nc,
-        stream="EVENTS",
-        name="cqrs-pm-someone_else",
-        subjects=["events.>"],
-        description="not ours",
-        deliver_all=True,
-        ack_wait=30,
-        pin_timeout=30,
-        max_ack_pending=10,
-        timeout=600,
-    )
-    try:
-        with pytest.raises(PermissionDenied, match=r"MSG\.NEXT\.EVENTS\.cqrs-pm-someone_else"):
-            await consumer.fetch(1, expires=600)
-    finally:
-        await nc.close()
 
 
 async def test_requests_refused_together_all_fail_and_warn_nothing(node: NatsNode) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import nats
@@ -17,6 +17,7 @@ from aggregates.scenario import run_scenario
 from projections import PROJECTIONS
 from runtime import Client, EventStore, StreamSettings, run_worker
 from runtime.errors import Timeout
+from runtime.processes.parking import ParkedStore
 from runtime.processes.run import run_process_managers
 from runtime.processes.settings import ProcessSettings
 from runtime.read.replicas import run_projections
@@ -24,6 +25,7 @@ from runtime.read.settings import ProjectorSettings
 from runtime.transport.connection import open_connection
 from runtime.transport.direct_get import DirectGetter
 from runtime.transport.streams import ensure_event_stream
+from runtime.wire import codec
 from runtime.wire.partitions import DEFAULT_PARTITIONS, partition_of
 
 from ..certs import CertFiles, make_certs
@@ -81,8 +83,9 @@ async def test_the_demo_scenario_runs_with_least_privilege_users(node: NatsNode)
 async def test_the_payment_deadline_runs_with_the_processes_user(
     node: NatsNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The ``processes`` user consumes, keeps instances, schedules, cancels and fires timers and
-    sends the cancel, without a single permissions violation."""
+    """The ``processes`` user consumes, keeps instances, schedules, cancels and fires timers,
+    sends the cancel and parks an event that does not decode, without a single permissions
+    violation."""
     monkeypatch.setenv("CQRS_ORDER_PAYMENT_TIMEOUT", "1")
     await with_event_stream(node)
     worker_nc = await open_connection(node.url, options("worker"))
@@ -99,7 +102,16 @@ async def test_the_payment_deadline_runs_with_the_processes_user(
             await client.send("order", "paid", "create", {"user_id": "u-1", "lines": lines})
             await client.send("order", "paid", "update_status", {"status": "paid"})
 
-            await wait_until(lambda: reactors[0].last_seq >= 4, 20, "the deadline's cancel")
+            await wait_until(
+                lambda: reactors[0].caught_up(4), 20, "the deadline's cancel", period=0.25
+            )
+            async with session(node, "admin") as admin:
+                bad = codec.dumps([{"type": "order.created.v2", "data": {"lines": "none"}}])
+                await admin.nc.jetstream().publish("events.order.bad", bad)
+                parked = ParkedStore(admin.nc)
+                await wait_until(
+                    lambda: _equals(parked.counts("payment_deadline"), {"bad": 1}), 20, "parked"
+                )
     finally:
         await client_nc.close()
         await processes_nc.close()
@@ -112,6 +124,10 @@ async def test_the_payment_deadline_runs_with_the_processes_user(
     assert unpaid == ["order.created.v2", "order.cancelled.v1"]
     assert "order.cancelled.v1" not in paid
     assert "Violation" not in node.log_tail(100_000)
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def test_a_client_cannot_append_events_or_use_jetstream(node: NatsNode) -> None:

@@ -17,6 +17,7 @@ from runtime import Backoff, Client, EventStore
 from runtime.domain.app import App
 from runtime.ops.run import run_app
 from runtime.processes.instances import Instance, InstanceStore, Outbox
+from runtime.processes.layout import PARTITIONED_STREAM, consumer_name
 from runtime.processes.reactor import Reactor
 from runtime.processes.run import run_process_managers
 from runtime.processes.settings import ProcessSettings
@@ -27,7 +28,7 @@ from runtime.transport.embedded import EmbeddedServer
 from ..procs import wait_until
 from ..support import counter, echo
 
-SETTINGS = ProcessSettings(ack_wait=2.0, pin_timeout=3.0, retry=Backoff(first=0.05, maximum=0.5))
+SETTINGS = ProcessSettings(ack_wait=2.0, lease_ttl=2, retry=Backoff(first=0.05, maximum=0.5))
 LINES = [{"sku": "book", "quantity": 1, "unit_price": "9.90"}]
 
 
@@ -89,10 +90,12 @@ async def test_redelivered_events_send_nothing_twice(nc: NATS, store: EventStore
     async with running(nc) as reactor:
         await client.send("order", "o-1", "create", {"user_id": "u-1", "lines": LINES})
         await wait_until(lambda: cancels(store, "o-1"), 15, "the timeout cancel")
-        await wait_until(lambda: reactor.last_seq >= 2, 10, "the cancel event")
-    await nc.jetstream().delete_consumer("EVENTS", "cqrs-pm-payment_deadline")
+        await wait_until(lambda: reactor.caught_up(2), 10, "the cancel event", period=0.25)
+    for partition in range(SETTINGS.partitions):
+        name = consumer_name("payment_deadline", partition)
+        await nc.jetstream().delete_consumer(PARTITIONED_STREAM, name)
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
-        await wait_until(lambda: reactor.last_seq >= 2, 10, "the replay")
+        await wait_until(lambda: reactor.caught_up(2), 10, "the replay", period=0.25)
         assert reactor.reacted == 0
     assert len(await cancels(store, "o-1")) == 1
     assert await TimerStore(nc).pending("payment_deadline") == 0
@@ -132,7 +135,9 @@ async def test_an_outbox_left_by_a_crash_is_sent_again_with_the_same_command_id(
         payment_deadline.state_version,
     )
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
-        await wait_until(lambda: reactor.last_seq >= created.seq + 1, 10, "the redelivery")
+        await wait_until(
+            lambda: reactor.caught_up(created.seq + 1), 10, "the redelivery", period=0.25
+        )
         assert reactor.reacted == 0
     assert not (await instances.get("payment_deadline", "o-2")).outbox
     assert len(await cancels(store, "o-2")) == 1
@@ -157,7 +162,7 @@ async def test_replicas_share_the_consumer_and_each_event_is_handled_once(
             await wait_until(
                 lambda: first.reacted + second.reacted >= len(ids), 30, "every reaction"
             )
-            await wait_until(lambda: max(first.last_seq, second.last_seq) > last.seq, 30, "acks")
+            await wait_until(lambda: first.caught_up(last.seq), 30, "acks", period=0.25)
     finally:
         await other.close()
     assert first.reacted + second.reacted == len(ids)
@@ -174,11 +179,35 @@ async def test_status_shows_position_lag_and_pending_timers(
     client = Client(nc)
     async with running(nc, replace(SETTINGS, start="all")) as reactor:
         await client.send("order", "s-1", "create", {"user_id": "u-1", "lines": LINES})
-        await wait_until(lambda: reactor.last_seq >= 1, 10, "the created event")
+        await wait_until(lambda: reactor.caught_up(1), 10, "the created event", period=0.25)
         (status,) = await collect_processes(nc)
         assert status["pending_timers"] == 1 and status["replicas"] == 1
         assert status["position"] == status["stream_last_seq"] == 1 and status["lag"] == 0
         paid = await client.send("order", "s-1", "update_status", {"status": "paid"})
-        await wait_until(lambda: reactor.last_seq >= paid.seq, 10, "the paid event")
+        await wait_until(lambda: reactor.caught_up(paid.seq), 10, "the paid event", period=0.25)
         (status,) = await collect_processes(nc)
         assert status["pending_timers"] == 0 and status["position"] == paid.seq
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_commands_sent_by_reactions_carry_the_trace_of_their_event_and_timer(
+    nc: NATS, store: EventStore
+) -> None:
+    """The trace context of a command goes through its event, the reaction and its outbox onto
+    the commands the reaction sends, through a timer's firing too."""
+    client = Client(nc)
+    trace = {"traceparent": TRACEPARENT}
+    async with (
+        run_app(nc, App((*AGGREGATES, counter)), projections=[]),
+        run_process_managers(nc, [payment_deadline, echo], SETTINGS),
+    ):
+        await client.send("counter", "tr-1", "add", {"amount": 1}, trace=trace)
+        await client.send("order", "tr-2", "create", {"user_id": "u", "lines": LINES}, trace=trace)
+        await wait_until(lambda: store.history("counter", "tr-1-echo"), 15, "the echo")
+        await wait_until(lambda: cancels(store, "tr-2"), 15, "the timeout cancel")
+    (echoed,) = await store.history("counter", "tr-1-echo")
+    assert echoed.extra.get("traceparent") == TRACEPARENT
+    cancelled = (await store.history("order", "tr-2"))[-1]
+    assert cancelled.extra.get("traceparent") == TRACEPARENT

@@ -23,7 +23,7 @@ from ..support import counter
 
 APP = f"{TEST_APP},tests.integration.support:echo,aggregates:PROCESS_MANAGERS"
 # Short deliveries and pins, so a killed replica's work is redelivered to the next in seconds.
-FAST = ["--ack-wait", "1", "--pin-timeout", "2", "--start", "all"]
+FAST = ["--ack-wait", "1", "--lease-ttl", "2", "--start", "all"]
 LINES = [{"sku": "book", "quantity": 1, "unit_price": "9.90"}]
 
 

@@ -15,7 +15,8 @@ from runtime.observability.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 OBSERVABILITY = DEPLOY / "observability"
-SERIES = re.compile(r"\b((?:cqrs|process)_[a-z0-9_]+)\b")
+# Series names (process_*: the client's own); process_manager is a label, not a series.
+SERIES = re.compile(r"\b((?:cqrs|process)_(?!manager\b)[a-z0-9_]+)\b")
 PROMETHEUS_OWN = {"up"}  # made by Prometheus itself for every target
 CONTRACT = {
     "cqrs_commands_total",
@@ -34,6 +35,8 @@ CONTRACT = {
     "cqrs_owned_partitions",
     "cqrs_partitions",
     "cqrs_partition_handoffs_total",
+    "cqrs_process_parked_instances",
+    "cqrs_process_triggers_parked_total",
 }
 
 

@@ -1,0 +1,42 @@
+"""Pure parts of process manager runs: timer changes reduced over a batch, the park marker,
+and the partition of a key."""
+
+from __future__ import annotations
+
+from runtime.processes.layout import key_partition, transform
+from runtime.processes.parking import parked_marker
+from runtime.processes.reaction import compact_timer_ops
+from runtime.wire.partitions import fnv1a32
+
+
+def test_a_timer_set_and_cancelled_within_a_batch_is_never_scheduled() -> None:
+    """Set then cancel of a timer that was not running before the batch leaves nothing to do."""
+    ops = [{"op": "set", "name": "due", "id": "t1"}, {"op": "cancel", "name": "due"}]
+    assert compact_timer_ops(ops, running={}) == ()
+
+
+def test_a_cancel_of_a_timer_running_before_the_batch_is_kept() -> None:
+    """A timer that ran before the batch and ends cancelled is still purged."""
+    ops = [{"op": "set", "name": "due", "id": "t2"}, {"op": "cancel", "name": "due"}]
+    assert compact_timer_ops(ops, running={"due": "t1"}) == ({"op": "cancel", "name": "due"},)
+
+
+def test_the_last_set_of_a_timer_wins() -> None:
+    """Two sets of one timer keep only the last (it replaces the schedule anyway)."""
+    ops = [{"op": "set", "name": "due", "id": "a"}, {"op": "set", "name": "due", "id": "b"}]
+    assert compact_timer_ops(ops, running={}) == ({"op": "set", "name": "due", "id": "b"},)
+
+
+def test_the_park_marker_keeps_the_first_failure_and_names_the_last_trigger() -> None:
+    """The first park records the trigger and its error; later ones only move ``last``."""
+    first = parked_marker(None, "e5-0", "boom")
+    assert (first["first"], first["last"], first["error"]) == ("e5-0", "e5-0", "boom")
+    later = parked_marker(first, "e9-0", "")
+    assert (later["first"], later["last"], later["error"]) == ("e5-0", "e9-0", "boom")
+    assert parked_marker(later, "e9-0", "") == later
+
+
+def test_a_key_falls_in_the_partition_the_server_maps_its_aggregate_id_to() -> None:
+    """The key's partition is FNV-1a of the id alone, as ``partition(N,2)`` in the transform."""
+    assert key_partition("ord-42", 16) == fnv1a32(b"ord-42") % 16
+    assert "{{partition(16,2)}}" in transform(16)
