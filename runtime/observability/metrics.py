@@ -43,6 +43,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .gateway_metrics import GatewayCollector, GatewaySource
+
 # Seconds, from a cached read (sub-millisecond) to a command that waited out JetStream timeouts.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 UNKNOWN = "_unknown"  # the label of a command or query name the definition does not have
@@ -267,65 +269,6 @@ class _OwnershipCollector(Collector):
         )
 
 
-class GatewaySource(Protocol):
-    """A gateway's connection limits as the metrics see them (``runtime.gateway.limits``)."""
-
-    @property
-    def closed(self) -> Mapping[str, int]:
-        """Connections the gateway closed, by reason."""
-        ...
-
-    @property
-    def open(self) -> int: ...
-
-    @property
-    def limited(self) -> int:
-        """Requests answered 429 by the per-client limit."""
-        ...
-
-
-class _GatewayCollector(Collector):
-    """The connection series of the gateways of this process, read at each scrape."""
-
-    def __init__(self, sources: list[GatewaySource]) -> None:
-        self.sources = sources
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families())
-
-    def collect(self) -> Iterator[Metric]:
-        families = closed, open_, limited = self._families()
-        if not self.sources:
-            return iter(families)
-        reasons: dict[str, int] = {}
-        for source in list(self.sources):
-            for reason, count in dict(source.closed).items():
-                reasons[reason] = reasons.get(reason, 0) + count
-        for reason, count in sorted(reasons.items()):
-            closed.add_metric([reason], count)
-        open_.add_metric([], sum(s.open for s in self.sources))
-        limited.add_metric([], sum(s.limited for s in self.sources))
-        return iter(families)
-
-    @staticmethod
-    def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
-        return (
-            CounterMetricFamily(
-                "cqrs_http_connections_closed",
-                "Connections the gateway closed by itself, by reason: idle_timeout, "
-                "header_timeout, body_timeout, evicted (at the connection cap), refused (at the "
-                "cap, every connection busy), head_too_large, url_too_long, too_many_pipelined.",
-                labels=["reason"],
-            ),
-            GaugeMetricFamily("cqrs_http_open_connections", "Connections open to the gateway."),
-            CounterMetricFamily(
-                "cqrs_http_client_limited",
-                "Requests answered 429 because their client had too many in flight.",
-                labels=[],
-            ),
-        )
-
-
 class Metrics:
     """Every series of one process, on a registry of its own (not prometheus_client's global
     one, so tests and embedded uses never see another process's series)."""
@@ -360,7 +303,7 @@ class Metrics:
         self.ownership: list[OwnershipSource] = []
         r.register(_OwnershipCollector(self.ownership))
         self.gateways: list[GatewaySource] = []
-        r.register(_GatewayCollector(self.gateways))
+        r.register(GatewayCollector(self.gateways))
         self.parked_instances = Gauge(
             "cqrs_process_parked_instances",
             "Process manager instances parked on a failing reaction (read from JetStream).",

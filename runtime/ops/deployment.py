@@ -14,8 +14,9 @@ from typing import Any
 
 from ..domain.app import App
 from ..wire.partitions import DEFAULT_PARTITIONS
+from .accounts import accounts_config
 from .natsconf import ClusterSettings, ServerSettings, TlsFiles, cluster_config, single_node_config
-from .permissions import Resources, User, UserPlan, accounts_config, plan_users
+from .permissions import Resources, User, UserPlan, plan_users
 
 ACCOUNTS_FILE = "nats/accounts.conf"
 SINGLE_FILE = "nats/single.conf"

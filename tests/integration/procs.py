@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 
 from runtime.domain.app import App
+from runtime.ops.accounts import accounts_config
 from runtime.ops.natsconf import (
     ClusterSettings,
     ServerSettings,
@@ -23,7 +24,7 @@ from runtime.ops.natsconf import (
     cluster_config,
     single_node_config,
 )
-from runtime.ops.permissions import Resources, UserPlan, accounts_config, password_var, plan_users
+from runtime.ops.permissions import Resources, UserPlan, password_var, plan_users
 from runtime.transport.embedded import _die_with_parent, find_binary, free_port
 from runtime.wire.partitions import DEFAULT_PARTITIONS
 
