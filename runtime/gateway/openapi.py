@@ -59,6 +59,7 @@ PROBLEM: dict[str, Any] = {
 }
 TOKEN = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
 SEQ = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
+PROJECTION_VERSION = {"type": "integer", "minimum": 1, "description": "the answering version"}
 HEADERS = {
     "idempotency": {
         "name": "Idempotency-Key",
@@ -195,14 +196,22 @@ def openapi_document(
         args_schema = next(by_type) if args is not None else None
         result_schema = next(results)
         reply = {
-            "description": "the answer and the sequence the read model had applied",
-            "headers": {"Cqrs-Seq": {"schema": SEQ}},
+            "description": "the answer, the sequence the read model had applied and the "
+            "projection version that answered",
+            "headers": {
+                "Cqrs-Seq": {"schema": SEQ},
+                "Cqrs-Projection-Version": {"schema": PROJECTION_VERSION},
+            },
             "content": {
                 "application/json": {
                     "schema": {
                         "type": "object",
-                        "required": ["result", "seq"],
-                        "properties": {"result": result_schema, "seq": SEQ},
+                        "required": ["result", "seq", "version"],
+                        "properties": {
+                            "result": result_schema,
+                            "seq": SEQ,
+                            "version": PROJECTION_VERSION,
+                        },
                     }
                 }
             },

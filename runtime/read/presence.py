@@ -97,10 +97,10 @@ def _refusal(projection: str, replica: str, holder: dict[str, Any], ttl: float) 
     )
 
 
-async def _take(kv: KeyValue, key: str, value: bytes, ttl: float) -> int:
+async def _take(kv: KeyValue, projection: str, replica: str, value: bytes, ttl: float) -> int:
     """Create the claim; wait out one that is not renewed; refuse one that is. A claim that
     carries ``value``'s token is this replica's own (a create whose answer was lost)."""
-    projection, replica = key.split(".", 1)
+    key = claim_key(projection, replica)
     token = _holder(value).get("token")
     what = f"claiming replica {replica!r} of {projection!r}"
     deadline = anyio.current_time() + ttl + 2 * POLL
@@ -169,7 +169,7 @@ async def claimed(
     )
     with waiting_for_jetstream(startup_timeout):
         kv = await presence_bucket(nc, ttl=ttl, replicas=replicas)
-        revision = await _take(kv, key, value, ttl)
+        revision = await _take(kv, projection, replica, value, ttl)
     holder = _holder(value)
 
     async def renew() -> None:

@@ -124,7 +124,7 @@ async def test_a_claim_stored_though_its_create_timed_out_is_recognised_as_its_o
     claims = AnswerLost(nc)
     key = claim_key("orders", "r1")
     with capture_logs() as logs, waiting_for_jetstream(30):
-        revision = await _take(claims, key, CLAIM, TTL)
+        revision = await _take(claims, "orders", "r1", CLAIM, TTL)
     assert claims.lost and revision == claims.lost
     assert (await claims.get(key)).value == CLAIM
     assert not any(e["event"] == "replica_claim_held" for e in logs)
@@ -148,5 +148,5 @@ async def test_a_claim_made_while_starting_waits_for_its_bucket_to_answer(nc: NA
         async with anyio.create_task_group() as tg:
             tg.start_soon(bucket_back)
             with waiting_for_jetstream(60):
-                revision = await _take(claims, key, CLAIM, TTL)
+                revision = await _take(claims, "orders", "r1", CLAIM, TTL)
     assert revision == 1 and (await claims.get(key)).value == CLAIM
