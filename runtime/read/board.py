@@ -56,6 +56,7 @@ class ReplicaState:
     rate: float = 0.0  # commits applied per second, lately
     caught_up: bool = False  # it applied everything there was when it started
     serving: bool = False  # it takes queries
+    fenced: bool = False  # each answer waits for the stream's end (see runtime.read.election)
     halted: bool = False
     leaving: bool = False  # it is stopping: it serves until another replica has taken over
     host: str = field(default_factory=socket.gethostname)

@@ -17,10 +17,14 @@ version is a rollback: a replica that stops withdraws its entry (a killed one's 
 the board's TTL), the older version serves again, and a replica that stops as the last server
 of its version waits (up to ``handover_timeout``) until another one has taken over.
 
-A replica that has just begun serving beside others is *fenced* (see
-:mod:`runtime.read.query_service`) until no other version serves and its model has reached the
-stream's end as read after that: no query it answers sees a model behind what a replica that
-answered before it had already shown.
+While two versions may both answer, every replica that answers is *fenced* (see
+:mod:`runtime.read.query_service`): each answer waits until its model reflects the stream's end
+as read after the query arrived, so no answer is behind one that another replica already gave.
+A switch therefore goes: the taking-over replica is caught up (or the serving one announces it is
+leaving); the serving replicas of the other version fence themselves and say so on the board;
+only then does the taking-over replica subscribe, fenced too; the others drain. A replica lifts
+its fence once no other version serves or is about to, and its model has reached the stream's
+end as read after that.
 
 A replica halted by a poison event serves only while no live replica of the projection that has
 caught up is healthy (it then answers from its model as it is, and ``stale`` to read-your-writes
@@ -148,7 +152,17 @@ class Election:
 
     def _decided(self) -> tuple[bool, ...]:
         state = self.state
-        return state.caught_up, state.serving, state.halted, state.leaving
+        return state.caught_up, state.serving, state.fenced, state.halted, state.leaving
+
+    def _contended(self, others: list[ReplicaState]) -> bool:
+        """Another version serves, or a newer one has caught up to take over: answers may come
+        from either, so this replica's must be fenced."""
+        mine = self.state.version
+        return any(
+            o.version != mine
+            and (o.serving or (o.version > mine and o.caught_up and not o.halted and not o.leaving))
+            for o in others
+        )
 
     async def _look(self) -> None:
         """Bring the replica's own state up to date (position, pending, rate, caught up)."""
@@ -193,21 +207,30 @@ class Election:
         assert self.board is not None
         others = self.board.others(self.state.key)
         want = self._wants_to_serve(others)
+        mine = self.state.version
         if want and not self.serving:
-            fenced = any(o.serving for o in others)
-            await self.queries.serve(fenced=fenced)
-            self.fence_floor = None
-            self.log.info("replica_serving", fenced=fenced, position=self.state.position)
+            # Not before every server of another version is fenced: until then one of its
+            # answers could come after, and behind, one of ours.
+            if all(o.fenced for o in others if o.serving and o.version != mine):
+                fenced = any(o.serving for o in others)
+                await self.queries.serve(fenced=fenced)
+                self.fence_floor = None
+                self.log.info("replica_serving", fenced=fenced, position=self.state.position)
         elif not want and self.serving:
             await self.queries.unserve()
             self.log.info("replica_standing_by", position=self.state.position)
+        elif self.serving and not self.queries.fenced and self._contended(others):
+            self.queries.fenced = True
+            self.fence_floor = None
+            self.log.info("replica_fenced", position=self.state.position)
         self.state.serving = self.serving
         if self.serving and self.queries.fenced:
             await self._lift_fence(others)
+        self.state.fenced = self.serving and self.queries.fenced
 
     async def _lift_fence(self, others: list[ReplicaState]) -> None:
-        if any(o.serving and o.version != self.state.version for o in others):
-            self.fence_floor = None  # another version still answers: keep up with the end
+        if self._contended(others):
+            self.fence_floor = None  # another version answers or is about to: keep the fence
             return
         position = self.projector.read_position
         if self.fence_floor is None:
@@ -230,6 +253,8 @@ class Election:
         if self.serving and successor and not any(o.serving for o in others):
             self.log.info("replica_handing_over")
             self.state.leaving = True
+            # Fenced before the successor may serve: no answer of ours comes behind one of its.
+            self.queries.fenced = self.state.fenced = True
             with contextlib.suppress(CqrsError):
                 await board.publish(self.state)
             with anyio.move_on_after(HANDOVER_TIMEOUT):
