@@ -37,6 +37,7 @@ from ..wire import codec
 from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
 from . import exits
+from .apps import AppChoice
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -210,7 +211,7 @@ def query(
                     projection, query_name, body, min_seq=min_seq or None
                 )
             except NoResponders:
-                known = _known_projections(ctx.app_spec)
+                known = _known_projections(ctx.app_choice)
                 if known is not None and projection not in known:
                     raise UnknownQuery(
                         f"no projection {projection!r}; the app defines {sorted(known)}",
@@ -226,12 +227,11 @@ def query(
     run(main, as_json=as_json)
 
 
-def _known_projections(app_spec: str) -> set[str] | None:
-    from ..domain.app import load_app
+def _known_projections(choice: AppChoice) -> set[str] | None:
     from ..errors import ConfigurationError
 
     try:
-        return {p.name for p in load_app(app_spec).projections}
+        return {p.name for p in choice.load().projections}
     except ConfigurationError:
         return None
 

@@ -41,6 +41,7 @@ from ..write.history import AggregateHistory
 from ..write.host import HostSettings
 from ..write.store import EventStore
 from ..write.worker import WorkerSettings
+from . import apps
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -110,6 +111,7 @@ def dev(
 
     async def main() -> None:
         application = ctx.app()
+        apps.record(ctx.app_choice, state_dir)  # for the commands run against this server
         settings = WorkerSettings(
             stream=StreamSettings(name=ctx.stream),
             host=HostSettings(log_commands=True),
@@ -147,7 +149,7 @@ def dev(
                     f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
                 ],
                 process_managers=[m.name for m in application.process_managers],
-                try_it='cqrs send user u-1 create \'{"name": "Ada", "email": "ada@example.com"}\'',
+                try_it=apps.try_it(application),
             )
             await shutdown.wait(nc)
             log.info("dev_stopping")
