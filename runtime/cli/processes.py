@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import structlog
 import typer
 
 from ..domain.app import DEFAULT_APP
+from ..log import get_logger
 from ..ops.run import run_app
 from ..processes.settings import ProcessSettings
 from ..transport.connection import (
@@ -42,7 +42,7 @@ from .common import (
 )
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import structlog
 import typer
 from rich.progress import (
     BarColumn,
@@ -19,6 +18,7 @@ from rich.table import Table
 from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import NoResponders, UnknownQuery
+from ..log import get_logger
 from ..ops.run import run_app
 from ..processes.status import collect_processes
 from ..read.dead_letters import DeadLetters
@@ -66,7 +66,7 @@ from .common import (
 )
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 projections_app = typer.Typer(
     name="projections", help="Operate on read models: rebuild, dead letters.", no_args_is_help=True

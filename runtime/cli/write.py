@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
-import structlog
 import typer
 from rich.table import Table
 
@@ -19,6 +18,7 @@ from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import CqrsError, Timeout
 from ..gateway import GatewaySettings, run_gateway
+from ..log import get_logger
 from ..ops.run import run_app
 from ..ops.shutdown import graceful_shutdown
 from ..ops.telemetry import process_telemetry
@@ -72,7 +72,7 @@ from .common import (
 from .history import check_history_options, show_history
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 DEV_SHUTDOWN_TIMEOUT = 10.0
 

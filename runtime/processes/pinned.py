@@ -16,16 +16,16 @@ import contextlib
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..errors import ConfigurationError
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import jetstream_call, raise_if_transient
 from ..wire import codec
 
-log = structlog.get_logger("runtime.processes.pinned")
+log = get_logger("runtime.processes.pinned")
 
 GROUP = "cqrs"
 H_PIN_ID = "Nats-Pin-Id"

@@ -34,7 +34,6 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -42,6 +41,7 @@ from ..client import Client
 from ..domain.process_manager import CancelTimer, ProcessManager, SetTimer, TimerFired
 from ..domain.projection import EventMeta
 from ..errors import Conflict, CqrsError, InvalidInput, Rejected, UnknownCommand
+from ..log import get_logger
 from ..read.consumer import commit_of
 from ..transport.streams import StreamSettings, ensure_event_stream
 from .instances import CasConflict, Instance, InstanceStore, Outbox
@@ -49,7 +49,7 @@ from .pinned import PinnedConsumer
 from .settings import ProcessSettings
 from .timers import Fired, TimerStore, fired_subject, rfc3339
 
-log = structlog.get_logger("runtime.processes.reactor")
+log = get_logger("runtime.processes.reactor")
 
 MAX_CAS_ATTEMPTS = 50
 

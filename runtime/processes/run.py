@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.process_manager import ProcessManager
+from ..log import get_logger
 from ..transport.micro import MicroService, Request
 from ..transport.readiness import mark_not_ready, mark_ready
 from ..transport.startup import waiting_for_jetstream
@@ -26,7 +26,7 @@ from .reactor import Reactor
 from .settings import ProcessSettings
 from .timers import TimerStore
 
-log = structlog.get_logger("runtime.processes.run")
+log = get_logger("runtime.processes.run")
 
 
 def replica_status(reactor: Reactor) -> dict[str, Any]:
