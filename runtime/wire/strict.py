@@ -63,7 +63,15 @@ def check(data: Any, type_: Any) -> Any:
     try:
         return checker(data)
     except _Refused as refused:
-        raise InvalidInput(refused.message, details={"field": _path(refused.parts)}) from None
+        field = _path(refused.parts)
+        raise InvalidInput(
+            field_message(field, refused.message), details={"field": field}
+        ) from None
+
+
+def field_message(field: str, message: str) -> str:
+    """The message of an ``invalid`` error: the field first, said once (``$``: the body)."""
+    return message if field == "$" else f"{field}: {message}"
 
 
 def _path(parts: list[str]) -> str:
@@ -116,7 +124,7 @@ def _fields(info: mi.DataclassType | mi.StructType | mi.TypedDictType) -> Check:
             return data  # msgspec names the wrong type
         for key, value in data.items():
             if key not in checks:
-                refused = _Refused(f"unknown field {excerpt(key)}")
+                refused = _Refused("is not a field of this object (unknown fields are refused)")
                 refused.parts.append(str(key)[:64])
                 raise refused
             field_check = checks[key]
