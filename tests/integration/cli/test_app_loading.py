@@ -102,3 +102,13 @@ def test_commands_next_to_a_dev_server_use_its_app(project: Path) -> None:
         past = run_cli("events", "account", "a-1", "--at-version", "1", "--json", cwd=project)
         assert past.returncode == 0, past.stderr
         assert orjson.loads(past.stdout.splitlines()[-1])["state"]["open"] is True
+
+
+def test_a_user_package_named_aggregates_wins_over_the_example(tmp_path: Path) -> None:
+    """A project's own `aggregates` package is the one `--app aggregates` loads, not the
+    example domain installed with the runtime."""
+    root = tmp_path / "own"
+    shutil.copytree(BANK / "bank", root / "aggregates")
+    result = nats_config(root, "--app", "aggregates")
+    assert result.returncode == 0, result.stderr
+    assert serves_bank(root)
