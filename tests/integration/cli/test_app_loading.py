@@ -104,6 +104,27 @@ def test_commands_next_to_a_dev_server_use_its_app(project: Path) -> None:
         assert orjson.loads(past.stdout.splitlines()[-1])["state"]["open"] is True
 
 
+def test_the_tutorial_s_teller_talks_to_the_bank(tmp_path: Path) -> None:
+    """The tutorial's other service (teller.py) sends commands and asks a read-your-writes
+    query with the Client, printing what the tutorial shows."""
+    shutil.copytree(BANK, tmp_path / "bank", ignore=shutil.ignore_patterns("tests", ".cqrs"))
+    project = tmp_path / "bank"
+    with running_dev(project):
+        url = (project / ".cqrs" / "nats.url").read_text().strip()
+        teller = subprocess.run(
+            [sys.executable, "teller.py", url],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert teller.returncode == 0, teller.stderr
+    assert teller.stdout == (
+        "refused: the balance is 20.00, less than 25.00 (no_overdraft)\nbalance of t-1: 20.00\n"
+    )
+    assert teller.stderr == ""
+
+
 def test_a_user_package_named_aggregates_wins_over_the_example(tmp_path: Path) -> None:
     """A project's own `aggregates` package is the one `--app aggregates` loads, not the
     example domain installed with the runtime."""
