@@ -22,6 +22,14 @@ DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS,aggregates:PROCESS_
 
 @dataclass(frozen=True)
 class App:
+    """The aggregates, projections and process managers one set of processes serves; what
+    ``--app module:attribute`` names (a list of definitions, or one, works too).
+
+    ::
+
+        APP = App(aggregates=[account], projections=[balances], process_managers=[dormancy])
+    """
+
     aggregates: Sequence[Aggregate[Any]] = ()
     projections: Sequence[Projection[Any]] = field(default_factory=tuple)
     process_managers: Sequence[ProcessManager[Any]] = field(default_factory=tuple)

@@ -50,6 +50,8 @@ M = TypeVar("M")
 F = TypeVar("F", bound=Callable[..., Any])
 
 PoisonPolicy = Literal["halt", "skip"]
+"""What a projection does with an event its handler fails on: ``halt`` (stop the replica, the
+default) or ``skip`` (record it as a dead letter and go on)."""
 POISON_POLICIES: tuple[PoisonPolicy, ...] = ("halt", "skip")
 
 

@@ -39,6 +39,8 @@ log = get_logger("runtime.write.worker")
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    """How a worker runs: its event stream, actor host, snapshots and ownership of partitions."""
+
     stream: StreamSettings = field(default_factory=StreamSettings)
     host: HostSettings = field(default_factory=HostSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
