@@ -94,6 +94,7 @@ def _compile(info: mi.Type) -> Check | None:
             return _decimal(
                 narrowed.get("pattern", DECIMAL_PATTERN),
                 narrowed.get("maxLength", DECIMAL_MAX_LENGTH),
+                narrowed.get("description"),
             )
         return _compile(info.type)
     if isinstance(info, mi.StrType) and info.pattern is not None and "$" in info.pattern:
@@ -241,9 +242,12 @@ def _no_final_newline(pattern: str) -> Check:
     return no_final_newline
 
 
-def _decimal(pattern: str, max_length: int) -> Check:
-    """Decimals travel as plain decimal strings of bounded length."""
+def _decimal(pattern: str, max_length: int, description: str | None = None) -> Check:
+    """Decimals travel as plain decimal strings of bounded length. A well-formed decimal that a
+    narrower type refuses (``"0"`` for :data:`runtime.PositiveMoney`) is told the type's
+    description rather than its regular expression."""
     compiled = _ecma(pattern)
+    plain = _ecma(DECIMAL_PATTERN)
 
     def decimal(data: Any) -> Any:
         if not isinstance(data, str):
@@ -251,6 +255,8 @@ def _decimal(pattern: str, max_length: int) -> Check:
                 raise _Refused('a decimal must be a string such as "19.90", not a JSON number')
             return data  # msgspec names the wrong type
         if len(data) > max_length or compiled.search(data) is None:
+            if description and len(data) <= DECIMAL_MAX_LENGTH and plain.search(data):
+                raise _Refused(f"must be {description}, got {excerpt(data)}")
             raise _Refused(
                 f"a decimal must be a string such as 19.90 matching {pattern}, at most "
                 f"{max_length} characters, got {excerpt(data)}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from runtime import InvalidInput, Rejected
+from runtime import InvalidInput, PositiveMoney, Rejected
 from runtime.cli import exits
 from runtime.wire import codec
 
@@ -20,6 +20,11 @@ class Line:
 class Order:
     owner: str
     lines: list[Line]
+
+
+@dataclass
+class Deposit:
+    amount: PositiveMoney
 
 
 def invalid(body: object) -> InvalidInput:
@@ -65,3 +70,11 @@ def test_the_plain_line_of_a_rejection_shows_its_rule(capsys: pytest.CaptureFixt
     assert capsys.readouterr().err == (
         "error (rejected): the balance is 10, less than 25 (rule no_overdraft)\n"
     )
+
+
+def test_a_decimal_out_of_a_narrower_type_s_range_is_told_the_type_s_rule() -> None:
+    """A zero PositiveMoney amount is told "a positive decimal string", not a regular expression."""
+    with pytest.raises(InvalidInput) as info:
+        codec.convert({"amount": "0"}, Deposit, strict=True)
+    assert info.value.message.startswith("amount: must be a positive decimal string")
+    assert "?=" not in info.value.message
