@@ -3,7 +3,7 @@
 The first of these that is set wins:
 
 1. ``--app`` on the command line, or the ``CQRS_APP`` environment variable;
-2. the app of the ``cqrs dev`` that uses this state directory (it records its app in
+2. the app of the ``cqrs dev`` running on this state directory (it records its app in
    ``<state dir>/app.json`` at start), when the command talks to that development server
    (no ``--nats``);
 3. ``app = "..."`` in the ``[tool.cqrs]`` table of the nearest ``pyproject.toml`` (this directory
@@ -29,6 +29,7 @@ import typer
 
 from ..domain.app import DEFAULT_APP, App, load_app
 from ..errors import ConfigurationError
+from ..transport.devstore import DevStore
 
 RECORD = "app.json"
 
@@ -86,6 +87,10 @@ def record(choice: AppChoice, state_dir: Path) -> None:
 
 
 def recorded_app(state_dir: Path) -> AppChoice | None:
+    """The app of the ``cqrs dev`` running on ``state_dir``; None when none runs (a record left
+    by one that has stopped is not believed, so it never outlives its server)."""
+    if DevStore(state_dir).holder() is None:
+        return None
     try:
         data = json.loads((state_dir / RECORD).read_text())
         return AppChoice(str(data["app"]), f"the cqrs dev of {state_dir}", Path(data["path"]))

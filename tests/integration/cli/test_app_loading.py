@@ -133,3 +133,12 @@ def test_a_user_package_named_aggregates_wins_over_the_example(tmp_path: Path) -
     result = nats_config(root, "--app", "aggregates")
     assert result.returncode == 0, result.stderr
     assert serves_bank(root)
+
+
+def test_a_stopped_dev_s_app_is_not_used(project: Path) -> None:
+    """Once `cqrs dev --app bank` has stopped, a command without --app no longer takes the bank
+    from its record: `cqrs dev` itself then serves the project's default again."""
+    with running_dev(project, "--app", "bank"):
+        pass
+    with running_dev(project) as dev:
+        assert "cqrs send user" in dev.ready["try_it"]  # type: ignore[attr-defined]
