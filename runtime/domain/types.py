@@ -76,8 +76,8 @@ float or a JSON number, at most 28 significant digits. For amounts that must be 
 PositiveMoney.__doc__ = (
     """An amount of money greater than zero: :data:`Money` that also refuses ``"0"``."""
 )
-Quantity.__doc__ = """A count of items, 1 to 1,000,000,000 (an ``int``). Narrow it where you use it:
-``Annotated[Quantity, Meta(le=100)]``."""
+Quantity.__doc__ = """A count of items, 1 to 1,000,000,000 (an ``int``). Its bounds are set, so
+other bounds start from ``int``: ``Annotated[int, Meta(ge=1, le=100)]``."""
 
 
 def usable(type_: Any, definition: str) -> None:
@@ -88,10 +88,15 @@ def usable(type_: Any, definition: str) -> None:
     try:
         msgspec.inspect.type_info(type_)
     except (TypeError, ValueError) as exc:
-        hint = (
-            "; bound a Money amount with PositiveMoney (msgspec's gt/ge/lt/le apply to int and "
-            "float only)"
-            if "numeric type" in str(exc)
-            else ""
-        )
+        hint = ""
+        if "numeric type" in str(exc):
+            hint = (
+                "; bound a Money amount with PositiveMoney (msgspec's gt/ge/lt/le apply to int "
+                "and float only)"
+            )
+        elif "Multiple `Meta` annotations" in str(exc):
+            hint = (
+                "; the type already sets that constraint (Quantity: ge=1, le=1e9): start from "
+                "the base type instead, e.g. Annotated[int, Meta(ge=1, le=100)]"
+            )
         raise ConfigurationError(f"{definition}: its type cannot be used: {exc}{hint}") from None

@@ -11,7 +11,15 @@ import msgspec
 import pytest
 
 import runtime.testing
-from runtime import Aggregate, App, ConfigurationError, Money, PositiveMoney, Projection
+from runtime import (
+    Aggregate,
+    App,
+    ConfigurationError,
+    Money,
+    PositiveMoney,
+    Projection,
+    Quantity,
+)
 from runtime.gateway.openapi import openapi_document
 from runtime.testing import AggregateSpec
 
@@ -29,6 +37,11 @@ class Paid:
 @dataclass(frozen=True)
 class Deposit:
     amount: Annotated[Money, msgspec.Meta(gt=0)]  # msgspec bounds numbers, not decimals
+
+
+@dataclass(frozen=True)
+class Take:
+    count: Annotated[Quantity, msgspec.Meta(le=100)]  # Quantity already sets le
 
 
 @dataclass(frozen=True)
@@ -99,3 +112,14 @@ def test_help_on_money_describes_money() -> None:
 def test_the_testing_kit_declares_its_public_names() -> None:
     """runtime.testing has an __all__ naming the three specs."""
     assert {"AggregateSpec", "ProjectionSpec", "ProcessSpec"} <= set(runtime.testing.__all__)
+
+
+def test_a_second_bound_on_quantity_is_a_configuration_error_saying_how_to_bound_it() -> None:
+    """Quantity already sets le, so Meta(le=100) on it is refused where it is declared, with the
+    base-type way to write the bound."""
+    shop = Aggregate("shop", 0)
+    with pytest.raises(ConfigurationError, match=r"command 'take'.*Annotated\[int, Meta"):
+
+        @shop.command("take")
+        def take(state: int, cmd: Take) -> None:
+            return None
