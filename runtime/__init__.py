@@ -4,6 +4,7 @@ JetStream. Everything a user of the runtime may touch is re-exported here."""
 from .backoff import Backoff
 from .client import Client, CommandResult, QueryResult
 from .domain.aggregate import Aggregate, CommandContext
+from .domain.app import App
 from .domain.process_manager import (
     CancelTimer,
     ProcessManager,
@@ -13,7 +14,7 @@ from .domain.process_manager import (
     TimerFired,
 )
 from .domain.projection import EventMeta, PoisonPolicy, Projection
-from .domain.types import AggregateId, Money, NotBlank, Quantity
+from .domain.types import AggregateId, Money, NotBlank, PositiveMoney, Quantity
 from .errors import (
     Busy,
     ConfigurationError,
@@ -61,6 +62,7 @@ __all__ = [
     "Aggregate",
     "AggregateHistory",
     "AggregateId",
+    "App",
     "Backoff",
     "Busy",
     "CancelTimer",
@@ -92,6 +94,7 @@ __all__ = [
     "PastState",
     "PermissionDenied",
     "PoisonPolicy",
+    "PositiveMoney",
     "ProcessManager",
     "Projection",
     "Projector",

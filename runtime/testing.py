@@ -43,6 +43,8 @@ from .errors import CqrsError
 from .wire import codec
 from .wire.envelope import Commit, StoredEvent
 
+__all__ = ["FIXED_NOW", "AggregateSpec", "ProcessSpec", "ProjectionSpec", "SpecFailed"]
+
 S = TypeVar("S")
 M = TypeVar("M")
 

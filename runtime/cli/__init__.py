@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -48,6 +50,29 @@ workers.register(app)
 deploy.register(app)
 gateway.register(app)
 app.add_typer(bench_app)
+
+
+def unwrapped(doc: str) -> str:
+    """A docstring with each paragraph on one line: help text wraps at the terminal's width,
+    and the docstring's own line breaks would otherwise cut its sentences in the middle."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(doc))
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        doc = command.help or (command.callback.__doc__ if command.callback else None)
+        if doc:
+            command.help = unwrapped(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            info = group.typer_instance.info
+            if isinstance(info.help, str):
+                info.help = unwrapped(info.help)
+            _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import anyio
 import typer
 from rich.console import Console
 
-from ..domain.app import DEFAULT_APP, App, load_app
+from ..domain.app import App
 from ..errors import CqrsError
 from ..ops.logs import LogFormat, configure_logging
 from ..transport.connection import (
@@ -28,7 +28,8 @@ from ..transport.connection import (
     STATE_DIR,
     ConnectOptions,
 )
-from . import exits
+from . import apps, exits
+from .apps import AppChoice
 
 T = TypeVar("T")
 
@@ -44,7 +45,15 @@ NatsUrl = Annotated[
     ),
 ]
 AppSpec = Annotated[
-    str, typer.Option("--app", envvar="CQRS_APP", help="module:attribute list of definitions.")
+    str,
+    typer.Option(
+        "--app",
+        envvar="CQRS_APP",
+        show_default=False,
+        help="Your definitions: comma-separated module[:attribute] (attribute defaults to APP), "
+        "each an App, a list of definitions or one definition. Without it: the app of the cqrs "
+        "dev here, else [tool.cqrs] app in pyproject.toml, else the example domain.",
+    ),
 ]
 Creds = Annotated[
     str | None, typer.Option("--creds", envvar="NATS_CREDS", help="NATS credentials file.")
@@ -168,12 +177,16 @@ class Context:
     """The shared options of one CLI invocation, resolved."""
 
     connect: ConnectOptions
-    app_spec: str
+    app_choice: AppChoice
     stream: str
     as_json: bool
 
+    @property
+    def app_spec(self) -> str:
+        return self.app_choice.spec
+
     def app(self) -> App:
-        return load_app(self.app_spec)
+        return self.app_choice.load()
 
     @classmethod
     def of(cls, typer_ctx: typer.Context, name: str, *, app_spec: str | None = None) -> Context:
@@ -182,6 +195,14 @@ class Context:
         params = typer_ctx.params
         fmt = cast(LogFormat, params.get("log_format", "console"))
         configure_logging(fmt, str(params.get("log_level", "warning")))
+        state_dir = params.get("state_dir", STATE_DIR)
+        choice = (
+            AppChoice(app_spec, "the command")
+            if app_spec is not None
+            else apps.choose(
+                typer_ctx, state_dir, dev_server=apps.talks_to_dev_server(params.get("nats_url"))
+            )
+        )
         return cls(
             ConnectOptions(
                 url=params.get("nats_url"),
@@ -192,11 +213,11 @@ class Context:
                 tls_cert=params.get("tls_cert"),
                 tls_key=params.get("tls_key"),
                 name=name,
-                state_dir=params.get("state_dir", STATE_DIR),
+                state_dir=state_dir,
                 connect_timeout=params.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
                 max_reconnects=params.get("max_reconnects", DEFAULT_MAX_RECONNECTS),
             ),
-            app_spec if app_spec is not None else params.get("app_spec", DEFAULT_APP),
+            choice,
             params.get("stream", "EVENTS"),
             bool(params.get("as_json", False)),
         )

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ..domain.app import DEFAULT_APP, load_app
+from ..domain.app import DEFAULT_APP
 from ..errors import ConfigurationError, NoResponders
 from ..ops.deployment import DeployOptions, render
 from ..ops.permissions import UserPlan, inbox_prefix
-from ..transport.connection import DEFAULT_CONNECT_TIMEOUT, connect
+from ..transport.connection import DEFAULT_CONNECT_TIMEOUT, STATE_DIR, connect
 from ..transport.readiness import ping, ready_services
 from ..wire.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
+from . import apps
 from .common import (
     AppSpec,
     ConnectTimeout,
@@ -51,6 +52,7 @@ def _served(values: list[str] | None, default: str) -> dict[str, tuple[str, ...]
 
 @deploy_app.command("nats-config")
 def nats_config(
+    typer_ctx: typer.Context,
     out: Path = typer.Option(Path("deploy"), "--out", help="Directory to write into."),
     app_spec: AppSpec = DEFAULT_APP,
     stream: Stream = "EVENTS",
@@ -95,8 +97,9 @@ def nats_config(
 ) -> None:
     """Write the nats-server configs (accounts and per-role permissions from the app's
     aggregates and projections, single node, 3-node cluster, Kubernetes ConfigMap)."""
+    choice = apps.choose(typer_ctx, STATE_DIR, dev_server=False)
     options = DeployOptions(
-        app_spec=app_spec,
+        app_spec=choice.spec,
         stream=stream,
         plan=UserPlan(
             clients=tuple(client) if client else UserPlan().clients,
@@ -116,7 +119,7 @@ def nats_config(
     )
 
     async def main() -> None:
-        files = render(load_app(app_spec), options)
+        files = render(choice.load(), options)
         stale = []
         for relative, text in files.items():
             path = out / relative

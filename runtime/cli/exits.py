@@ -87,6 +87,8 @@ def report(error: CqrsError, *, as_json: bool = False, hint: str | None = None) 
     """Print ``error`` as one line on stderr (and as JSON on stdout with ``as_json``); return its
     exit code."""
     line = f"error ({error.code}): {error.message}"
+    if rule := error.details.get("rule"):
+        line += f" (rule {rule})"
     if hint:
         line += f"; {hint}"
     print(" ".join(line.split()), file=sys.stderr)

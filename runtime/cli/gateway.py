@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import structlog
 import typer
 
 from ..domain.app import DEFAULT_APP
 from ..gateway import ConnectionLimits, GatewaySettings, Tokens, run_gateway
+from ..log import get_logger
 from ..ops.shutdown import budgets as shutdown_budgets
 from ..transport.connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -40,7 +40,7 @@ from .common import (
 )
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 DEFAULTS = ConnectionLimits()
 
 

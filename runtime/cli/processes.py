@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import structlog
 import typer
 from nats.aio.client import Client as NATS
 from rich.table import Table
 
 from ..domain.app import DEFAULT_APP
+from ..log import get_logger
 from ..ops.run import run_app
 from ..ownership.coordinator import DEFAULT_LEASE_TTL
 from ..processes.replay import Replay
@@ -56,7 +56,7 @@ from .common import (
 )
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 
 processes_app = typer.Typer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import structlog
 import typer
 from rich.progress import (
     BarColumn,
@@ -19,6 +18,7 @@ from rich.table import Table
 from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import NoResponders, UnknownQuery
+from ..log import get_logger
 from ..ops.run import run_app
 from ..processes.status import collect_processes
 from ..read.dead_letters import DeadLetters
@@ -37,6 +37,7 @@ from ..wire import codec
 from ..wire.naming import check_name
 from ..write.worker import WorkerSettings
 from . import exits, retire
+from .apps import AppChoice
 from .common import (
     LOOPBACK,
     AppSpec,
@@ -68,7 +69,7 @@ from .common import (
 from .serve import Serving, serve
 from .status_tables import print_status
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 projections_app = typer.Typer(
     name="projections", help="Operate on read models: rebuild, dead letters.", no_args_is_help=True
@@ -231,7 +232,7 @@ def query(
                     projection, query_name, body, min_seq=min_seq or None
                 )
             except NoResponders:
-                known = _known_projections(ctx.app_spec)
+                known = _known_projections(ctx.app_choice)
                 if known is not None and projection not in known:
                     raise UnknownQuery(
                         f"no projection {projection!r}; the app defines {sorted(known)}",
@@ -247,12 +248,11 @@ def query(
     run(main, as_json=as_json)
 
 
-def _known_projections(app_spec: str) -> set[str] | None:
-    from ..domain.app import load_app
+def _known_projections(choice: AppChoice) -> set[str] | None:
     from ..errors import ConfigurationError
 
     try:
-        return {p.name for p in load_app(app_spec).projections}
+        return {p.name for p in choice.load().projections}
     except ConfigurationError:
         return None
 

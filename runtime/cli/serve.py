@@ -11,17 +11,17 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
-import structlog
 import typer
 from nats.aio.client import Client as NATS
 
+from ..log import get_logger
 from ..ops.heap import settle_heap
 from ..ops.shutdown import budgets, graceful_shutdown
 from ..ops.telemetry import process_telemetry
 from ..transport.connection import connect
 from .common import Context, run
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 Serving = Callable[[NATS], AbstractAsyncContextManager[object]]
 

@@ -6,13 +6,13 @@ import shlex
 import uuid
 from typing import Annotated
 
-import structlog
 import typer
 
 from ..client import Client
 from ..domain.app import DEFAULT_APP
 from ..errors import CqrsError, Timeout
 from ..gateway import GatewaySettings, run_gateway
+from ..log import get_logger
 from ..ops.run import run_app
 from ..ops.shutdown import graceful_shutdown
 from ..ops.telemetry import process_telemetry
@@ -34,6 +34,7 @@ from ..write.history import AggregateHistory
 from ..write.host import HostSettings
 from ..write.store import EventStore
 from ..write.worker import WorkerSettings
+from . import apps
 from .common import (
     LOOPBACK,
     AppSpec,
@@ -67,7 +68,7 @@ from .devserver import DevServer
 from .history import check_history_options, print_history, show_history
 from .serve import Serving, serve
 
-log = structlog.get_logger("runtime.cli")
+log = get_logger("runtime.cli")
 
 DEV_SHUTDOWN_TIMEOUT = 10.0
 # Of that, what HTTP requests in flight get (one stalled upload must not use up the deadline
@@ -114,6 +115,7 @@ def dev(
     async def main() -> None:
         log.info("dev_server", **server.fields())
         application = ctx.app()
+        apps.record(ctx.app_choice, state_dir)  # for the commands run against this server
         settings = WorkerSettings(
             stream=StreamSettings(name=ctx.stream),
             host=HostSettings(log_commands=True),
@@ -154,7 +156,7 @@ def dev(
                     f"query.{p.name}.<{'|'.join(p.queries)}>" for p in application.projections
                 ],
                 process_managers=[m.name for m in application.process_managers],
-                try_it='cqrs send user u-1 create \'{"name": "Ada", "email": "ada@example.com"}\'',
+                try_it=apps.try_it(application),
             )
             await shutdown.wait(nc)
             log.info("dev_stopping")

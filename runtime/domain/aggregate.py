@@ -33,6 +33,7 @@ from ..errors import CqrsError, InvalidInput, SchemaError, UnknownCommand, excer
 from ..wire import codec
 from ..wire.naming import check_name, split_event_type
 from .schema import EventSchema, Upcaster
+from .types import usable
 
 S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,6 +114,7 @@ class Aggregate(Generic[S]):
             args_type: Any = None
             if len(params) >= 2:
                 args_type = hints.get(params[1].name, dict[str, Any])
+            usable(args_type, f"aggregate {self.name!r}, command {command_name!r}")
             self._commands[command_name] = _CommandHandler(
                 command_name, fn, args_type, wants_context=len(params) == 3
             )
@@ -138,6 +140,7 @@ class Aggregate(Generic[S]):
                 raise ValueError(f"{self.name}: event {type_name!r} is registered twice")
             if self.schema.has_step(type_name):
                 raise ValueError(f"{self.name}: {type_name!r} has an upcaster: it is not current")
+            usable(event_class, f"aggregate {self.name!r}, event {type_name!r}")
             handler = _EventHandler(type_name, event_class, fn)
             self._events_by_type[type_name] = handler
             self._events_by_class[event_class] = handler

@@ -22,6 +22,14 @@ DEFAULT_APP = "aggregates:AGGREGATES,projections:PROJECTIONS,aggregates:PROCESS_
 
 @dataclass(frozen=True)
 class App:
+    """The aggregates, projections and process managers one set of processes serves; what
+    ``--app module:attribute`` names (a list of definitions, or one, works too).
+
+    ::
+
+        APP = App(aggregates=[account], projections=[balances], process_managers=[dormancy])
+    """
+
     aggregates: Sequence[Aggregate[Any]] = ()
     projections: Sequence[Projection[Any]] = field(default_factory=tuple)
     process_managers: Sequence[ProcessManager[Any]] = field(default_factory=tuple)
@@ -63,17 +71,46 @@ class App:
         return [self.process_manager(n) for n in names]
 
 
+def _resolve(ref: str) -> Any:
+    """The value ``module:attribute`` names (``module`` alone means ``module:APP``)."""
+    module_name, _, attr = ref.partition(":")
+    attr = attr or "APP"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigurationError(
+                f"cannot load {module_name}:{attr}: no module named {exc.name!r} on the import "
+                "path; run the command in the directory that holds the package, install it "
+                "(pip install -e .) or add its directory to PYTHONPATH"
+            ) from None
+        raise ConfigurationError(
+            f"cannot load {module_name}:{attr}: importing {module_name} failed: {exc}"
+        ) from None
+    except ConfigurationError:
+        raise  # a definition the runtime refused, which names itself
+    except Exception as exc:  # the user's module may fail at import in any way
+        raise ConfigurationError(
+            f"cannot load {module_name}:{attr}: importing {module_name} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        public = sorted(n for n in vars(module) if n.isupper())
+        raise ConfigurationError(
+            f"cannot load {module_name}:{attr}: module {module_name!r} has no attribute {attr!r}"
+            + (f" (its upper-case names: {', '.join(public)})" if public else "")
+        ) from None
+
+
 def load_app(spec: str = DEFAULT_APP) -> App:
     """Import the definitions an app spec names."""
     aggregates: list[Aggregate[Any]] = []
     projections: list[Projection[Any]] = []
     managers: list[ProcessManager[Any]] = []
     for ref in filter(None, (part.strip() for part in spec.split(","))):
-        module_name, _, attr = ref.partition(":")
-        try:
-            value = getattr(importlib.import_module(module_name), attr or "APP")
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load {ref!r}: {exc}") from None
+        value = _resolve(ref)
         if isinstance(value, App):
             aggregates += value.aggregates
             projections += value.projections

@@ -44,11 +44,14 @@ from ..wire import codec
 from ..wire.envelope import Commit
 from ..wire.naming import EVENT_PREFIX, check_name, split_event_type
 from .aggregate import Aggregate
+from .types import usable
 
 M = TypeVar("M")
 F = TypeVar("F", bound=Callable[..., Any])
 
 PoisonPolicy = Literal["halt", "skip"]
+"""What a projection does with an event its handler fails on: ``halt`` (stop the replica, the
+default) or ``skip`` (record it as a dead letter and go on)."""
 POISON_POLICIES: tuple[PoisonPolicy, ...] = ("halt", "skip")
 
 
@@ -217,6 +220,7 @@ class Projection(Generic[M]):
             args_type: Any = None
             if len(params) == 2:
                 args_type = typing.get_type_hints(fn).get(params[1].name, dict[str, Any])
+            usable(args_type, f"projection {self.name!r}, query {query_name!r}")
             self._queries[query_name] = _QueryHandler(query_name, fn, args_type)
             return fn
 

@@ -11,17 +11,18 @@ max_length=...)]`` and so on: those constraints are both the check and the schem
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
+import msgspec.inspect
 from msgspec import Meta
 
+from ..errors import ConfigurationError
 from ..wire.naming import ID_PATTERN
 from ..wire.strict import DECIMAL_DIGITS, DECIMAL_MAX_LENGTH
 
 MAX_QUANTITY = 1_000_000_000
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="a count of items, 1 to 1e9")]
-"""A positive count of something, at most a billion."""
 
 AggregateId = Annotated[
     str,
@@ -56,4 +57,46 @@ Money = Annotated[
         extra_json_schema={"pattern": rf"^[0-9]{{1,{DECIMAL_DIGITS}}}(\.[0-9]+)?$"},
     ),
 ]
-"""An amount of money: a non-negative decimal string, never a float."""
+
+PositiveMoney = Annotated[
+    Decimal,
+    Meta(
+        description="a positive decimal string such as '19.90' (greater than zero, no sign, no "
+        f"exponent, at most {DECIMAL_MAX_LENGTH} characters); never a JSON number",
+        examples=["19.90"],
+        # Money's pattern with a non-zero digit required: the check is the schema
+        extra_json_schema={"pattern": rf"^(?=.*[1-9])[0-9]{{1,{DECIMAL_DIGITS}}}(\.[0-9]+)?$"},
+    ),
+]
+
+# help() shows an alias's own __doc__ (else typing.Annotated's), so the aliases carry theirs.
+Money.__doc__ = """An amount of money: a non-negative decimal string such as ``"19.90"``, never a
+float or a JSON number, at most 28 significant digits. For amounts that must be above zero use
+:data:`PositiveMoney`; msgspec's numeric bounds (``Meta(gt=0)``) do not apply to decimals."""
+PositiveMoney.__doc__ = (
+    """An amount of money greater than zero: :data:`Money` that also refuses ``"0"``."""
+)
+Quantity.__doc__ = """A count of items, 1 to 1,000,000,000 (an ``int``). Its bounds are set, so
+other bounds start from ``int``: ``Annotated[int, Meta(ge=1, le=100)]``."""
+
+
+def usable(type_: Any, definition: str) -> None:
+    """Refuse, when it is declared, a type that commands, queries or events cannot use (msgspec
+    cannot build a decoder for it), as a ``configuration`` error naming ``definition``."""
+    if type_ is None:
+        return
+    try:
+        msgspec.inspect.type_info(type_)
+    except (TypeError, ValueError) as exc:
+        hint = ""
+        if "numeric type" in str(exc):
+            hint = (
+                "; bound a Money amount with PositiveMoney (msgspec's gt/ge/lt/le apply to int "
+                "and float only)"
+            )
+        elif "Multiple `Meta` annotations" in str(exc):
+            hint = (
+                "; the type already sets that constraint (Quantity: ge=1, le=1e9): start from "
+                "the base type instead, e.g. Annotated[int, Meta(ge=1, le=100)]"
+            )
+        raise ConfigurationError(f"{definition}: its type cannot be used: {exc}{hint}") from None

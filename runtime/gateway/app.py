@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-import structlog
 from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,6 +41,7 @@ from ..errors import (
     UnknownQuery,
     UnsupportedMediaType,
 )
+from ..log import get_logger
 from ..observability import metrics
 from ..observability.metrics import OK, RequestMetrics
 from ..observability.tracing import activated, end_span, start_server_span, tracer, w3c_headers
@@ -54,7 +54,7 @@ from .limits import ConnectionLimits
 from .openapi import openapi_document
 from .problems import problem, problem_for
 
-log = structlog.get_logger("runtime.gateway")
+log = get_logger("runtime.gateway")
 
 MAX_SEQ = 2**63 - 1
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass
 
 import anyio
-import structlog
 import uvicorn
 from nats.aio.client import Client as NATS
 from starlette.middleware import Middleware
@@ -26,13 +25,14 @@ from starlette.types import ASGIApp
 
 from ..domain.app import App
 from ..errors import ServerError
+from ..log import get_logger
 from ..observability import metrics
 from ..transport.readiness import mark_not_ready, mark_ready
 from .app import GatewaySettings, create_app
 from .limits import ClientLimiter, LimitStats
 from .protocol import Connections, guarded_protocol
 
-log = structlog.get_logger("runtime.gateway")
+log = get_logger("runtime.gateway")
 
 
 class _Server(uvicorn.Server):

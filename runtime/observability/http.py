@@ -23,16 +23,16 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from ..errors import ConfigurationError
+from ..log import get_logger
 from ..transport.readiness import serving
 from .metrics import Metrics
 
-log = structlog.get_logger("runtime.observability.http")
+log = get_logger("runtime.observability.http")
 
 REFRESH_TIMEOUT = 2.0  # seconds a scrape waits for the lag gauges; then they are as last read
 StartResponse = Callable[..., Any]

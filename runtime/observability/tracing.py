@@ -21,16 +21,16 @@ from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from ..log import get_logger
 from ..wire.envelope import H_TRACEPARENT as TRACEPARENT
 from ..wire.envelope import H_TRACESTATE as TRACESTATE
 
-log = structlog.get_logger("runtime.observability.tracing")
+log = get_logger("runtime.observability.tracing")
 
 A = TypeVar("A")
 INSTRUMENTATION = "cqrs-runtime"

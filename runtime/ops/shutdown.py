@@ -25,13 +25,13 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..errors import ConnectionClosed
+from ..log import get_logger
 from ..transport.lifeline import lifeline_of, wait_closed
 
-log = structlog.get_logger("runtime.ops.shutdown")
+log = get_logger("runtime.ops.shutdown")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal went away
 

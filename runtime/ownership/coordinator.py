@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
-import structlog
 
 from ..errors import CqrsError
+from ..log import get_logger
 from ..wire.partitions import DEFAULT_PARTITIONS, check_partitions
 from .leases import Lease, LeaseBucket
 from .rendezvous import assign, serving_members
 
-log = structlog.get_logger("runtime.ownership.coordinator")
+log = get_logger("runtime.ownership.coordinator")
 
 DEFAULT_LEASE_TTL = 10  # seconds: a dead worker's partitions move within this
 HANDOVER_POLL = 0.25  # seconds between rounds while a partition is being handed over to us

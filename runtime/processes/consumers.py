@@ -13,16 +13,16 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
 from ..errors import Internal
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, translate
 from ..transport.startup import jetstream_call
 
-log = structlog.get_logger("runtime.processes.consumers")
+log = get_logger("runtime.processes.consumers")
 
 
 class PartitionConsumer:

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from ..errors import CqrsError
+from ..log import get_logger
 from ..ownership.leases import Lease
 from .reactor import Reactor
 
-log = structlog.get_logger("runtime.processes.partitions")
+log = get_logger("runtime.processes.partitions")
 
 Key = tuple[str, int]
 

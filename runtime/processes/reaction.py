@@ -25,17 +25,16 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from ..client import Client
 from ..domain.process_manager import CancelTimer, ProcessManager, SetTimer, TimerFired
 from ..errors import Conflict, InvalidInput, Rejected, UnknownCommand
+from ..log import get_logger
 from .instances import CasConflict, Instance, InstanceStore, Outbox
 from .parking import ParkedStore, parked_marker
 from .timers import TimerStore, rfc3339
 from .triggers import Trigger, derived_id
 
-log = structlog.get_logger("runtime.processes.reaction")
+log = get_logger("runtime.processes.reaction")
 
 MAX_CAS_ATTEMPTS = 50
 

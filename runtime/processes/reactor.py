@@ -35,13 +35,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..client import Client
 from ..domain.process_manager import ProcessManager
 from ..errors import CqrsError
+from ..log import get_logger
 from ..observability import metrics
 from ..ownership.leases import Lease
 from ..wire.envelope import Commit
@@ -60,7 +60,7 @@ from .settings import ProcessSettings
 from .timers import Fired, TimerStore, fired_subject
 from .triggers import Trigger, event_triggers, timer_trigger, unreadable_trigger
 
-log = structlog.get_logger("runtime.processes.reactor")
+log = get_logger("runtime.processes.reactor")
 
 CATCH_UP_POLL = 0.1  # seconds between looks at the consumers while waiting for them
 LAPSED_POLL = 0.05  # seconds between looks at a lease past its trusted time

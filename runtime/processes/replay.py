@@ -19,12 +19,12 @@ from dataclasses import replace
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..client import Client
 from ..domain.process_manager import ProcessManager
 from ..errors import NotFound, StillFailing
+from ..log import get_logger
 from ..transport.direct_get import DirectGetter
 from ..wire.envelope import Commit
 from .instances import CasConflict, Instance, InstanceStore
@@ -34,7 +34,7 @@ from .settings import ProcessSettings
 from .timers import TimerStore
 from .triggers import Trigger, event_triggers, parked_timer
 
-log = structlog.get_logger("runtime.processes.replay")
+log = get_logger("runtime.processes.replay")
 
 RECORD_WAIT = 3.0  # seconds to wait for a trigger a replica marked parked but has not recorded
 POLL = 0.1

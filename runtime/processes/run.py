@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.process_manager import ProcessManager
+from ..log import get_logger
 from ..observability import metrics
 from ..ownership.coordinator import Coordinator, OwnershipSettings
 from ..ownership.leases import LeaseBucket
@@ -33,7 +33,7 @@ from .reactor import Reactor
 from .settings import ProcessSettings
 from .timers import TimerStore
 
-log = structlog.get_logger("runtime.processes.run")
+log = get_logger("runtime.processes.run")
 
 
 def replica_status(reactor: Reactor) -> dict[str, Any]:

@@ -24,17 +24,17 @@ import anyio
 import nats.errors
 import nats.js.errors
 import orjson
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..errors import CqrsError
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 
-log = structlog.get_logger("runtime.read.board")
+log = get_logger("runtime.read.board")
 
 BUCKET = "cqrs-replica-state"
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
 from ..domain.projection import Projection
 from ..errors import Internal
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.startup import jetstream_call
 from ..transport.streams import StreamSettings, ensure_event_stream
@@ -38,7 +38,7 @@ from ..wire.envelope import Commit, RawMessage
 from ..wire.timestamps import format_timestamp
 from .settings import ProjectorSettings
 
-log = structlog.get_logger("runtime.read.consumer")
+log = get_logger("runtime.read.consumer")
 
 
 CONSUMER_PREFIX = "cqrs-proj-"

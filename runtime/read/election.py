@@ -40,9 +40,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
 from ..errors import CqrsError
+from ..log import get_logger
 from ..transport.cleanup import cleanup_scope
 from ..transport.startup import waiting_for_jetstream
 from .board import Board, ReplicaState, state_bucket
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .projector import Projector
     from .query_service import QueryService
 
-log = structlog.get_logger("runtime.read.election")
+log = get_logger("runtime.read.election")
 
 CATCHING_UP_PERIOD = 0.1  # seconds between looks at the consumer while catching up
 PUBLISH_PERIOD = 1.0  # seconds between renewals of a replica's entry on the board

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from ..log import get_logger
 from ..observability.metrics import ReplicaGauges
 from .projector import Projector
 
-log = structlog.get_logger("runtime.read.gauges")
+log = get_logger("runtime.read.gauges")
 
 
 class ReplicaGaugeSource:

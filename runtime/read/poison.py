@@ -22,11 +22,11 @@ from typing import Any
 
 import anyio
 from nats.aio.msg import Msg
-from structlog.typing import FilteringBoundLogger
 
 from ..backoff import Backoff
 from ..domain.projection import PoisonPolicy
 from ..errors import CqrsError
+from ..log import Logger
 from .dead_letters import DeadLetter, DeadLetters
 
 
@@ -75,7 +75,7 @@ class PoisonHandler:
         max_attempts: int,
         backoff: Backoff,
         dead_letters: DeadLetters,
-        log: FilteringBoundLogger,
+        log: Logger,
     ) -> None:
         self.projection = projection
         self.replica = replica

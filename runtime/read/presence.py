@@ -33,17 +33,17 @@ import anyio
 import nats.errors
 import nats.js.errors
 import orjson
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..errors import ReplicaInUse
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import DEFAULT_STARTUP_TIMEOUT, jetstream_call, waiting_for_jetstream
 from ..transport.streams import create_once
 
-log = structlog.get_logger("runtime.read.presence")
+log = get_logger("runtime.read.presence")
 
 BUCKET = "cqrs-replicas"
 DEFAULT_TTL = 10.0  # seconds a claim lives without renewal

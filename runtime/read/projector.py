@@ -32,7 +32,6 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import msgspec
-import structlog
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -40,6 +39,7 @@ from nats.aio.msg import Msg
 from ..backoff import Backoff
 from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
+from ..log import get_logger
 from ..observability.tracing import linked_span, tracer
 from ..transport.cleanup import cleanup_scope
 from ..transport.startup import waiting_for_jetstream
@@ -56,7 +56,7 @@ from .snapshots import (
     encode_snapshot,
 )
 
-log = structlog.get_logger("runtime.read.projector")
+log = get_logger("runtime.read.projector")
 
 # Between fetches that failed (a server restarting, a consumer deleted): soon, then less often.
 FETCH_BACKOFF = Backoff(first=0.2, maximum=5.0, jitter=0.2)

@@ -31,13 +31,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.micro.service import EndpointStats
 from opentelemetry.trace import Span
 
 from ..errors import CqrsError, Internal, InvalidInput, Stale, excerpt
+from ..log import get_logger
 from ..observability import metrics
 from ..observability.metrics import OK
 from ..observability.tracing import activated, end_span, start_server_span, tracer
@@ -50,7 +50,7 @@ from ..wire.naming import QUERY_PREFIX
 if TYPE_CHECKING:
     from .projector import Projector
 
-log = structlog.get_logger("runtime.read.query_service")
+log = get_logger("runtime.read.query_service")
 
 MAX_SEQ = 2**64 - 1  # stream sequences are unsigned 64-bit integers
 MAX_SEQ_DIGITS = len(str(MAX_SEQ))

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.projection import Projection
 from ..errors import Internal, NoResponders, Timeout
+from ..log import get_logger
 from ..transport.nats_errors import nats_call
 from ..wire import codec
 from ..wire.naming import query_subject
@@ -33,7 +33,7 @@ from .query_service import DIGEST_QUERY
 from .settings import ProjectorSettings
 from .snapshots import ProjectionSnapshot
 
-log = structlog.get_logger("runtime.read.rebuild")
+log = get_logger("runtime.read.rebuild")
 
 REBUILD_REPLICA = "rebuild"
 Progress = Callable[[int, int], None]  # (commits applied, commits to apply)

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.projection import Projection
+from ..log import get_logger
 from ..observability import metrics
 from ..transport.readiness import mark_not_ready, mark_ready
 from ..wire.naming import service_name
@@ -27,7 +27,7 @@ from .projector import Projector
 from .query_service import QueryService
 from .settings import ProjectorSettings
 
-log = structlog.get_logger("runtime.read.replicas")
+log = get_logger("runtime.read.replicas")
 
 M = TypeVar("M")
 

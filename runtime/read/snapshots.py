@@ -36,18 +36,18 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import orjson
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.object_store import ObjectStore
 
 from ..domain.projection import Projection
 from ..errors import Internal, NotFound
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
 
-log = structlog.get_logger("runtime.read.snapshots")
+log = get_logger("runtime.read.snapshots")
 
 M = TypeVar("M")
 

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..errors import ConfigurationError, NoServer, Unreachable
+from ..log import get_logger
 from .devstore import DevStore
 from .embedded import embedded_server
 from .lifeline import Lifeline, describe, lifeline_of, servers_label
 from .refusals import Connection
 
-log = structlog.get_logger("runtime.transport.connection")
+log = get_logger("runtime.transport.connection")
 
 STATE_DIR = Path(".cqrs")
 DEFAULT_CONNECT_TIMEOUT = 5.0

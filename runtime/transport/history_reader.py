@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..errors import PermissionDenied
+from ..log import get_logger
 from ..wire.envelope import RawMessage
 from .consumer_history import ConsumerHistoryReader
 from .direct_get import DirectGetter
@@ -51,7 +51,7 @@ class HistoryReader(Protocol):
     async def at(self, subject: str, seq: int) -> RawMessage | None: ...
 
 
-log = structlog.get_logger("runtime.transport.history_reader")
+log = get_logger("runtime.transport.history_reader")
 T = TypeVar("T")
 
 

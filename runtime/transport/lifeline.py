@@ -24,13 +24,13 @@ from typing import Any
 from urllib.parse import ParseResult, urlparse
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..backoff import Backoff
+from ..log import get_logger
 from .refusals import Connection
 
-log = structlog.get_logger("runtime.transport.lifeline")
+log = get_logger("runtime.transport.lifeline")
 
 RECONNECT_BACKOFF = Backoff(first=0.25, maximum=5.0, jitter=0.2)  # before each reconnect attempt
 

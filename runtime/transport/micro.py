@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -47,6 +46,7 @@ from nats.micro.service import (
 )
 
 from ..errors import CqrsError, Internal, excerpt
+from ..log import get_logger
 from ..wire import codec
 from ..wire.naming import SERVICE_VERSION, ServiceKind, queue_group, service_name
 from .limits import message_size, too_large
@@ -54,7 +54,7 @@ from .nats_errors import nats_call
 from .refusals import subscribed
 from .replies import ReplyPolicy
 
-log = structlog.get_logger("runtime.transport.micro")
+log = get_logger("runtime.transport.micro")
 
 DISCOVERY_PREFIX = "$SRV"
 MAX_ERROR_HEADER = 512  # the error's message in the micro header; the body carries all of it

@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 import anyio
 import nats.errors
 import nats.js.errors
-import structlog
 
 from ..backoff import Backoff
+from ..log import get_logger
 
-log = structlog.get_logger("runtime.transport.startup")
+log = get_logger("runtime.transport.startup")
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from ..errors import InvalidInput
-from .strict import check
+from .strict import check, field_message
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def loads_object(data: bytes) -> dict[str, Any]:
     value = loads(data)
     if not isinstance(value, dict):
         raise InvalidInput(
-            f"body must be a JSON object, got {type(value).__name__}", details={"field": "$"}
+            f"body must be a JSON object, got {json_kind(value)}", details={"field": "$"}
         )
     return value
 
@@ -86,14 +86,47 @@ def convert(data: Any, type_: type[T], *, strict: bool = False, from_strings: bo
 
 
 def _described(message: str) -> tuple[str, str]:
-    """msgspec's message without echoed values, and the field it names (``a.b[0].c``)."""
+    """msgspec's message in JSON's words, without echoed values, and the field it names
+    (``a.b[0].c``), e.g. ``lines[0].quantity: expected an integer, got a string``."""
     field = "$"
     if " - at `" in message:
         message, _, at = message.rpartition(" - at `")
-        field = at.rstrip("`").removeprefix("$.")
-    elif "missing required field `" in message:
-        field = message.rsplit("missing required field `", 1)[1].rstrip("`")
-    if message.startswith("Invalid enum value "):
-        message = "Invalid enum value"  # msgspec quotes the whole value, however large
+        field = at.rstrip("`").removeprefix("$").removeprefix(".") or "$"
+    if message.startswith("Object missing required field `"):
+        name = message.removeprefix("Object missing required field `").rstrip("`")
+        field = name if field == "$" else f"{field}.{name}"
+        message = "is required"
+    elif message.startswith("Invalid enum value "):
+        message = "is not one of the allowed values"  # msgspec quotes the value, however large
+    else:
+        for name, words in JSON_TYPE_WORDS.items():
+            message = message.replace(f"`{name}`", words)
+        message = message[:1].lower() + message[1:]
     message = message if len(message) <= 200 else message[:197] + "..."
-    return (message if field == "$" else f"{message} - at `{field}`"), field
+    return field_message(field, message), field
+
+
+# msgspec's type names, as a JSON reader says them
+JSON_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "array": "an array",
+    "object": "an object",
+    "decimal": "a decimal string",
+    "datetime": "an RFC 3339 date-time string",
+    "date": "a date string",
+    "uuid": "a UUID string",
+}
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words (``null``, not ``NoneType``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {str: "a string", int: "a number", float: "a number", list: "an array"}
+    return next((w for t, w in kinds.items() if isinstance(value, t)), "an object")

@@ -63,7 +63,15 @@ def check(data: Any, type_: Any) -> Any:
     try:
         return checker(data)
     except _Refused as refused:
-        raise InvalidInput(refused.message, details={"field": _path(refused.parts)}) from None
+        field = _path(refused.parts)
+        raise InvalidInput(
+            field_message(field, refused.message), details={"field": field}
+        ) from None
+
+
+def field_message(field: str, message: str) -> str:
+    """The message of an ``invalid`` error: the field first, said once (``$``: the body)."""
+    return message if field == "$" else f"{field}: {message}"
 
 
 def _path(parts: list[str]) -> str:
@@ -86,6 +94,7 @@ def _compile(info: mi.Type) -> Check | None:
             return _decimal(
                 narrowed.get("pattern", DECIMAL_PATTERN),
                 narrowed.get("maxLength", DECIMAL_MAX_LENGTH),
+                narrowed.get("description"),
             )
         return _compile(info.type)
     if isinstance(info, mi.StrType) and info.pattern is not None and "$" in info.pattern:
@@ -116,7 +125,7 @@ def _fields(info: mi.DataclassType | mi.StructType | mi.TypedDictType) -> Check:
             return data  # msgspec names the wrong type
         for key, value in data.items():
             if key not in checks:
-                refused = _Refused(f"unknown field {excerpt(key)}")
+                refused = _Refused("is not a field of this object (unknown fields are refused)")
                 refused.parts.append(str(key)[:64])
                 raise refused
             field_check = checks[key]
@@ -233,9 +242,12 @@ def _no_final_newline(pattern: str) -> Check:
     return no_final_newline
 
 
-def _decimal(pattern: str, max_length: int) -> Check:
-    """Decimals travel as plain decimal strings of bounded length."""
+def _decimal(pattern: str, max_length: int, description: str | None = None) -> Check:
+    """Decimals travel as plain decimal strings of bounded length. A well-formed decimal that a
+    narrower type refuses (``"0"`` for :data:`runtime.PositiveMoney`) is told the type's
+    description rather than its regular expression."""
     compiled = _ecma(pattern)
+    plain = _ecma(DECIMAL_PATTERN)
 
     def decimal(data: Any) -> Any:
         if not isinstance(data, str):
@@ -243,6 +255,8 @@ def _decimal(pattern: str, max_length: int) -> Check:
                 raise _Refused('a decimal must be a string such as "19.90", not a JSON number')
             return data  # msgspec names the wrong type
         if len(data) > max_length or compiled.search(data) is None:
+            if description and len(data) <= DECIMAL_MAX_LENGTH and plain.search(data):
+                raise _Refused(f"must be {description}, got {excerpt(data)}")
             raise _Refused(
                 f"a decimal must be a string such as 19.90 matching {pattern}, at most "
                 f"{max_length} characters, got {excerpt(data)}"

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate, CommandContext
 from ..errors import Conflict, CqrsError, Internal, Rejected, Timeout
+from ..log import get_logger
 from ..observability.metrics import AggregateMetrics
 from ..observability.tracing import current_w3c, span_or_nothing, tracer
 from ..ownership.leases import Lease
@@ -32,7 +32,7 @@ from .command_memory import CommandMemory
 from .snapshots import SnapshotStore
 from .store import EventStore, WrongLastSequence
 
-log = structlog.get_logger("runtime.write.actor")
+log = get_logger("runtime.write.actor")
 
 Reply = Callable[[dict[str, Any] | CqrsError], Awaitable[None]]
 

@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate
 from ..errors import CqrsError
+from ..log import get_logger
 from ..observability import metrics
 from ..observability.tracing import start_server_span, tracer, w3c_headers
 from ..ownership.leases import Lease
@@ -32,7 +32,7 @@ from ..wire.naming import COMMAND_PREFIX, check_id, check_token
 from .actor import CommandRequest
 from .host import ActorHost, answered
 
-log = structlog.get_logger("runtime.write.command_service")
+log = get_logger("runtime.write.command_service")
 
 
 def request_ids(headers: dict[str, str] | None) -> tuple[str, str, str | None]:

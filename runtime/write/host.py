@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from opentelemetry.trace import Span
 
 from ..domain.aggregate import Aggregate
 from ..errors import Busy, CqrsError, Internal, UnknownCommand
+from ..log import get_logger
 from ..observability import metrics
 from ..observability.metrics import NOOP, OK, AggregateMetrics
 from ..observability.tracing import activated, end_span
@@ -33,7 +33,7 @@ from .actor import Actor, CommandRequest, HostStats
 from .snapshots import SnapshotStore, SnapshotWriter
 from .store import EventStore
 
-log = structlog.get_logger("runtime.write.host")
+log = get_logger("runtime.write.host")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,17 @@ from collections.abc import Mapping
 
 import anyio
 import nats.errors
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from ..log import get_logger
 from ..ownership.leases import Lease
 from ..transport.nats_errors import nats_call
 from ..wire.partitions import partition_subject
 from .command_service import CommandService
 
-log = structlog.get_logger("runtime.write.partitioned")
+log = get_logger("runtime.write.partitioned")
 
 Key = tuple[str, int]
 

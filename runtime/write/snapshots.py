@@ -31,7 +31,6 @@ from typing import Any, Protocol
 import anyio
 import nats.errors
 import nats.js.errors
-import structlog
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -45,6 +44,7 @@ from ..errors import (
     InvalidInput,
     SchemaError,
 )
+from ..log import get_logger
 from ..transport.limits import check_fits
 from ..transport.nats_errors import translate
 from ..transport.streams import bind_key_value
@@ -68,7 +68,7 @@ class Snapshotted(Protocol):
     snapshot_version: int
 
 
-log = structlog.get_logger("runtime.write.snapshots")
+log = get_logger("runtime.write.snapshots")
 
 FORMAT = 1  # the layout of the snapshot record itself (not of the state inside it)
 MAX_CAS_ATTEMPTS = 3

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from nats.aio.client import Client as NATS
 
 from ..domain.aggregate import Aggregate
+from ..log import get_logger
 from ..observability import metrics
 from ..ownership.coordinator import Coordinator, OwnershipSettings
 from ..ownership.leases import LeaseBucket
@@ -34,11 +34,13 @@ from .partitioned import PartitionRouter
 from .snapshots import SnapshotSettings, SnapshotStore
 from .store import EventStore
 
-log = structlog.get_logger("runtime.write.worker")
+log = get_logger("runtime.write.worker")
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    """How a worker runs: its event stream, actor host, snapshots and ownership of partitions."""
+
     stream: StreamSettings = field(default_factory=StreamSettings)
     host: HostSettings = field(default_factory=HostSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)

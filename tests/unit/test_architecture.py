@@ -27,7 +27,7 @@ LAYERS = [
     "bench",
     "cli",
 ]
-BASE_MODULES = {"runtime.errors", "runtime.backoff"}
+BASE_MODULES = {"runtime.errors", "runtime.backoff", "runtime.log"}
 
 
 def module_name(path: Path) -> str:
@@ -152,3 +152,14 @@ def test_examples_import_only_the_public_surface(path: Path) -> None:
         if isinstance(node, ast.Import):
             private += [a.name for a in node.names if a.name.startswith("runtime.")]
     assert private == []
+
+
+def test_runtime_modules_log_through_the_quiet_logger() -> None:
+    """No runtime module takes a structlog logger directly: unconfigured, structlog prints to
+    stdout, and a library must stay quiet (runtime.log hands lines to logging until then)."""
+    direct = [
+        str(p.relative_to(ROOT))
+        for p in RUNTIME.rglob("*.py")
+        if "structlog.get_logger(" in p.read_text() and p.name != "log.py"
+    ]
+    assert direct == []
