@@ -331,7 +331,8 @@ def processes_grant(
     replies: Sequence[str] = (),
 ) -> Grant:
     from ..processes.parking import parked_subject
-    from ..processes.timers import schedule_subject
+    from ..processes.timers import fired_subject, schedule_subject
+    from ..processes.upgrade import legacy_consumer_name
 
     stream = resources.stream
     # Commands may go to any of the app's aggregates: what a reaction sends is data.
@@ -340,6 +341,8 @@ def processes_grant(
     subscribe: list[str] = []
     for name in managers:
         subscribe.append(f"{process_status_subject(name)} {queue_group('process', name)}")
+        # The ack floor of the consumer of the release before partitions (processes/upgrade.py).
+        publish.append(f"$JS.API.CONSUMER.INFO.{stream}.{legacy_consumer_name(name)}")
     # Each (process manager, partition) has a consumer on the partitioned copy of the event
     # stream and one on the timers stream, named cqrs-pm-<pm>[-timers]-<partition>: subject
     # tokens cannot be matched by prefix, so the consumer API is granted per stream, on these
@@ -360,6 +363,14 @@ def processes_grant(
         # subjects, so it covers the timers stream (never the event stream).
         publish.append(_stream_api("PURGE", timers))
         publish += [schedule_subject(name, "*", "*") for name in managers]
+        # Timers fired in the form before partitions are forwarded to their partition (a
+        # schedule could target these subjects anyway), and the old pinned consumer of them
+        # is deleted (processes/upgrade.py).
+        publish += [fired_subject(name, "*", "*", "*") for name in managers]
+        publish += [
+            f"$JS.API.CONSUMER.DELETE.{timers}.{legacy_consumer_name(name, 'timers')}"
+            for name in managers
+        ]
     parked = resources.parked_stream
     if parked is not None:
         # A replica parks triggers and counts them; listing, retrying and discarding them

@@ -41,6 +41,7 @@ class PartitionConsumer:
         max_ack_pending: int,
         fetch_timeout: float,
         ack_all: bool = False,
+        start_seq: int | None = None,
         timeout: float = 5.0,
     ) -> None:
         self.js = nc.jetstream(timeout=timeout)
@@ -50,6 +51,7 @@ class PartitionConsumer:
         self.subjects = subjects
         self.description = description
         self.deliver_all = deliver_all
+        self.start_seq = start_seq  # where a new consumer starts, instead of deliver_all
         self.ack_wait = ack_wait
         self.max_ack_pending = max_ack_pending
         self.fetch_timeout = fetch_timeout
@@ -69,6 +71,9 @@ class PartitionConsumer:
             max_ack_pending=self.max_ack_pending,
             replay_policy=api.ReplayPolicy.INSTANT,
         )
+        if self.start_seq is not None:
+            config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = self.start_seq
         if len(self.subjects) == 1:
             config.filter_subject = self.subjects[0]
         else:

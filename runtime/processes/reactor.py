@@ -59,6 +59,13 @@ from .reaction import ReactionFailed, Reactions
 from .settings import ProcessSettings
 from .timers import Fired, TimerStore, fired_subject
 from .triggers import Trigger, event_triggers, timer_trigger, unreadable_trigger
+from .upgrade import (
+    forward,
+    legacy_floor,
+    legacy_timers_consumer,
+    retire_pinned_timers,
+    start_sequence,
+)
 
 log = get_logger("runtime.processes.reactor")
 
@@ -93,6 +100,8 @@ class Reactor:
         self.parked_now = 0  # triggers this replica parked, for tests and logs
         self.last_seq = 0  # the highest event sequence this replica acknowledged
         self.owned: set[int] = set()
+        # Events the consumer of the release before partitions acknowledged (upgrade.py).
+        self.legacy_floor = 0
 
     @property
     def reacted(self) -> int:
@@ -134,16 +143,50 @@ class Reactor:
 
         All of them, before the replica says it is ready and whoever owns them: a consumer
         that starts at new events created only when its partition is first taken would miss
-        the events sent in between."""
-        for partition in range(self.settings.partitions):
+        the events sent in between. A deployment upgraded from the release before partitions
+        takes up where its consumer left off (:mod:`.upgrade`)."""
+        settings, name = self.settings, self.manager.name
+        js = self.nc.jetstream(timeout=settings.timeout)
+        floor = await legacy_floor(js, settings.stream, name)
+        start = None if floor is None else await start_sequence(js, settings.stream, floor)
+        self.legacy_floor = floor or 0
+        await retire_pinned_timers(self.nc, settings.timers_stream, name, settings.timeout)
+        for partition in range(settings.partitions):
             for kind in ("events", "timers"):
-                await self._consumer(partition, kind).create()
+                consumer = self._consumer(partition, kind)
+                if kind == "events":
+                    consumer.start_seq = start
+                await consumer.create()
+        await self._legacy_timers().create()
+
+    def _legacy_timers(self) -> PartitionConsumer:
+        settings = self.settings
+        return legacy_timers_consumer(
+            self.nc,
+            self.manager.name,
+            settings.timers_stream,
+            fetch_timeout=min(settings.fetch_timeout, settings.lease_ttl / 6),
+            ack_wait=settings.ack_wait,
+            timeout=settings.timeout,
+        )
 
     async def serve(self, lease: Lease, stopping: anyio.Event) -> None:
         """React to partition ``lease.partition`` while the lease is held, until ``stopping``
         is set (a handoff: the batch in hand is finished first) or the task is cancelled."""
         partition = lease.partition
         consumers = [self._consumer(partition, "events"), self._consumer(partition, "timers")]
+        handlers: list[Callable[[list[Msg], Lease], Awaitable[Any]]] = [
+            functools.partial(self._handle_batch, triggers=self._event_triggers),
+            functools.partial(self._handle_batch, triggers=self._timer_triggers),
+        ]
+        if partition == 0:  # one reader of the timers fired in the old form (upgrade.py)
+            js = self.nc.jetstream(timeout=self.settings.timeout)
+            consumers.append(self._legacy_timers())
+            handlers.append(
+                lambda msgs, lease: self._retrying(
+                    functools.partial(forward, js, msgs, self.settings.partitions), msgs, lease
+                )
+            )
         self.owned.add(partition)
         try:
             for consumer in consumers:
@@ -152,10 +195,8 @@ class Reactor:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._interrupt, stopping, fetching)
                 async with anyio.create_task_group() as tg:
-                    for consumer, triggers in zip(
-                        consumers, (self._event_triggers, self._timer_triggers), strict=True
-                    ):
-                        tg.start_soon(self._consume, consumer, lease, stopping, triggers, fetching)
+                    for consumer, handle in zip(consumers, handlers, strict=True):
+                        tg.start_soon(self._consume, consumer, lease, stopping, handle, fetching)
                 outer.cancel_scope.cancel()  # the consumers are done: stop waiting to interrupt
         finally:
             self.owned.discard(partition)
@@ -178,7 +219,7 @@ class Reactor:
         consumer: PartitionConsumer,
         lease: Lease,
         stopping: anyio.Event,
-        triggers: Callable[[Msg], list[Trigger]],
+        handle: Callable[[list[Msg], Lease], Awaitable[Any]],
         fetching: set[anyio.CancelScope],
     ) -> None:
         failures = 0
@@ -210,7 +251,7 @@ class Reactor:
             try:
                 if not lease.held():
                     raise LeaseLapsed
-                await self._handle_batch(msgs, triggers, lease)
+                await handle(msgs, lease)
                 await consumer.acknowledge(msgs)
             except* LeaseLapsed:
                 # Given up unacknowledged: if the lease is trusted again, take the batch up
@@ -221,6 +262,8 @@ class Reactor:
 
     def _event_triggers(self, msg: Msg) -> list[Trigger]:
         raw = original(msg)
+        if raw.seq <= self.legacy_floor:
+            return []  # done by the release before partitions (upgrade.py)
         try:
             commit = Commit.from_message(raw)
         except Exception as exc:  # an unreadable body is parked, never lost nor blocking
@@ -232,7 +275,7 @@ class Reactor:
         return [timer_trigger(Fired.parse(msg.subject, msg.headers or {}, msg.data, fired_at))]
 
     async def _handle_batch(
-        self, msgs: list[Msg], triggers: Callable[[Msg], list[Trigger]], lease: Lease
+        self, msgs: list[Msg], lease: Lease, *, triggers: Callable[[Msg], list[Trigger]]
     ) -> None:
         by_key: dict[str, list[Trigger]] = {}
         for msg in msgs:
