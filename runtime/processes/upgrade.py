@@ -28,12 +28,12 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from ..errors import Internal
+from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import jetstream_call
 from ..wire import codec
@@ -42,7 +42,7 @@ from .consumers import PartitionConsumer
 from .layout import key_partition
 from .timers import H_TIMER_DUE, H_TIMER_ID, TIMER_PREFIX, fired_subject
 
-log = structlog.get_logger("runtime.processes.upgrade")
+log = get_logger("runtime.processes.upgrade")
 
 
 def legacy_consumer_name(manager: str, kind: str = "events") -> str:
