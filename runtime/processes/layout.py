@@ -29,9 +29,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from ..errors import ConfigurationError
-from ..transport.nats_errors import jetstream_setup
-from ..transport.startup import jetstream_call
-from ..transport.streams import create_once
+from ..transport.streams import provision_stream
 from ..wire.envelope import RawMessage
 from ..wire.naming import EVENT_PREFIX
 from ..wire.partitions import fnv1a32
@@ -96,13 +94,7 @@ async def ensure_partitioned_stream(
         ],
     )
     what = f"the partitioned event stream {PARTITIONED_STREAM!r}"
-    with jetstream_setup(what):
-        try:
-            info = await jetstream_call(what, lambda: js.stream_info(PARTITIONED_STREAM))
-        except nats.js.errors.NotFoundError:
-            info = await create_once(
-                lambda: js.add_stream(wanted), lambda: js.stream_info(PARTITIONED_STREAM), what
-            )
+    info = await provision_stream(js, wanted, what)
     sources = info.config.sources or []
     found = [t.dest for s in sources if s.name == events for t in (s.subject_transforms or [])]
     if found != [dest]:

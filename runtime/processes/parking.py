@@ -37,9 +37,8 @@ from nats.js import api
 
 from ..errors import JetStreamError
 from ..transport.direct_get import DirectGetter
-from ..transport.nats_errors import jetstream_setup, nats_call
-from ..transport.startup import jetstream_call
-from ..transport.streams import create_once
+from ..transport.nats_errors import nats_call
+from ..transport.streams import provision_stream
 from ..wire import codec
 from ..wire.envelope import H_MSG_ID
 from .triggers import Trigger
@@ -137,26 +136,17 @@ class ParkedStore:
 
     async def start(self) -> None:
         """Create the stream when it does not exist yet."""
-        what = f"the parked-trigger stream {self.stream!r}"
-        with jetstream_setup(what):
-            try:
-                await jetstream_call(what, lambda: self.js.stream_info(self.stream))
-                return
-            except nats.js.errors.NotFoundError:
-                pass
-            config = api.StreamConfig(
-                name=self.stream,
-                description="cqrs-runtime: parked process manager triggers, in order per instance",
-                subjects=[f"{SUBJECT_PREFIX}.>"],
-                storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.LIMITS,
-                num_replicas=self.replicas,
-                allow_direct=True,
-                duplicate_window=600.0,
-            )
-            await create_once(
-                lambda: self.js.add_stream(config), lambda: self.js.stream_info(self.stream), what
-            )
+        config = api.StreamConfig(
+            name=self.stream,
+            description="cqrs-runtime: parked process manager triggers, in order per instance",
+            subjects=[f"{SUBJECT_PREFIX}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            num_replicas=self.replicas,
+            allow_direct=True,
+            duplicate_window=600.0,
+        )
+        await provision_stream(self.js, config, f"the parked-trigger stream {self.stream!r}")
 
     async def record(self, manager: str, trigger: Trigger, error: str, attempts: int) -> None:
         """Append ``trigger`` behind the instance's other parked triggers (once per trigger)."""

@@ -21,15 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 
 from ..errors import ConfigurationError, JetStreamError
-from ..transport.nats_errors import jetstream_setup, nats_call
-from ..transport.startup import jetstream_call
-from ..transport.streams import create_once
+from ..transport.nats_errors import nats_call
+from ..transport.streams import provision_stream
 from ..wire import codec
 from ..wire.envelope import H_CORRELATION_ID, H_MSG_ID, TRACE_HEADERS
 from ..wire.partitions import DEFAULT_PARTITIONS
@@ -121,15 +118,7 @@ class TimerStore:
             allow_rollup_hdrs=True,
         )
         what = f"the timers stream {self.stream!r}"
-        with jetstream_setup(what):
-            try:
-                info = await jetstream_call(what, lambda: self.js.stream_info(self.stream))
-            except nats.js.errors.NotFoundError:
-                info = await create_once(
-                    lambda: self.js.add_stream(wanted),
-                    lambda: self.js.stream_info(self.stream),
-                    what,
-                )
+        info = await provision_stream(self.js, wanted, what)
         cfg = info.config
         problems = [
             problem

@@ -20,9 +20,8 @@ from nats.js import api
 
 from ..transport.direct_get import DirectGetter
 from ..transport.limits import message_size
-from ..transport.nats_errors import jetstream_setup, nats_call
-from ..transport.startup import jetstream_call
-from ..transport.streams import create_once
+from ..transport.nats_errors import nats_call
+from ..transport.streams import provision_stream
 from ..wire import codec
 
 DEFAULT_STREAM = "CQRS_DEADLETTERS"
@@ -76,26 +75,17 @@ class DeadLetters:
 
     async def start(self) -> None:
         """Create the stream when it does not exist yet."""
-        what = f"the dead-letter stream {self.stream!r}"
-        with jetstream_setup(what):
-            try:
-                await jetstream_call(what, lambda: self.js.stream_info(self.stream))
-                return
-            except nats.js.errors.NotFoundError:
-                pass
-            config = api.StreamConfig(
-                name=self.stream,
-                description="cqrs-runtime: events projections skipped, with the error",
-                subjects=[f"{SUBJECT_PREFIX}.>"],
-                storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.LIMITS,
-                num_replicas=self.replicas,
-                allow_direct=True,
-                duplicate_window=600.0,
-            )
-            await create_once(
-                lambda: self.js.add_stream(config), lambda: self.js.stream_info(self.stream), what
-            )
+        config = api.StreamConfig(
+            name=self.stream,
+            description="cqrs-runtime: events projections skipped, with the error",
+            subjects=[f"{SUBJECT_PREFIX}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            num_replicas=self.replicas,
+            allow_direct=True,
+            duplicate_window=600.0,
+        )
+        await provision_stream(self.js, config, f"the dead-letter stream {self.stream!r}")
 
     async def record(self, letter: DeadLetter) -> None:
         """Store ``letter`` (once per event, whichever replica records it first).

@@ -59,6 +59,23 @@ async def bind_key_value(
         raise ConfigurationError(f"{bucket!r} is not a valid KV bucket name") from None
 
 
+async def provision_stream(
+    js: nats.js.JetStreamContext, config: api.StreamConfig, what: str
+) -> api.StreamInfo:
+    """The info of the stream ``config`` names, creating it (once, see :func:`create_once`) when
+    it does not exist yet; any refusal is a :class:`ConfigurationError` naming ``what``. An
+    existing stream is returned as it is: checking its settings is the caller's."""
+    name = config.name
+    assert name is not None
+    with jetstream_setup(what):
+        try:
+            return await jetstream_call(what, lambda: js.stream_info(name))
+        except nats.js.errors.NotFoundError:
+            return await create_once(
+                lambda: js.add_stream(config), lambda: js.stream_info(name), what
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     """What the event stream must look like."""
@@ -87,14 +104,7 @@ async def ensure_event_stream(js: nats.js.JetStreamContext, settings: StreamSett
         deny_purge=True,
         max_msg_size=settings.max_msg_size,
     )
-    what = f"stream {settings.name!r}"
-    with jetstream_setup(what):
-        try:
-            info = await jetstream_call(what, lambda: js.stream_info(settings.name))
-        except nats.js.errors.NotFoundError:
-            info = await create_once(
-                lambda: js.add_stream(wanted), lambda: js.stream_info(settings.name), what
-            )
+    info = await provision_stream(js, wanted, f"stream {settings.name!r}")
     cfg = info.config
     problems = []
     if f"{EVENT_PREFIX}.>" not in (cfg.subjects or []):
