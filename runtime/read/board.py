@@ -32,7 +32,7 @@ from ..errors import CqrsError
 from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call
 from ..transport.startup import jetstream_call
-from ..transport.streams import create_once
+from ..transport.streams import bind_key_value
 
 log = get_logger("runtime.read.board")
 
@@ -97,23 +97,18 @@ async def state_bucket(nc: NATS, *, ttl: float, replicas: int = 1, create: bool 
     second and expire anyway)."""
     js = nc.jetstream(timeout=10.0)
     what = f"the replica state bucket {BUCKET!r}"
-    with jetstream_setup(what):
-        try:
+    if not create:
+        with jetstream_setup(what):
             return await jetstream_call(what, lambda: js.key_value(BUCKET))
-        except nats.js.errors.BucketNotFoundError:
-            if not create:
-                raise
-            config = api.KeyValueConfig(
-                bucket=BUCKET,
-                description="projection replicas' state: version, position, caught up, serving",
-                history=1,
-                ttl=ttl,
-                replicas=replicas,
-                storage=api.StorageType.MEMORY,
-            )
-            return await create_once(
-                lambda: js.create_key_value(config), lambda: js.key_value(BUCKET), what
-            )
+    config = api.KeyValueConfig(
+        bucket=BUCKET,
+        description="projection replicas' state: version, position, caught up, serving",
+        history=1,
+        ttl=ttl,
+        replicas=replicas,
+        storage=api.StorageType.MEMORY,
+    )
+    return await bind_key_value(js, config, what)
 
 
 class Board:

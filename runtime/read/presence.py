@@ -39,9 +39,9 @@ from nats.js.kv import KeyValue
 
 from ..errors import ReplicaInUse
 from ..log import get_logger
-from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.nats_errors import nats_call
 from ..transport.startup import DEFAULT_STARTUP_TIMEOUT, jetstream_call, waiting_for_jetstream
-from ..transport.streams import create_once
+from ..transport.streams import bind_key_value
 
 log = get_logger("runtime.read.presence")
 
@@ -67,16 +67,7 @@ async def presence_bucket(nc: NATS, *, ttl: float, replicas: int) -> KeyValue:
         storage=api.StorageType.MEMORY,
         direct=True,
     )
-    what = f"the replica bucket {BUCKET!r}"
-    with jetstream_setup(what):
-        try:
-            return await jetstream_call(what, lambda: js.key_value(BUCKET))
-        except nats.js.errors.BucketNotFoundError:
-            return await create_once(
-                lambda: js.create_key_value(config),
-                lambda: js.key_value(BUCKET),
-                what,
-            )
+    return await bind_key_value(js, config, f"the replica bucket {BUCKET!r}")
 
 
 def _holder(value: bytes | None) -> dict[str, Any]:
