@@ -176,10 +176,12 @@ async def test_a_new_version_killed_mid_rebuild_leaves_the_old_one_serving(
 ) -> None:
     """A version 2 replica SIGKILLed while it rebuilds never answers (cqrs status shows it
     catching up meanwhile); version 1 answers every query throughout."""
-    await append_orders(store, ORDERS, prefix="a")
+    # Three times the stream, read one commit per fetch: version 2 must still be rebuilding
+    # when it is killed, after cqrs status has been asked (slow on a loaded machine).
+    await append_orders(store, 3 * ORDERS, prefix="a")
     url = nats_server.url
     v1 = projector(tmp_path, url, "v1", V1_APP, "--replica", "r1")
-    v2 = projector(tmp_path, url, "v2", V2_APP, "--replica", "r1", "--batch", "2")
+    v2 = projector(tmp_path, url, "v2", V2_APP, "--replica", "r1", "--batch", "1")
     with workers(v1):
         await v1.wait_ready()
         async with load(Client(nc), store) as state:
