@@ -131,10 +131,10 @@ class PartitionConsumer:
         what = f"consumer {self.name}"
         with jetstream_setup(what):
             info = await jetstream_call(what, lambda: self.js.consumer_info(self.stream, self.name))
-            floor = int(info.ack_floor.stream_seq if info.ack_floor else 0)
             if info.num_ack_pending:
-                await jetstream_call(
-                    what, lambda: self.js.reset_consumer(self.stream, self.name, seq=floor + 1)
-                )
+                # Without a sequence: the server resumes right above the ack floor. A sequence
+                # is refused ("invalid reset: not allowed") for a consumer that delivers only
+                # new messages, as a partition's consumer does unless started from the first.
+                await jetstream_call(what, lambda: self.js.reset_consumer(self.stream, self.name))
         await self.stop()
         await self.bind()
