@@ -178,11 +178,15 @@ class Coordinator:
             if not await self.bucket.renew(lease, self.member):
                 await self._lose(lease, "taken_over")
         elif wanted:
-            taken = await self.bucket.acquire(aggregate, partition, self.member)
+            # Shielded: a stop that cancelled the round between the server storing the lease
+            # and its being held here would leave it unreleased until it expires.
+            with anyio.CancelScope(shield=True):
+                taken = await self.bucket.acquire(aggregate, partition, self.member)
+                if taken is not None:
+                    self.held[key] = taken
             if taken is None:
                 self.awaited += 1
                 return
-            self.held[key] = taken
             self.stats.acquired += 1
             await self.server.take(taken)
 
@@ -194,7 +198,9 @@ class Coordinator:
         # decisions against the stream for a TTL, in case a command from here still lands.
         with anyio.move_on_after(min(self.settings.handoff_timeout, self.settings.lease_ttl / 3)):
             await self.server.hand_off(lease.aggregate, lease.partition)
-            if lease.held():
+            # Also past its trusted time (a slow drain on a loaded machine): the delete is
+            # conditional on the lease's revision, so it never removes another member's lease.
+            if not lease.lost:
                 await self.bucket.release(lease)
         lease.lost = True
         self.stats.handed_off += 1
