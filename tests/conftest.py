@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 
 from runtime import EventStore
 from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A fresh nats-server with JetStream and its own store directory, for one test."""
-    server = EmbeddedServer(tmp_path / "jetstream")
+    server = EmbeddedServer(tmp_path / "jetstream", port=free_port())
     server.start()
     try:
         yield server

@@ -25,8 +25,9 @@ from runtime.ops.natsconf import (
     single_node_config,
 )
 from runtime.ops.permissions import Resources, UserPlan, password_var, plan_users
-from runtime.transport.embedded import _die_with_parent, find_binary, free_port
+from runtime.transport.embedded import _die_with_parent, find_binary
 from runtime.wire.partitions import DEFAULT_PARTITIONS
+from tests.ports import free_port
 
 from .certs import CertFiles
 

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..held import Markers, claims, complaints, every_partition, lease_keys
 from ..procs import wait_until
@@ -49,7 +50,9 @@ async def test_a_signal_to_dev_s_group_drains_it_and_stops_its_server_last(
     assert any('"shutdown_complete"' in line for line in lines)
     assert nats_servers_using(tmp_path) == []
 
-    server = EmbeddedServer(tmp_path / ".cqrs" / "jetstream")  # the store dev left
+    server = EmbeddedServer(
+        tmp_path / ".cqrs" / "jetstream", port=free_port()
+    )  # the store dev left
     server.start()
     try:
         await server.wait_ready()

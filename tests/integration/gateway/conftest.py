@@ -14,7 +14,7 @@ import pytest
 
 from runtime.domain.app import load_app
 from runtime.ops.permissions import UserPlan
-from runtime.transport.embedded import free_port
+from tests.ports import free_port
 
 from ..procs import WorkerProcess, password, running, single_node, wait_until, workers
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runtime.transport.embedded import free_port
+from tests.ports import free_port
 
 from ..procs import REPO, WorkerProcess, workers
 from .conftest import ADMIN_TOKEN, APP, Stack, wait_ready

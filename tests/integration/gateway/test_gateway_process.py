@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from runtime.cli import exits
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..procs import WorkerProcess, wait_until, workers
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..procs import REPO, WorkerProcess, wait_until, workers
 from ..support import system_tool

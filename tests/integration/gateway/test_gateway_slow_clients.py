@@ -20,7 +20,8 @@ import httpx
 import nats
 import pytest
 
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..procs import WorkerProcess, wait_until, workers
 
@@ -62,7 +63,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One nats-server, a worker for users and orders (counters are answered by the tests) and
     a gateway with the default header deadline and connection cap, and short other limits."""
     directory = tmp_path_factory.mktemp("slow-clients")
-    server = EmbeddedServer(directory / "nats")
+    server = EmbeddedServer(directory / "nats", port=free_port())
     server.start()
     port, metrics_port = free_port(), free_port()
     worker = WorkerProcess(directory / "worker", server.url, user=None, app="aggregates:AGGREGATES")

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import nats
 
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..procs import TEST_APP, WorkerProcess, wait_until, workers
 from .support import scrape, value

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import anyio
 
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..cli.clirun import running_dev
 from ..procs import WorkerProcess, wait_until, workers

@@ -11,7 +11,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from runtime import Client, CqrsError
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..procs import TEST_APP, WorkerProcess, wait_until, workers
 from .support import POISON, http_get, scrape, value

@@ -11,7 +11,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from runtime.domain.app import DEFAULT_APP
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..cli.clirun import nats_servers_using
 from ..held import Markers, claims, complaints, every_partition, lease_keys

@@ -11,8 +11,9 @@ import pytest
 
 from runtime import Client, ConnectOptions, NoResponders, Unreachable
 from runtime.transport.connection import open_connection
-from runtime.transport.embedded import EmbeddedServer, free_port
+from runtime.transport.embedded import EmbeddedServer
 from runtime.transport.lifeline import lifeline_of, wait_closed
+from tests.ports import free_port
 
 from ..procs import WorkerProcess, wait_until, workers
 
@@ -56,7 +57,7 @@ async def test_sigterm_while_connecting_ends_a_worker_at_once(tmp_path: Path) ->
 async def test_a_worker_whose_server_is_gone_for_good_exits_non_zero(tmp_path: Path) -> None:
     """When the server stops and the reconnect attempts run out, the worker logs one line per
     attempt (no traceback), withdraws its ready file and exits 69 for its supervisor."""
-    server = EmbeddedServer(tmp_path / "jetstream")
+    server = EmbeddedServer(tmp_path / "jetstream", port=free_port())
     server.start()
     try:
         await server.wait_ready()
@@ -81,7 +82,7 @@ async def test_a_worker_whose_server_is_gone_for_good_exits_non_zero(tmp_path: P
 
 async def test_a_worker_rides_out_a_server_restart(tmp_path: Path) -> None:
     """A server that comes back on the same port is reconnected to; the worker keeps serving."""
-    server = EmbeddedServer(tmp_path / "jetstream")
+    server = EmbeddedServer(tmp_path / "jetstream", port=free_port())
     server.start()
     try:
         await server.wait_ready()

@@ -17,10 +17,10 @@ from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSe
 from runtime.cli import exits
 from runtime.domain.app import DEFAULT_APP
 from runtime.transport.connection import open_connection
-from runtime.transport.embedded import free_port
 from runtime.transport.nats_errors import nats_call
 from runtime.transport.publisher import Publisher
 from runtime.transport.streams import ensure_event_stream
+from tests.ports import free_port
 
 from ..cli.clirun import run_cli
 from ..procs import NatsNode, WorkerProcess, password, wait_until, workers

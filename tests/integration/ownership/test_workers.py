@@ -17,6 +17,7 @@ from runtime.ownership.coordinator import OwnershipSettings
 from runtime.ownership.leases import LeaseBucket
 from runtime.ownership.report import workers_report
 from runtime.transport.embedded import EmbeddedServer
+from tests.ports import free_port
 
 from ..flipflop import FlipFlop
 from ..load import CommandLoad, assert_exactly_once
@@ -157,7 +158,7 @@ async def test_hot_aggregates_with_three_workers_answer_each_command_once(
 async def test_workers_without_the_mapping_stay_exact(tmp_path: Path) -> None:
     """On a plain nats-server (no partition mapping) three workers say so once and, fenced,
     still answer the flips exactly."""
-    server = EmbeddedServer(tmp_path / "plain", partitions=None)
+    server = EmbeddedServer(tmp_path / "plain", port=free_port(), partitions=None)
     server.start()
     try:
         await server.wait_ready()

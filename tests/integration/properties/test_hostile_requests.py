@@ -24,6 +24,7 @@ from runtime import ProjectorSettings, run_worker
 from runtime.read.replicas import run_projections
 from runtime.transport.embedded import EmbeddedServer
 from runtime.wire import codec
+from tests.ports import free_port
 
 EXAMPLES = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -126,7 +127,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    server = EmbeddedServer(Path(tmp_path_factory.mktemp("props")) / "jetstream")
+    server = EmbeddedServer(Path(tmp_path_factory.mktemp("props")) / "jetstream", port=free_port())
     server.start()
     try:
         with start_blocking_portal("asyncio") as portal:

@@ -12,7 +12,7 @@ from runtime.cli import exits
 from runtime.domain.app import load_app
 from runtime.ops.permissions import UserPlan
 from runtime.transport.connection import open_connection
-from runtime.transport.embedded import free_port
+from tests.ports import free_port
 
 from ..procs import READ_APP, NatsNode, WorkerProcess, cluster_nodes, password, wait_until
 from ..procs import workers as worker_processes
