@@ -57,6 +57,10 @@ class QueryResult:
 
 
 RESEND = Backoff(first=0.05, maximum=0.8, jitter=0.5)  # between attempts of one command
+# The least time an attempt gets (or the attempt timeout, when shorter). A resend that would
+# have less is not made: a nearly expired attempt would turn "nobody serves it" into a timeout,
+# whose outcome is unknown, for no better chance of an answer.
+LEAST_ATTEMPT = 1.0
 
 
 class Client:
@@ -69,7 +73,9 @@ class Client:
 
     A command that finds no worker (no responders: its partition is between owners, or the
     workers are restarting) or gets no reply within ``attempt_timeout`` is sent again with the
-    same command id until ``timeout`` has passed: the command id makes the retry safe.
+    same command id until ``timeout`` has passed: the command id makes the retry safe. The
+    error raised is the last attempt's, and every attempt has at least a second (or the whole
+    ``attempt_timeout``), so a command nobody serves ends as :class:`NoResponders`.
     """
 
     def __init__(
@@ -129,7 +135,8 @@ class Client:
         payload = {} if args is None else args
         overall = timeout or self.timeout
         deadline = time.monotonic() + overall
-        per_attempt = self.attempt_timeout or max(overall / 3, 1.0)
+        per_attempt = self.attempt_timeout or max(overall / 3, LEAST_ATTEMPT)
+        least = min(per_attempt, LEAST_ATTEMPT)
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -144,7 +151,7 @@ class Client:
                 return CommandResult.from_wire(body)
             except (NoResponders, Timeout):
                 delay = RESEND.delay(attempt + 1)
-                if deadline - time.monotonic() <= delay:
+                if deadline - time.monotonic() < delay + least:
                     raise
             attempt += 1
             self.retries += 1
