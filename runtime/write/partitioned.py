@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 from ..log import get_logger
 from ..ownership.leases import Lease
 from ..transport.nats_errors import nats_call
+from ..wire.envelope import H_COMMAND_ID
 from ..wire.partitions import partition_subject
 from .command_service import CommandService
 
@@ -62,6 +63,12 @@ class PartitionRouter:
                 # Delivered while this process was paused past its lease: the partition may have
                 # a new owner, which got the same request. Stay silent; the client retries.
                 self.ignored += 1
+                log.warning(
+                    "command_ignored",
+                    subject=msg.subject,
+                    command_id=(msg.headers or {}).get(H_COMMAND_ID),
+                    reason="the partition's lease lapsed before the request arrived",
+                )
                 return
             self.in_flight[key] += 1
             refusal = service.receive_owned(msg, lease, done)

@@ -123,6 +123,7 @@ async def run_worker(
             log.info(
                 "worker_stopped",
                 **asdict(host.stats),
+                ignored=router.ignored,
                 **(asdict(coordinator.stats) if coordinator is not None else {}),
             )
     finally:

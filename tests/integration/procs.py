@@ -12,8 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
+import orjson
 
 from runtime.domain.app import App
 from runtime.ops.accounts import accounts_config
@@ -217,6 +219,11 @@ class WorkerProcess:
     @property
     def log(self) -> Path:
         return self.directory / f"{self.command}.log"
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The structured log lines the process wrote (CQRS_LOG_FORMAT=json), in order."""
+        lines = self.log.read_bytes().splitlines() if self.log.exists() else []
+        return [orjson.loads(line) for line in lines if line.startswith(b"{")]
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ import signal
 from pathlib import Path
 
 import anyio
-import orjson
 import pytest
 
 from runtime import Client, ConnectOptions, NoResponders, Unreachable
@@ -16,12 +15,6 @@ from runtime.transport.lifeline import lifeline_of, wait_closed
 from tests.ports import free_port
 
 from ..procs import WorkerProcess, wait_until, workers
-
-
-def log_events(proc: WorkerProcess) -> list[dict[str, object]]:
-    """The structured log lines a process wrote (CQRS_LOG_FORMAT=json), in order."""
-    lines = proc.log.read_text(errors="replace").splitlines() if proc.log.exists() else []
-    return [orjson.loads(line) for line in lines if line.startswith("{")]
 
 
 async def test_a_worker_at_a_closed_port_gives_up_with_one_line(tmp_path: Path) -> None:
@@ -45,7 +38,7 @@ async def test_sigterm_while_connecting_ends_a_worker_at_once(tmp_path: Path) ->
     worker = WorkerProcess(tmp_path, url, user=None, extra=("--connect-timeout", "120"))
     with workers(worker):
         await wait_until(
-            lambda: any(e["event"] == "nats_connecting" for e in log_events(worker)),
+            lambda: any(e["event"] == "nats_connecting" for e in worker.log_events()),
             30,
             "the worker to start connecting",
         )
@@ -71,8 +64,8 @@ async def test_a_worker_whose_server_is_gone_for_good_exits_non_zero(tmp_path: P
     finally:
         server.kill()
     assert not worker.ready_file.exists()
-    events = [e["event"] for e in log_events(worker)]
-    attempts = [e for e in log_events(worker) if e["event"] == "nats_reconnecting"]
+    events = [e["event"] for e in worker.log_events()]
+    attempts = [e for e in worker.log_events() if e["event"] == "nats_reconnecting"]
     assert "nats_disconnected" in events and "nats_connection_closed" in events
     assert [a["attempt"] for a in attempts] == [1, 2, 3]  # 2 allowed reconnects per server
     assert [a["wait"] for a in attempts] == sorted(a["wait"] for a in attempts)  # backing off
@@ -91,13 +84,13 @@ async def test_a_worker_rides_out_a_server_restart(tmp_path: Path) -> None:
             await worker.wait_ready()
             server.stop()
             await wait_until(
-                lambda: any(e["event"] == "nats_reconnecting" for e in log_events(worker)),
+                lambda: any(e["event"] == "nats_reconnecting" for e in worker.log_events()),
                 30,
                 "a reconnect attempt",
             )
             server.start()
             await wait_until(
-                lambda: any(e["event"] == "nats_reconnected" for e in log_events(worker)),
+                lambda: any(e["event"] == "nats_reconnected" for e in worker.log_events()),
                 30,
                 "the worker to reconnect",
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 
@@ -29,11 +28,6 @@ from .accounts import options, session
 USER = {"name": "Ada", "email": "ada@example.com", "role": "customer"}
 
 
-def log_entries(worker: WorkerProcess) -> list[dict[str, object]]:
-    lines = worker.log.read_text(errors="replace").splitlines() if worker.log.exists() else []
-    return [json.loads(line) for line in lines if line.startswith("{")]
-
-
 async def test_a_default_worker_answers_a_reused_command_id_with_conflict(
     node: NatsNode, tmp_path: Path
 ) -> None:
@@ -54,7 +48,7 @@ async def test_a_default_worker_answers_a_reused_command_id_with_conflict(
                     )
         finally:
             await nc.close()
-        entries = log_entries(worker)
+        entries = worker.log_events()
         switched = [e for e in entries if e["event"] == "history_reads_scoped"]
         assert len(switched) == 1, worker.log_tail()
         assert [e for e in entries if e["event"] == "nats_error"] == []  # reported, not warned

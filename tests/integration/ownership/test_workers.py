@@ -135,6 +135,9 @@ async def test_a_worker_paused_past_its_lease_answers_nothing_stale(
         assert not flips.anomalies, flips.anomalies[:5]
         assert not await flips.histories_exact(nc)
     assert '"partition_lost"' in a.log.read_text() or '"partitions_rebalanced"' in a.log.read_text()
+    # The requests of its former partitions that reached it while paused were let go, and said.
+    ignored = [e for e in a.log_events() if e["event"] == "command_ignored"]
+    assert ignored and all(e["command_id"] for e in ignored), a.log_tail()
 
 
 async def test_hot_aggregates_with_three_workers_answer_each_command_once(

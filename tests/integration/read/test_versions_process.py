@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 from nats.aio.client import Client as NATS
 
 from runtime import Client, CqrsError, EventStore
@@ -233,15 +232,10 @@ async def test_a_replica_restored_from_an_old_snapshot_serves_only_once_caught_u
                 r2.signal()
                 assert await r2.wait_exit(30) == 0
     assert not state.errors, state.errors
-    events = {e["event"]: e for e in log_events(r2)}
+    events = {e["event"]: e for e in r2.log_events()}
     assert events["snapshot_restored"]["seq"] == old  # the only snapshot there was
     assert events["replica_caught_up"]["position"] >= old + ORDERS * 3 // 2
     assert events["replica_serving"]["timestamp"] >= events["replica_caught_up"]["timestamp"]
-
-
-def log_events(proc: WorkerProcess) -> list[dict[str, Any]]:
-    lines = proc.log.read_bytes().splitlines()
-    return [e for e in (orjson.loads(line) for line in lines if line.startswith(b"{"))]
 
 
 async def test_two_replicas_of_the_new_version_share_its_queries(
