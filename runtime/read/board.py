@@ -182,21 +182,26 @@ class Board:
         self.changed.set()
 
 
-async def read_board(nc: NATS, *, timeout: float = 2.0) -> list[dict[str, Any]]:
-    """Every live replica's entry (for ``cqrs status``), empty when there is no board yet."""
-    try:
-        kv = await state_bucket(nc, ttl=10.0, create=False)
-    except (CqrsError, nats.js.errors.Error, nats.errors.Error):
-        return []
-    out: list[dict[str, Any]] = []
-    with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+async def read_board(nc: NATS, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every live replica's entry, empty when there is no board yet.
+
+    A board that cannot be read whole in time raises (:class:`~runtime.errors.Timeout`,
+    :class:`~runtime.errors.Unavailable`) rather than answer with what was read so far: a caller
+    deciding on a partial board (``cqrs projections retire``) would take a live replica for gone.
+    """
+    js = nc.jetstream(timeout=timeout)
+    with nats_call(f"reading the replica board {BUCKET!r}"):
+        try:
+            kv = await js.key_value(BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            return []
+        out: list[dict[str, Any]] = []
         watcher = await kv.watchall(ignore_deletes=True)
         try:
-            with anyio.move_on_after(timeout):
-                while (entry := await watcher.updates(timeout)) is not None:  # type: ignore[no-untyped-call]
-                    state = ReplicaState.decode(entry.value)
-                    if state is not None:
-                        out.append(state.to_dict())
+            while (entry := await watcher.updates(timeout)) is not None:  # type: ignore[no-untyped-call]
+                state = ReplicaState.decode(entry.value)
+                if state is not None:
+                    out.append(state.to_dict())
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -131,8 +131,6 @@ class Election:
                 # Shielded: a cancelled flush inside it would break nats-py's connection.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.timeout):
                     await self._decide()
-                if self.state.caught_up or self.state.halted:
-                    self.settled.set()
                 # A change others decide on goes out at once; positions once a period (each
                 # entry written wakes every replica of the projection).
                 decided = self._decided()
@@ -140,6 +138,10 @@ class Election:
                     await self.board.publish(self.state)
                     self._published = decided
                     published = time.monotonic()
+                # Settled only once the board says so: a replica ready for its supervisor is
+                # one that `cqrs status` and `cqrs projections retire` see.
+                if self.state.caught_up or self.state.halted:
+                    self.settled.set()
             except CqrsError as exc:  # NATS away for a moment: keep the last decision
                 self.log.warning("replica_election_failed", code=exc.code, reason=exc.message)
             period = PUBLISH_PERIOD if self.caught_up.is_set() else CATCHING_UP_PERIOD

@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
-from runtime import Client, EventStore, ProjectorSettings, ReplicaInUse, Stale, run_replica
+from runtime import (
+    Client,
+    EventStore,
+    ProjectorSettings,
+    ReplicaInUse,
+    Stale,
+    Unavailable,
+    run_replica,
+)
+from runtime.read.board import read_board
 from runtime.read.gauges import ReplicaGaugeSource
 from runtime.read.rebuild import rebuild
 from runtime.read.retire import retire
@@ -151,3 +161,16 @@ async def test_a_min_seq_beyond_the_stream_is_stale_at_once(nc: NATS, store: Eve
     assert "ahead of the stream" in stale.value.message
     assert stale.value.details["ahead_of_stream"] is True
     assert stale.value.details["stream_last_seq"] == last
+
+
+async def test_a_board_that_cannot_be_read_is_an_error_not_an_empty_board(
+    nats_server: EmbeddedServer,
+) -> None:
+    """Retiring decides on the board: one it could not read must fail, never read as empty
+    (which would let ``retire`` delete the resources of replicas that are live)."""
+    connection = await nats.connect(nats_server.url)
+    await connection.close()
+    with pytest.raises(Unavailable):
+        await read_board(connection)
+    with pytest.raises(Unavailable):
+        await retire(connection, "tally", 1)
