@@ -166,6 +166,7 @@ def update_status(
     return StatusUpdated(status=cmd.status, previous=current, at=ctx.now)
 
 
+# --8<-- [start:cancel]
 @order.command("cancel")
 def cancel(state: OrderState, cmd: Cancel, ctx: CommandContext) -> OrderCancelled | None:
     current = _existing(state).status
@@ -178,8 +179,10 @@ def cancel(state: OrderState, cmd: Cancel, ctx: CommandContext) -> OrderCancelle
             current=current.value,
         )
     return OrderCancelled(reason=cmd.reason, previous=current, at=ctx.now)
+    # --8<-- [end:cancel]
 
 
+# --8<-- [start:upcast]
 @order.event("order.created.v2")
 def created(state: OrderState, event: OrderCreated) -> OrderState:
     return OrderState(
@@ -195,6 +198,7 @@ def created(state: OrderState, event: OrderCreated) -> OrderState:
 def created_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Orders created before currencies existed were all in euros."""
     return {**data, "currency": DEFAULT_CURRENCY}
+    # --8<-- [end:upcast]
 
 
 @order.event("order.status_updated.v1")
@@ -202,6 +206,8 @@ def status_updated(state: OrderState, event: StatusUpdated) -> OrderState:
     return replace(state, status=event.status)
 
 
+# --8<-- [start:evolve]
 @order.event("order.cancelled.v1")
 def cancelled(state: OrderState, event: OrderCancelled) -> OrderState:
     return replace(state, status=Status.CANCELLED)
+    # --8<-- [end:evolve]

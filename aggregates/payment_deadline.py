@@ -42,6 +42,7 @@ class AwaitingPayment:
     expired: bool = False
 
 
+# --8<-- [start:reactions]
 payment_deadline = ProcessManager("payment_deadline", AwaitingPayment(), follows=[order])
 
 
@@ -73,3 +74,4 @@ def expired(state: AwaitingPayment, timer: TimerFired) -> Reaction[AwaitingPayme
         return None  # paid or cancelled in the meantime
     cancel = Send("order", timer.key, "cancel", {"reason": REASON})
     return Reaction(replace(state, open=False, expired=True), commands=[cancel])
+    # --8<-- [end:reactions]

@@ -39,6 +39,7 @@ class OrderView:
     cancel_reason: str | None = None
 
 
+# --8<-- [start:model]
 @dataclass
 class OrdersModel:
     orders: dict[str, OrderView] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class OrdersModel:
 
 
 orders = Projection("orders", OrdersModel, follows=[order])
+# --8<-- [end:model]
 
 
 def _row(model: OrdersModel, meta: EventMeta) -> OrderView:
@@ -56,6 +58,7 @@ def _row(model: OrdersModel, meta: EventMeta) -> OrderView:
     return row
 
 
+# --8<-- [start:created]
 @orders.on("order.created.v2")
 def created(model: OrdersModel, event: OrderCreated, meta: EventMeta) -> None:
     if meta.aggregate_id in model.orders:
@@ -72,6 +75,7 @@ def created(model: OrdersModel, event: OrderCreated, meta: EventMeta) -> None:
         updated_at=at,
     )
     model.by_user.setdefault(event.user_id, []).append(meta.aggregate_id)
+    # --8<-- [end:created]
 
 
 @orders.on("order.status_updated.v1")
@@ -102,12 +106,14 @@ class GetOrdersForUser:
     offset: Annotated[int, Meta(ge=0)] = 0
 
 
+# --8<-- [start:query]
 @orders.query("get_order_by_id")
 def get_order_by_id(model: OrdersModel, args: GetOrderById) -> OrderView:
     row = model.orders.get(args.order_id)
     if row is None:
         raise NotFound(f"no order {args.order_id!r}", details={"order_id": args.order_id})
     return row
+    # --8<-- [end:query]
 
 
 @orders.query("get_orders_for_user")

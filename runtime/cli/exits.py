@@ -2,7 +2,8 @@
 
 Exit codes follow BSD ``sysexits.h`` so scripts and supervisors can tell a refused command from
 bad input, an unavailable server or a temporary failure (worth retrying). Every
-:class:`~runtime.errors.CqrsError` code maps to one of them; the README lists the table.
+:class:`~runtime.errors.CqrsError` code maps to one of them; the errors reference
+(``docs/reference/errors.md``) lists the table.
 """
 
 from __future__ import annotations

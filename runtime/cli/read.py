@@ -221,7 +221,7 @@ def query(
     state_dir: StateDir = STATE_DIR,
     as_json: Json = False,
 ) -> None:
-    """Ask one query and print its answer (exit codes: see the README)."""
+    """Ask one query and print its answer (exit codes: see the errors reference)."""
     ctx = Context.of(typer_ctx, "cqrs-query")
 
     async def main() -> None:

@@ -287,7 +287,7 @@ def send(
     state_dir: StateDir = STATE_DIR,
     as_json: Json = False,
 ) -> None:
-    """Send one command and print its reply (exit codes: see the README)."""
+    """Send one command and print its reply (exit codes: see the errors reference)."""
     ctx = Context.of(typer_ctx, "cqrs-send")
     command_id = command_id or uuid.uuid4().hex
 

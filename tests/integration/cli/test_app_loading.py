@@ -125,6 +125,28 @@ def test_the_tutorial_s_teller_talks_to_the_bank(tmp_path: Path) -> None:
     assert teller.stderr == ""
 
 
+def test_the_history_guide_s_audit_reads_the_past(tmp_path: Path) -> None:
+    """The history guide's script (audit.py) folds an account's history to a version and diffs
+    two versions, printing what the guide shows."""
+    shutil.copytree(BANK, tmp_path / "bank", ignore=shutil.ignore_patterns("tests", ".cqrs"))
+    project = tmp_path / "bank"
+    with running_dev(project):
+        url = (project / ".cqrs" / "nats.url").read_text().strip()
+        for command, body in (("open", '{"owner": "Ada"}'), ("deposit", '{"amount": "50.00"}')):
+            sent = run_cli("send", "account", "a-1", command, body, cwd=project)
+            assert sent.returncode == 0, sent.stderr
+        audit = subprocess.run(
+            [sys.executable, "audit.py", url, "a-1"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert audit.returncode == 0, audit.stderr
+    assert audit.stdout == "after version 1: balance 0\nbalance: 0 -> 50.00\n"
+    assert audit.stderr == ""
+
+
 def test_a_user_package_named_aggregates_wins_over_the_example(tmp_path: Path) -> None:
     """A project's own `aggregates` package is the one `--app aggregates` loads, not the
     example domain installed with the runtime."""

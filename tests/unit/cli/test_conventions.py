@@ -14,7 +14,7 @@ from runtime import errors
 from runtime.cli import app, exits, main
 from runtime.cli.common import run
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+EXIT_CODES_PAGE = Path(__file__).resolve().parents[3] / "docs" / "reference" / "errors.md"
 runner = CliRunner()
 
 
@@ -59,13 +59,14 @@ def test_bad_options_are_usage_errors_with_exit_64(
     assert "Usage:" in err and "Traceback" not in err
 
 
-def test_every_error_code_has_an_exit_code_and_a_readme_line() -> None:
-    """Each CqrsError code maps to an exit code, and the README's table says which."""
+def test_every_error_code_has_an_exit_code_and_a_documented_line() -> None:
+    """Each CqrsError code maps to an exit code, and the exit-code table of the errors reference
+    says which."""
     codes = {cls.code for cls in all_error_classes()}
     assert codes == set(exits.BY_CODE)
-    readme = README.read_text()
+    table = EXIT_CODES_PAGE.read_text()
     for code, status in exits.BY_CODE.items():
-        assert re.search(rf"^\| {status} \|.*`{code}`", readme, re.MULTILINE), code
+        assert re.search(rf"^\| {status} \|.*`{code}`", table, re.MULTILINE), code
 
 
 def test_a_failure_inside_a_task_group_is_one_line_with_its_exit_code(
