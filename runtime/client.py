@@ -139,13 +139,15 @@ class Client:
         least = min(per_attempt, LEAST_ATTEMPT)
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
+            window = min(deadline - time.monotonic(), per_attempt)
+            if attempt:  # a resend was made for its least time; a late wake-up does not cut it
+                window = max(window, least)
             try:
                 body = await self._request(
                     subject,
                     payload,
                     headers,
-                    min(remaining, per_attempt),
+                    window,
                     what=f"aggregate {aggregate!r}",
                 )
                 return CommandResult.from_wire(body)

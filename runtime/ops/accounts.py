@@ -34,7 +34,7 @@ def accounts_config(
     if partitions:
         account["_mappings"] = Comment(
             f"Commands go to one of {partitions} partitions by aggregate type and id; each\n"
-            "partition is served by the one worker holding its lease (README: Scaling out)."
+            "partition is served by the one worker holding its lease (docs: how-to/scale-out.md)."
         )
         account["mappings"] = {quote(src): dst for src, dst in command_mapping(partitions).items()}
     accounts: Block = {
