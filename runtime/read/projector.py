@@ -53,7 +53,8 @@ from .settings import ProjectorSettings
 from .snapshots import (
     ProjectionSnapshot,
     ProjectionSnapshotStore,
-    encode_snapshot,
+    encode_model,
+    pack_snapshot,
 )
 
 log = get_logger("runtime.read.projector")
@@ -354,16 +355,15 @@ class Projector(Generic[M]):
         started = time.monotonic()
         try:
             # Applying waits here (the model must not change while it is read); queries go on.
-            blob = await anyio.to_thread.run_sync(
-                encode_snapshot, self.projection, self.model, info
-            )
+            # The compression comes later, in the upload, while events are applied again.
+            encoded = await anyio.to_thread.run_sync(encode_model, self.model)
         except Exception as exc:  # a model msgspec cannot encode: a bug in the projection
             raise Internal(f"the read model cannot be encoded: {exc!r}") from exc
         finally:
             self._since_snapshot = 0
             self._snapshot_clock = time.monotonic()
             self._snapshot_cost = self._snapshot_clock - started
-        return info, blob, msg
+        return info, encoded, msg
 
     async def _snapshot_in_background(self) -> None:
         try:
@@ -385,8 +385,10 @@ class Projector(Generic[M]):
             self._uploading = False
             self._upload_done.set()
 
-    async def _upload(self, info: ProjectionSnapshot, blob: bytes, msg: Msg | None) -> None:
+    async def _upload(self, info: ProjectionSnapshot, encoded: bytes, msg: Msg | None) -> None:
+        """Compress the encoded model (from :meth:`_encode`) and store it as the snapshot."""
         started = time.monotonic()
+        blob = await anyio.to_thread.run_sync(pack_snapshot, encoded, info)
         self.last_snapshot = await self.snapshots.save(self.projection, info, blob)
         seconds = time.monotonic() - started
         self._snapshot_cost += seconds
