@@ -136,14 +136,21 @@ def cost_ratios(plain: Measurement, observed: Measurement) -> dict[str, float]:
     The CPU ratio is the median over rounds run back to back, so a burst of a neighbour's work
     during one round does not decide it.
     """
-    pairs = zip(plain.rounds or (plain,), observed.rounds or (observed,), strict=False)
-    cpu = [p.cpu_us_per_op / o.cpu_us_per_op for p, o in pairs if o.cpu_us_per_op]
     return {
         "metrics_ratio": round(observed.per_second / plain.per_second, 3)
         if plain.per_second
         else 0.0,
-        "metrics_cpu_ratio": round(median(cpu), 3),
+        "metrics_cpu_ratio": cpu_ratio(plain, observed),
     }
+
+
+def cpu_ratio(reference: Measurement, other: Measurement) -> float:
+    """The reference side's CPU time per operation over the other side's: the median over the
+    rounds they ran back to back, so a burst of a neighbour's work in one round does not decide
+    it."""
+    pairs = zip(reference.rounds or (reference,), other.rounds or (other,), strict=False)
+    cpu = [r.cpu_us_per_op / o.cpu_us_per_op for r, o in pairs if o.cpu_us_per_op]
+    return round(median(cpu), 3)
 
 
 def median(values: list[float]) -> float:

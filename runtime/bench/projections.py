@@ -54,6 +54,7 @@ from .switch import rebuild_beside_live
 Say = Callable[[str], None]
 NOW = "2026-11-26T12:00:00.000000+00:00"
 STEPS = (("paid", "created"), ("shipped", "paid"), ("delivered", "shipped"))
+PARTS = ("catchup", "snapshot", "queries", "switch")
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,14 @@ class ProjectionBenchConfig:
     queries: int = 20_000
     in_flight: int = 64
     nats_url: str | None = None
+    parts: tuple[str, ...] = PARTS
 
     def check(self) -> None:
         if self.events < 1_000 or self.rounds < 1 or self.rows < 1 or self.queries < 1:
             raise ValueError("--events must be >= 1000 and the other counts >= 1")
+        unknown = set(self.parts) - set(PARTS)
+        if unknown or not self.parts:
+            raise ValueError(f"--parts takes some of {', '.join(PARTS)}, not {sorted(unknown)}")
 
 
 def _orders() -> tuple[Any, Any, Any, Any]:
@@ -216,15 +221,26 @@ async def snapshot_bench(url: str, rows: int, bucket: str, say: Say) -> dict[str
             events=rows,
             taken_at=NOW,
         )
+        model_mb = _rss_mb()
+        peak = _PeakRss()
         started = time.perf_counter()
         blob = await asyncio.to_thread(encode_snapshot, orders, model, info)
         stored = await store.save(orders, info, blob)
         write = time.perf_counter() - started
+        write_peak = peak.rise()
         del model, blob
         gc.collect()
-        started = time.perf_counter()
+        peak = _PeakRss()
+        started, cpu = time.perf_counter(), time.process_time()
         restored = await store.load(orders, stored)
         restore = time.perf_counter() - started
+        restore_cpu = time.process_time() - cpu
+        restore_peak = peak.rise()
+        # The young collection the collector makes at its next chance, timed here: what it
+        # still has to scan of the restored model is part of what a restore costs.
+        started = time.perf_counter()
+        gc.collect(1)
+        collect = time.perf_counter() - started
         if len(restored.orders) != rows:
             raise RuntimeError(f"restored {len(restored.orders)} rows, not {rows}")
         return {
@@ -232,9 +248,52 @@ async def snapshot_bench(url: str, rows: int, bucket: str, say: Say) -> dict[str
             "bytes": stored.size,
             "write_seconds": round(write, 3),
             "restore_seconds": round(restore, 3),
+            # this process's CPU (all its threads): what neighbours on the machine do not move
+            "restore_cpu_seconds": round(restore_cpu, 3),
+            "young_collection_after_restore_seconds": round(collect, 3),
+            # Peak resident memory over what the process held before (None off Linux): the
+            # model's own size (``model_rss_mb``, as built) is most of the restore's.
+            "model_rss_mb": model_mb,
+            "write_peak_rss_rise_mb": write_peak,
+            "restore_peak_rss_rise_mb": restore_peak,
         }
     finally:
         await nc.close()
+
+
+def _status_mb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _rss_mb() -> int | None:
+    return _status_mb("VmRSS:")
+
+
+class _PeakRss:
+    """The rise of the process's peak resident memory from now (Linux: the peak is reset by
+    writing 5 to ``/proc/self/clear_refs``)."""
+
+    def __init__(self) -> None:
+        self.before = _rss_mb()
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")
+            self.resettable = True
+        except OSError:
+            self.resettable = False
+
+    def rise(self) -> int | None:
+        peak = _status_mb("VmHWM:")
+        if not self.resettable or peak is None or self.before is None:
+            return None
+        return peak - self.before
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -311,7 +370,7 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
         base_rounds: list[Measurement] = []
         ours_rounds: list[Measurement] = []
         settings = ProjectorSettings(replica=f"bench-{run}")
-        for r in range(config.rounds):
+        for r in range(config.rounds if "catchup" in config.parts else 0):
             base_rounds.append(await baseline_catchup(url, f"bench-{run}-{r}", expected))
             # A bucket per round, so each round starts from an empty model.
             round_settings = replace(
@@ -323,15 +382,23 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
                 f"runtime {ours_rounds[-1].per_second:,.0f}/s"
             )
         base, ours = merge("baseline", base_rounds), merge("runtime", ours_rounds)
-        snapshot = await snapshot_bench(url, config.rows, f"bench-{run}-rows", say)
-        say(
-            f"snapshot of {config.rows:,} rows: write {snapshot['write_seconds']:.2f}s, "
-            f"restore {snapshot['restore_seconds']:.2f}s"
-        )
-        ids = [f"o-{random.randrange(config.events // 4)}" for _ in range(10_000)]
-        query_settings = replace(round_settings, replica=f"bench-{run}-q")
-        query_base, query_ours = await query_bench(url, query_settings, ids, config)
-        switch = await rebuild_beside_live(url, config.events, config.in_flight, say, run)
+        snapshot = None
+        if "snapshot" in config.parts:
+            snapshot = await snapshot_bench(url, config.rows, f"bench-{run}-rows", say)
+            say(
+                f"snapshot of {config.rows:,} rows: write {snapshot['write_seconds']:.2f}s, "
+                f"restore {snapshot['restore_seconds']:.2f}s"
+            )
+        query_base = query_ours = Measurement("none", 0, 0.0, [])
+        if "queries" in config.parts:
+            ids = [f"o-{random.randrange(config.events // 4)}" for _ in range(10_000)]
+            # From the last catch-up round's final snapshot, when there was one.
+            bucket = f"bench-{run}-{len(ours_rounds) - 1}" if ours_rounds else f"bench-{run}-q"
+            query_settings = replace(settings, replica=f"bench-{run}-q", snapshot_bucket=bucket)
+            query_base, query_ours = await query_bench(url, query_settings, ids, config)
+        switch = None
+        if "switch" in config.parts:
+            switch = await rebuild_beside_live(url, config.events, config.in_flight, say, run)
     return {
         "benchmark": "projections",
         "events": expected,
@@ -342,6 +409,7 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
             "baseline_rounds": [round(m.per_second, 1) for m in base_rounds],
             "runtime_rounds": [round(m.per_second, 1) for m in ours_rounds],
         },
+        "parts": list(config.parts),
         "catchup_ratio": _ratio(ours, base),
         "snapshot": snapshot,
         "queries": {
@@ -355,44 +423,52 @@ async def bench_projections(config: ProjectionBenchConfig, say: Say) -> dict[str
 
 
 def print_result(result: dict[str, Any], console: Console) -> None:
-    """The comparison as tables, one per measurement."""
+    """The comparison as tables, one per measurement (of the parts that ran)."""
+    parts = result["parts"]
     table = Table(title=f"cqrs bench projections: {result['events']:,} commits")
     for column in ("measure", "baseline", "runtime", "ratio"):
         table.add_column(column, justify="right")
     catchup, queries = result["catchup"], result["queries"]
-    table.add_row(
-        "catch-up events/s",
-        f"{catchup['baseline']['per_second']:,.0f}",
-        f"{catchup['runtime']['per_second']:,.0f}",
-        f"{result['catchup_ratio']:.2f}",
-    )
-    table.add_row(
-        f"get_order_by_id/s ({queries['in_flight']} in flight)",
-        f"{queries['baseline']['per_second']:,.0f}",
-        f"{queries['runtime']['per_second']:,.0f}",
-        f"{result['query_ratio']:.2f}",
-    )
-    table.add_row(
-        "query p50 / p99 ms",
-        f"{queries['baseline']['p50_ms']:.2f} / {queries['baseline']['p99_ms']:.2f}",
-        f"{queries['runtime']['p50_ms']:.2f} / {queries['runtime']['p99_ms']:.2f}",
-        "",
-    )
+    if "catchup" in parts:
+        table.add_row(
+            "catch-up events/s",
+            f"{catchup['baseline']['per_second']:,.0f}",
+            f"{catchup['runtime']['per_second']:,.0f}",
+            f"{result['catchup_ratio']:.2f}",
+        )
+    if "queries" in parts:
+        table.add_row(
+            f"get_order_by_id/s ({queries['in_flight']} in flight)",
+            f"{queries['baseline']['per_second']:,.0f}",
+            f"{queries['runtime']['per_second']:,.0f}",
+            f"{result['query_ratio']:.2f}",
+        )
+        table.add_row(
+            "query p50 / p99 ms",
+            f"{queries['baseline']['p50_ms']:.2f} / {queries['baseline']['p99_ms']:.2f}",
+            f"{queries['runtime']['p50_ms']:.2f} / {queries['runtime']['p99_ms']:.2f}",
+            "",
+        )
     switch = result["rebuild_beside_live"]
-    table.add_row(
-        f"version 2 catch-up/s beside version 1 ({switch['in_flight']} queries in flight)",
-        f"{switch['alone_per_second']:,.0f} alone",
-        f"{switch['beside_live_per_second']:,.0f}",
-        f"{switch['ratio']:.2f}",
-    )
+    if switch is not None:
+        table.add_row(
+            f"version 2 catch-up/s beside version 1 ({switch['in_flight']} queries in flight)",
+            f"{switch['alone_per_second']:,.0f} alone",
+            f"{switch['beside_live_per_second']:,.0f}",
+            f"{switch['ratio']:.2f}",
+        )
     console.print(table)
-    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(switch["outcomes"].items()))
-    console.print(
-        f"queries during the switch and the rollback: {switch['availability']:.4%} answered "
-        f"right ({outcomes}; by version {switch['versions']})"
-    )
+    if switch is not None:
+        outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(switch["outcomes"].items()))
+        console.print(
+            f"queries during the switch and the rollback: {switch['availability']:.4%} answered "
+            f"right ({outcomes}; by version {switch['versions']})"
+        )
     snap = result["snapshot"]
-    console.print(
-        f"snapshot of {snap['rows']:,} rows ({snap['bytes'] / 1e6:.1f} MB stored): "
-        f"write {snap['write_seconds']:.2f}s, restore {snap['restore_seconds']:.2f}s"
-    )
+    if snap is not None:
+        console.print(
+            f"snapshot of {snap['rows']:,} rows ({snap['bytes'] / 1e6:.1f} MB stored): "
+            f"write {snap['write_seconds']:.2f}s, restore {snap['restore_seconds']:.2f}s; "
+            f"peak memory rise: write {snap['write_peak_rss_rise_mb']} MB, restore "
+            f"{snap['restore_peak_rss_rise_mb']} MB (model {snap['model_rss_mb']} MB as built)"
+        )

@@ -31,7 +31,7 @@ from ..transport.streams import StreamSettings
 from ..wire.envelope import Commit, StoredEvent
 from ..write.store import EventStore
 from .commands import Deposited, account, metrics_while_built
-from .common import Measurement, bench_server, cost_ratios, drive, merge
+from .common import Measurement, bench_server, cost_ratios, cpu_ratio, drive, merge
 
 Ask = Callable[[int], Awaitable[bool]]
 
@@ -183,6 +183,9 @@ def _result(measured: dict[str, Measurement], config: QueryBenchConfig) -> dict[
         "baseline": base.summary(),
         "runtime": ours.summary(),
         "query_ratio": round(ours.per_second / base.per_second, 3) if base.per_second else 0,
+        # Both sides run in this process and share the caller: the ratio of this process's CPU
+        # per query is what a machine without neighbours would show (median over the rounds).
+        "query_cpu_ratio": cpu_ratio(base, ours),
     }
     if "metrics" in measured:
         observed = measured["metrics"]

@@ -180,6 +180,11 @@ def projections(
     rows: int = typer.Option(1_000_000, "--rows", help="Rows of the snapshotted read model."),
     queries: int = typer.Option(20_000, "--queries", help="Timed queries per side."),
     in_flight: int = typer.Option(64, "--in-flight", help="Concurrent queries."),
+    parts: str = typer.Option(
+        "catchup,snapshot,queries,switch",
+        "--parts",
+        help="The measurements to run, comma-separated (all by default).",
+    ),
     nats_url: NatsUrl = None,
     as_json: Json = False,
 ) -> None:
@@ -187,7 +192,8 @@ def projections(
     from ..bench.projections import ProjectionBenchConfig, bench_projections, print_result
 
     quiet_logging()
-    config = ProjectionBenchConfig(events, rounds, rows, queries, in_flight, nats_url)
+    chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
+    config = ProjectionBenchConfig(events, rounds, rows, queries, in_flight, nats_url, chosen)
     try:
         config.check()
     except ValueError as exc:

@@ -254,6 +254,11 @@ class Aggregate(Generic[S]):
         """The wire type name of an event object."""
         return self._events_by_class[type(event)].type_name
 
+    def event_class(self, type_name: str) -> type[Any] | None:
+        """The class of the current event type ``type_name`` (None: no such current type)."""
+        handler = self._events_by_type.get(type_name)
+        return None if handler is None else handler.event_class
+
     def knows_event(self, type_name: str) -> bool:
         """Whether events stored as ``type_name`` can be read (directly or upcast)."""
         return self.schema.current_type(type_name) in self._events_by_type

@@ -41,6 +41,7 @@ import msgspec
 
 from ..errors import CqrsError, InvalidInput, SchemaError, UnknownQuery, excerpt
 from ..wire import codec
+from ..wire.args import ArgumentsDecoder
 from ..wire.envelope import Commit
 from ..wire.naming import EVENT_PREFIX, check_name, split_event_type
 from .aggregate import Aggregate
@@ -100,6 +101,7 @@ class _QueryHandler:
     name: str
     fn: Callable[..., Any]
     args_type: Any  # None: the query takes no arguments
+    decoder: ArgumentsDecoder[Any] | None  # of args_type, from the request's JSON bytes
 
 
 def event_handler(fn: Callable[..., Any], type_name: str, first: str) -> _EventHandler:
@@ -143,6 +145,26 @@ def decode_for_projection(
     return handler, data
 
 
+class EncodedEvent(msgspec.Struct):
+    """One ``{"type", "data"}`` item of a commit body, its data left encoded."""
+
+    type: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_COMMIT_BODY = msgspec.json.Decoder(list[EncodedEvent])
+_UPCAST = object()  # the plan of a stored type that is upcast first: the general way
+
+
+def encoded_events(body: bytes) -> list[EncodedEvent] | None:
+    """The events of a commit body, each one's data still encoded; None when the body is no
+    JSON list of ``{"type", "data"}`` objects (the general way then says what is wrong)."""
+    try:
+        return _COMMIT_BODY.decode(body)
+    except msgspec.MsgspecError:
+        return None
+
+
 class Projection(Generic[M]):
     """The definition of one read model: what it follows, how it changes, what it answers."""
 
@@ -178,6 +200,9 @@ class Projection(Generic[M]):
         self.follows: tuple[str, ...] = tuple(dict.fromkeys(names))
         self._handlers: dict[str, _EventHandler] = {}
         self._queries: dict[str, _QueryHandler] = {}
+        # (aggregate, stored type) -> _UPCAST, or the handler (None: ignored) and the decoder
+        # of its event class (None: the handler takes the decoded JSON)
+        self._plans: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"Projection({self.name!r})"
@@ -221,7 +246,8 @@ class Projection(Generic[M]):
             if len(params) == 2:
                 args_type = typing.get_type_hints(fn).get(params[1].name, dict[str, Any])
             usable(args_type, f"projection {self.name!r}, query {query_name!r}")
-            self._queries[query_name] = _QueryHandler(query_name, fn, args_type)
+            decoder = ArgumentsDecoder(args_type) if args_type is not None else None
+            self._queries[query_name] = _QueryHandler(query_name, fn, args_type, decoder)
             return fn
 
         return register
@@ -274,6 +300,43 @@ class Projection(Generic[M]):
             handler.fn(model, event)
         return True
 
+    def apply_encoded(self, model: M, type_name: str, data: msgspec.Raw, meta: EventMeta) -> bool:
+        """:meth:`apply` for an event whose data is still JSON (from :func:`encoded_events`):
+        decoded straight into its class, in one pass, when its type is current; the same
+        outcome and errors as :meth:`apply` on the decoded data."""
+        key = (meta.aggregate, type_name)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(meta.aggregate, type_name)
+        if plan is _UPCAST:
+            return self.apply(model, type_name, codec.loads(bytes(data)), meta)
+        handler, decoder = plan
+        if handler is None:
+            return False
+        if decoder is None:
+            event = codec.loads(bytes(data))
+        else:
+            try:
+                event = decoder.decode(data)
+            except msgspec.MsgspecError:  # the general way raises the error that says why
+                return self.apply(model, type_name, codec.loads(bytes(data)), meta)
+        if handler.wants_meta:
+            handler.fn(model, event, meta)
+        else:
+            handler.fn(model, event)
+        return True
+
+    def _plan(self, aggregate_name: str, type_name: str) -> Any:
+        aggregate = self.aggregates.get(aggregate_name)
+        if aggregate is not None and aggregate.schema.has_step(type_name):
+            return _UPCAST
+        handler = self._handlers.get(type_name)
+        if handler is None:
+            return None, None
+        event_class = aggregate.event_class(type_name) if aggregate is not None else None
+        event_class = event_class or handler.event_class
+        return handler, None if event_class is None else msgspec.json.Decoder(event_class)
+
     def parse_query(self, query: str, body: Any) -> Any:
         """Validate a query's arguments (``unknown_query`` or ``invalid`` when they do not fit)."""
         handler = self._queries.get(query)
@@ -287,6 +350,15 @@ class Projection(Generic[M]):
                 raise InvalidInput(f"query {query!r} takes no arguments", details={"field": "$"})
             return None
         return codec.convert({} if body is None else body, handler.args_type, strict=True)
+
+    def decode_query(self, query: str, data: bytes) -> Any:
+        """Validate a query's arguments from the request body's JSON bytes, as
+        :meth:`parse_query` does from the decoded body (the same errors), in one pass where the
+        argument type allows it (:mod:`runtime.wire.args`)."""
+        handler = self._queries.get(query)
+        if handler is not None and handler.decoder is not None:
+            return handler.decoder.decode(data)
+        return self.parse_query(query, codec.loads_object(data))
 
     def ask(self, model: M, query: str, args: Any) -> Any:
         """Run a query handler on already validated arguments."""

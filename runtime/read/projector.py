@@ -37,7 +37,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..backoff import Backoff
-from ..domain.projection import EventMeta, Projection
+from ..domain.projection import EventMeta, Projection, encoded_events
 from ..errors import CqrsError, Internal
 from ..log import get_logger
 from ..observability.tracing import linked_span, tracer
@@ -53,7 +53,8 @@ from .settings import ProjectorSettings
 from .snapshots import (
     ProjectionSnapshot,
     ProjectionSnapshotStore,
-    encode_snapshot,
+    encode_model,
+    pack_snapshot,
 )
 
 log = get_logger("runtime.read.projector")
@@ -269,27 +270,35 @@ class Projector(Generic[M]):
 
     def _apply_message(self, msg: Msg, seq: int, start: int) -> None:
         """Apply the events of one commit from index ``start``; raise :class:`EventFailed`."""
-        try:
-            events = codec.loads(msg.data)
-            if not isinstance(events, list):
-                raise TypeError("a commit body must be a JSON list")
-        except (CqrsError, TypeError) as exc:
-            # The whole commit is unreadable: index -1 stands for all of its events.
-            raise EventFailed(-1, "", msg.data.decode("utf-8", "replace"), exc) from None
+        encoded = encoded_events(msg.data)
+        events: list[Any]
+        if encoded is not None:
+            events = encoded  # each event's data decoded straight into its class
+        else:
+            try:
+                events = codec.loads(msg.data)
+                if not isinstance(events, list):
+                    raise TypeError("a commit body must be a JSON list")
+            except (CqrsError, TypeError) as exc:
+                # The whole commit is unreadable: index -1 stands for all of its events.
+                raise EventFailed(-1, "", msg.data.decode("utf-8", "replace"), exc) from None
         headers = msg.headers or {}
         _, aggregate, aggregate_id = msg.subject.split(".", 2)
         first_version = int(headers.get(H_VERSION, "0")) - len(events) + 1
         recorded_at = headers.get(H_RECORDED_AT, "")
         command_id = headers.get(H_COMMAND_ID, "")
         correlation_id = headers.get(H_CORRELATION_ID, "")
-        apply = self.projection.apply
+        apply = self.projection.apply_encoded if encoded is not None else self.projection.apply
         model = self.model
         for index in range(start, len(events)):
-            event = events[index]
+            event: Any = events[index]
             type_name = ""
             data: Any = event
             try:
-                type_name, data = event["type"], event.get("data")
+                if encoded is not None:
+                    type_name, data = event.type, event.data
+                else:
+                    type_name, data = event["type"], event.get("data")
                 meta = EventMeta(
                     aggregate,
                     aggregate_id,
@@ -303,6 +312,8 @@ class Projector(Generic[M]):
                 if apply(model, type_name, data, meta):
                     self.events += 1
             except Exception as exc:
+                if isinstance(data, msgspec.Raw):  # reported as the general way reports it
+                    data = msgspec.json.decode(data)
                 raise EventFailed(index, type_name, data, exc) from exc
 
     def _halt(self, report: PoisonReport) -> None:
@@ -344,16 +355,15 @@ class Projector(Generic[M]):
         started = time.monotonic()
         try:
             # Applying waits here (the model must not change while it is read); queries go on.
-            blob = await anyio.to_thread.run_sync(
-                encode_snapshot, self.projection, self.model, info
-            )
+            # The compression comes later, in the upload, while events are applied again.
+            encoded = await anyio.to_thread.run_sync(encode_model, self.model)
         except Exception as exc:  # a model msgspec cannot encode: a bug in the projection
             raise Internal(f"the read model cannot be encoded: {exc!r}") from exc
         finally:
             self._since_snapshot = 0
             self._snapshot_clock = time.monotonic()
             self._snapshot_cost = self._snapshot_clock - started
-        return info, blob, msg
+        return info, encoded, msg
 
     async def _snapshot_in_background(self) -> None:
         try:
@@ -375,8 +385,10 @@ class Projector(Generic[M]):
             self._uploading = False
             self._upload_done.set()
 
-    async def _upload(self, info: ProjectionSnapshot, blob: bytes, msg: Msg | None) -> None:
+    async def _upload(self, info: ProjectionSnapshot, encoded: bytes, msg: Msg | None) -> None:
+        """Compress the encoded model (from :meth:`_encode`) and store it as the snapshot."""
         started = time.monotonic()
+        blob = await anyio.to_thread.run_sync(pack_snapshot, encoded, info)
         self.last_snapshot = await self.snapshots.save(self.projection, info, blob)
         seconds = time.monotonic() - started
         self._snapshot_cost += seconds

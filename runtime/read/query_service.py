@@ -57,6 +57,11 @@ MAX_SEQ_DIGITS = len(str(MAX_SEQ))
 DIGEST_QUERY = "_digest"  # internal: no query name can start with "_" (see naming.check_name)
 
 
+def _query_of(subject: str) -> str:
+    """The query a request asks: the last token of ``query.<projection>.<query>``."""
+    return subject[subject.rfind(".") + 1 :]
+
+
 def min_seq_of(headers: dict[str, str] | None) -> int:
     """The ``Cqrs-Min-Seq`` of a request (0 when absent); ``invalid`` unless 0..2^64-1."""
     raw = (headers or {}).get(H_MIN_SEQ)
@@ -115,7 +120,7 @@ class QueryService:
             serves="queries",
             names=list(self.projection.queries),
             subject=f"{QUERY_PREFIX}.{name}.*",
-            handler=self.handle,
+            handler=self.handle if self.tracer is not None else self._handle,
             metadata={
                 "replica": self.projector.replica,
                 "projection_version": str(self.projection.version),
@@ -150,21 +155,23 @@ class QueryService:
         return self.projector.status()
 
     async def handle(self, request: Request) -> None:
-        """Answer at once, or hand a read-your-writes query to a waiting task."""
-        started = time.perf_counter() if self.metrics is not None else 0.0
-        query = request.subject.rsplit(".", 1)[-1]
+        """Answer at once, or hand a read-your-writes query to a waiting task; traced (the
+        service's handler while a tracer is installed)."""
         t = self.tracer
-        span = None
-        if t is not None:
-            name = self.projection.name
-            attributes = {"cqrs.projection": name, "cqrs.query": query}
-            span = start_server_span(t, f"query {name}", request.headers, attributes)
+        if t is None:
+            await self._handle(request)
+            return
+        name = self.projection.name
+        attributes = {"cqrs.projection": name, "cqrs.query": _query_of(request.subject)}
+        span = start_server_span(t, f"query {name}", request.headers, attributes)
         with activated(span):
-            await self._handle(request, query, started, span)
+            await self._handle(request, span)
 
-    async def _handle(
-        self, request: Request, query: str, started: float, span: Span | None
-    ) -> None:
+    async def _handle(self, request: Request, span: Span | None = None) -> None:
+        """Answer a query (the service's handler while no tracer is installed: a query then
+        costs no span, no context switch and, with metrics off, no clock read)."""
+        started = time.perf_counter() if self.metrics is not None else 0.0
+        query = _query_of(request.subject)
         try:
             if query == DIGEST_QUERY:  # internal, not a query of the projection: not counted
                 digest = self.projector.digest()
@@ -172,18 +179,22 @@ class QueryService:
                 if span is not None:
                     end_span(span, OK)
                 return
-            args = self.projection.parse_query(query, codec.loads_object(request.data))
-            min_seq = min_seq_of(request.headers)
-            halted = self.projector.halted is not None
-            if min_seq > self.projector.position or (self.fenced and not halted):
-                if self._tg is None or halted:
+            args = self.projection.decode_query(query, request.data)
+            headers = request.headers
+            min_seq = min_seq_of(headers) if headers else 0
+            projector = self.projector
+            if (min_seq and min_seq > projector.position) or (
+                self.fenced and projector.halted is None
+            ):
+                if self._tg is None or projector.halted is not None:
                     raise self._stale(min_seq)
                 self._tg.start_soon(
                     self._answer_when_reached, request, query, args, min_seq, started, span
                 )
                 return
             await request.respond(self._answer(query, args))
-            self._answered(query, OK, started, span)
+            if self.metrics is not None or span is not None:
+                self._answered(query, OK, started, span)
         except CqrsError as exc:
             if exc.code != "not_found":
                 self.log.info(

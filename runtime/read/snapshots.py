@@ -111,9 +111,20 @@ def object_name(projection: str, replica: str, version: int = 1) -> str:
 
 def encode_snapshot(projection: Projection[M], model: M, info: ProjectionSnapshot) -> bytes:
     """The blob of a snapshot (blocking and CPU-bound: run it in a worker thread)."""
+    return pack_snapshot(encode_model(model), info)
+
+
+def encode_model(model: Any) -> bytes:
+    """The first step of :func:`encode_snapshot`, the only one that reads the model (so the
+    model must not change meanwhile): its msgpack encoding."""
+    return msgspec.msgpack.encode(model)
+
+
+def pack_snapshot(encoded: bytes, info: ProjectionSnapshot) -> bytes:
+    """The second step of :func:`encode_snapshot`: the blob of an encoded model. Most of the
+    time goes to the compression, which releases the GIL, so events can be applied meanwhile."""
     header = orjson.dumps({"format": FORMAT, "codec": "msgpack+zlib", **info.to_dict()})
-    body = zlib.compress(msgspec.msgpack.encode(model), 1)
-    return b"".join((MAGIC, b"\n", header, b"\n", body))
+    return b"".join((MAGIC, b"\n", header, b"\n", zlib.compress(encoded, 1)))
 
 
 class _Inflater:
@@ -162,12 +173,18 @@ class _Inflater:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Decoding creates millions of acyclic objects; the cycle collector would keep re-scanning
-    them all while they are being made (msgspec's advice for large messages)."""
+    """Decoding creates millions of objects, nearly all of them acyclic and all of them kept;
+    the cycle collector would keep re-scanning them while they are being made (msgspec's advice
+    for large messages), and once it is back on, its first young collections would scan them all
+    again, twice (a second of a million-row restore). So it is paused while they are made, and
+    then everything alive is moved out of its reach (``gc.freeze``): objects still go as soon as
+    nothing refers to them, only cycles among what was alive at the restore are never reclaimed.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
+        gc.freeze()
     finally:
         if enabled:
             gc.enable()

@@ -50,7 +50,7 @@ from ..log import get_logger
 from ..wire import codec
 from ..wire.naming import SERVICE_VERSION, ServiceKind, queue_group, service_name
 from .limits import message_size, too_large
-from .nats_errors import nats_call
+from .nats_errors import nats_call, translate
 from .refusals import subscribed
 from .replies import ReplyPolicy
 
@@ -89,8 +89,14 @@ class Request:
     async def respond(self, result: dict[str, Any] | bytes | CqrsError) -> None:
         """Answer with ``result``: a body (a dict or encoded JSON), or an error, whose code
         also goes into the micro error headers. A reply that cannot be sent is logged."""
-        data, headers = _encoded(result)
-        size, limit = message_size(data, headers), self._endpoint.nc.max_payload
+        endpoint = self._endpoint
+        if type(result) is bytes:  # an encoded success: no headers to measure
+            data, headers = result, None
+            size = len(data)
+        else:
+            data, headers = _encoded(result)
+            size = message_size(data, headers)
+        limit = endpoint.nc.max_payload
         if size > limit:
             log.warning("reply_too_large", subject=self.subject, size=size, max_payload=limit)
             result = too_large("the reply", size, limit)
@@ -98,14 +104,17 @@ class Request:
         if not self._answered:
             self._answered = True
             error = f"{result.code}: {result.message}" if isinstance(result, CqrsError) else None
-            self._endpoint.record(time.perf_counter_ns() - self._received, error)
-        if not self._msg.reply:
+            endpoint.record(time.perf_counter_ns() - self._received, error)
+        reply = self._msg.reply
+        if not reply:
             return  # a publish, not a request: nobody waits for an answer
         try:
-            with nats_call(f"the reply on {self.subject}"):
-                await self._endpoint.nc.publish(self._msg.reply, data, headers=headers)
-        except CqrsError as exc:
-            log.warning("reply_failed", subject=self.subject, code=exc.code, reason=exc.message)
+            await endpoint.nc.publish(reply, data, headers=headers)
+        except nats.errors.Error as exc:  # translated here, not by ``nats_call``: no per-reply text
+            failure = translate(exc, f"the reply on {self.subject}")
+            log.warning(
+                "reply_failed", subject=self.subject, code=failure.code, reason=failure.message
+            )
 
 
 def _encoded(result: dict[str, Any] | bytes | CqrsError) -> tuple[bytes, dict[str, str] | None]:
@@ -158,7 +167,8 @@ class Endpoint:
         """Count ``msg`` and wrap it as a request; None (counted as refused) when its reply
         subject is not an inbox. For messages that reach the handler another way too."""
         self.num_requests += 1
-        if msg.reply and not self.replies.allows(msg.reply):
+        reply = msg.reply
+        if reply and not reply.startswith(self.replies.prefixes):  # ReplyPolicy.allows, inline
             self.refused += 1
             self.record(0, "reply_refused: the reply subject is not an inbox")
             refused(self.service, msg)
@@ -166,9 +176,12 @@ class Endpoint:
         return Request(msg, self)
 
     async def on_message(self, msg: Msg) -> None:
-        request = self.accept(msg)
-        if request is None:
+        reply = msg.reply
+        if reply and not reply.startswith(self.replies.prefixes):
+            self.accept(msg)  # refuses it
             return
+        self.num_requests += 1
+        request = Request(msg, self)
         try:
             await self.handler(request)
         except Exception as exc:

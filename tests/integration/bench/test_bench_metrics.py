@@ -19,10 +19,12 @@ async def test_the_command_benchmark_times_a_side_with_metrics() -> None:
 
 
 async def test_the_query_benchmark_times_a_side_with_metrics() -> None:
-    """Every side answers every query from the same rows."""
+    """Every side answers every query from the same rows; the runtime's CPU per query is
+    compared with the baseline's too."""
     result = await bench_queries(
         QueryBenchConfig(rows=200, queries=400, in_flight=16, rounds=2, metrics=True)
     )
     for side in ("baseline", "runtime", "metrics"):
         assert result[side]["count"] == 400 and result[side]["errors"] == 0
     assert result["query_ratio"] > 0 and result["metrics_cpu_ratio"] > 0
+    assert result["query_cpu_ratio"] > 0

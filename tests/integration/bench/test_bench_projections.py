@@ -26,6 +26,18 @@ async def test_the_projection_benchmark_runs_and_reports_its_ratios() -> None:
     assert set(switch["versions"]) == {"1", "2"}
 
 
+async def test_the_projection_benchmark_runs_only_the_parts_asked_for() -> None:
+    """With only the snapshot part, it writes and restores a model and reports the peak memory
+    rise of each, and measures no catch-up, queries or switch."""
+    config = ProjectionBenchConfig(events=1_000, rows=2_000, parts=("snapshot",))
+    result = await bench_projections(config, lambda line: None)
+    snapshot = result["snapshot"]
+    assert snapshot["rows"] == 2_000 and snapshot["restore_seconds"] > 0
+    assert snapshot["restore_peak_rss_rise_mb"] is not None
+    assert result["catchup"]["runtime"]["count"] == 0 and result["queries"]["runtime"]["count"] == 0
+    assert result["rebuild_beside_live"] is None
+
+
 async def test_waiting_for_a_service_on_another_connection(
     nc: NATS, nats_server: EmbeddedServer
 ) -> None:

@@ -94,3 +94,19 @@ def test_a_body_of_another_shape_is_corrupt() -> None:
 
     with pytest.raises(CorruptSnapshot, match="decode"):
         decode_model(orders, memoryview(msgspec.msgpack.encode({"orders": [1, 2, 3]})))
+
+
+def test_a_restored_model_is_left_out_of_the_collectors_scans() -> None:
+    """The objects of a decoded model are not left in the young generation, where the cycle
+    collector's next collections would scan every one of them (they are frozen instead)."""
+    import gc
+
+    body = inflate(encode_snapshot(orders, model(3_000), INFO), 1 << 20)[1]
+    gc.collect()
+    frozen = gc.get_freeze_count()
+    try:
+        restored = decode_model(orders, body)
+        assert gc.get_count()[0] < 1_000  # not the ~6,000 rows and lists just made
+        assert gc.get_freeze_count() - frozen >= 2 * len(restored.orders)
+    finally:
+        gc.unfreeze()
