@@ -18,7 +18,6 @@ from ..transport.limits import too_large
 from ..transport.publisher import NoStream, Publisher, Refused
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
-from ..wire.headers import encode_headers
 from ..wire.naming import event_subject
 
 WRONG_LAST_SEQUENCE = 10071
@@ -62,7 +61,7 @@ class EventStore:
         nothing could be sent, :class:`JetStreamError` on a refusal.
         """
         subject = event_subject(commit.aggregate, commit.aggregate_id)
-        body, header_block = commit.body(), encode_headers(commit.headers(expected_last_seq))
+        body, header_block = commit.body(), commit.header_block(expected_last_seq)
         # The server closes the connection over a message too large: refuse it here instead,
         # and also a commit whose success reply (which repeats the events) could not be sent.
         size = len(body) + len(header_block)
