@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -147,6 +148,12 @@ async def stopped(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -
             await anyio.to_thread.run_sync(proc.wait, max(0.0, deadline - time.monotonic()))
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of this process's children that have exited."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def stopped_counts(directory: Path, workers: int) -> dict[str, int]:
     """The :data:`OVERHEAD` counts of the workers' ``worker_stopped`` lines, summed."""
     total = dict.fromkeys(OVERHEAD, 0)
@@ -178,9 +185,11 @@ def resending(send: Send) -> Send:
 async def measure(
     url: str, workers: int, config: ScaleBenchConfig
 ) -> tuple[Measurement, dict[str, int]]:
-    """Throughput of ``workers`` worker processes, and what they counted (:data:`OVERHEAD`)."""
+    """Throughput of ``workers`` worker processes, what they counted (:data:`OVERHEAD`) and
+    the CPU time they used, in ms (``worker_cpu_ms``: from start to exit, warm-up included)."""
     run = uuid.uuid4().hex[:6]
     caller = await nats.connect(url)
+    cpu_before = children_cpu()
     try:
         send = resending(_sender(caller, f"cmd.{config.aggregate}"))
         with (
@@ -197,7 +206,9 @@ async def measure(
                 f"{workers} workers", config.commands, config.in_flight, lane("timed")
             )
             await stopped(procs)
-            return measured, stopped_counts(Path(tmp), workers)
+            counted = stopped_counts(Path(tmp), workers)
+        counted["worker_cpu_ms"] = round((children_cpu() - cpu_before) * 1000)
+        return measured, counted
     finally:
         await caller.close()
 
@@ -207,7 +218,7 @@ async def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
     async with bench_server(config.nats_url) as url:
         await with_event_stream(url)
         parts: dict[int, list[Measurement]] = {1: [], config.workers: []}
-        counts = {1: dict.fromkeys(OVERHEAD, 0), config.workers: dict.fromkeys(OVERHEAD, 0)}
+        counts = {n: dict.fromkeys((*OVERHEAD, "worker_cpu_ms"), 0) for n in (1, config.workers)}
         per_round = replace(config, commands=max(1, config.commands // config.rounds))
         for _ in range(config.rounds):
             for workers in parts:
@@ -217,6 +228,12 @@ async def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
                     counts[workers][key] += value
     one = merge("1 worker", parts[1])
     many = merge(f"{config.workers} workers", parts[config.workers])
+    served = (config.aggregates + per_round.commands) * config.rounds  # warm-up and timed
+
+    def cpu_each(workers: int) -> float:
+        """The workers' CPU time per command served, in µs (what they did besides, included)."""
+        return round(counts[workers]["worker_cpu_ms"] * 1000 / served, 1)
+
     one_conflicts = counts[1]["conflicts_retried"]
     many_conflicts = counts[config.workers]["conflicts_retried"]
     return {
@@ -227,8 +244,16 @@ async def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
         "aggregates": config.aggregates,
         "rounds": config.rounds,
         "decide_cpu_us": config.decide_cpu_us,
-        "one_worker": {**one.summary(), "conflicts": one_conflicts},
-        "n_workers": {**many.summary(), "conflicts": many_conflicts},
+        "one_worker": {
+            **one.summary(),
+            "conflicts": one_conflicts,
+            "worker_cpu_us_per_command": cpu_each(1),
+        },
+        "n_workers": {
+            **many.summary(),
+            "conflicts": many_conflicts,
+            "worker_cpu_us_per_command": cpu_each(config.workers),
+        },
         # Summed over the rounds of each side, from starting the workers to stopping them.
         "overhead": {"one_worker": counts[1], "n_workers": counts[config.workers]},
         "conflict_rate": round(many_conflicts / many.count, 5) if many.count else 0,

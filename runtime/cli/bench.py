@@ -106,7 +106,8 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
     if result["decide_cpu_us"]:
         title += f" --decide-cpu-us {result['decide_cpu_us']}"
     table = Table(title=title)
-    for column in ("workers", "count", "per second", "p50 ms", "p99 ms", "errors", "conflicts"):
+    columns = ("workers", "count", "per second", "p50 ms", "p99 ms", "errors", "conflicts")
+    for column in (*columns, "worker CPU µs/cmd"):
         table.add_column(column, justify="right")
     for label, key in (("1", "one_worker"), (str(result["workers"]), "n_workers")):
         s = result[key]
@@ -118,6 +119,7 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
             f"{s['p99_ms']:.2f}",
             str(s["errors"]),
             str(s["conflicts"]),
+            f"{s['worker_cpu_us_per_command']:.0f}",
         )
     console.print(table)
     console.print(

@@ -17,6 +17,8 @@ async def test_workers_share_a_cpu_bound_aggregate_and_report_their_overhead() -
     for side in ("one_worker", "n_workers"):
         assert result[side]["count"] == 200 and result[side]["errors"] == 0
         overhead = result["overhead"][side]
-        assert set(overhead) == set(OVERHEAD)
+        assert set(overhead) == {*OVERHEAD, "worker_cpu_ms"}
         assert overhead["rounds"] > 0 and overhead["acquired"] > 0
+        # Each command burned 200 µs in a worker: the option reached the worker processes.
+        assert result[side]["worker_cpu_us_per_command"] >= 200
     assert result["throughput_ratio"] > 0
