@@ -68,16 +68,27 @@ def commands(
         help="Compare N `cqrs worker` processes with one (0: one in-process worker against "
         "the nats-py baseline).",
     ),
+    decide_cpu_us: int = typer.Option(
+        0,
+        "--decide-cpu-us",
+        min=0,
+        help="With --workers: serve a bench-only aggregate whose decide burns this many "
+        "microseconds of CPU per command (a CPU-bound domain, where scale-out can show).",
+    ),
     nats_url: NatsUrl = None,
     as_json: Json = False,
 ) -> None:
     """Commands/s and latency of a worker vs a hand-written nats-py responder (same I/O), or
     of N worker processes vs one (--workers)."""
     quiet_logging()
+    if decide_cpu_us and not workers:
+        raise typer.BadParameter("needs --workers", param_hint="--decide-cpu-us")
     if workers:
         from ..bench.scale import ScaleBenchConfig, bench_scale
 
-        scale = ScaleBenchConfig(workers, count, in_flight, aggregates, nats_url)
+        scale = ScaleBenchConfig(
+            workers, count, in_flight, aggregates, nats_url, decide_cpu_us=decide_cpu_us
+        )
         print_scale(run(lambda: bench_scale(scale), as_json=as_json), as_json=as_json)
         return
     from ..bench.commands import CommandBenchConfig, bench_commands
@@ -91,8 +102,12 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(codec.dumps(result).decode())
         return
-    table = Table(title=f"cqrs bench commands --workers {result['workers']}")
-    for column in ("workers", "count", "per second", "p50 ms", "p99 ms", "errors", "conflicts"):
+    title = f"cqrs bench commands --workers {result['workers']}"
+    if result["decide_cpu_us"]:
+        title += f" --decide-cpu-us {result['decide_cpu_us']}"
+    table = Table(title=title)
+    columns = ("workers", "count", "per second", "p50 ms", "p99 ms", "errors", "conflicts")
+    for column in (*columns, "worker CPU µs/cmd"):
         table.add_column(column, justify="right")
     for label, key in (("1", "one_worker"), (str(result["workers"]), "n_workers")):
         s = result[key]
@@ -104,6 +119,7 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
             f"{s['p99_ms']:.2f}",
             str(s["errors"]),
             str(s["conflicts"]),
+            f"{s['worker_cpu_us_per_command']:.0f}",
         )
     console.print(table)
     console.print(
@@ -111,6 +127,9 @@ def print_scale(result: dict[str, Any], *, as_json: bool) -> None:
         f"[bold]{result['throughput_ratio']:.2f}[/bold], "
         f"conflicts {100 * result['conflict_rate']:.3f} % of commands"
     )
+    for label, key in (("1 worker", "one_worker"), (f"{result['workers']} workers", "n_workers")):
+        counts = result["overhead"][key]
+        console.print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 @bench_app.command("queries")

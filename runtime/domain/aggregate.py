@@ -214,16 +214,24 @@ class Aggregate(Generic[S]):
             body = {}
         return codec.convert(body, handler.args_type, strict=True)
 
-    def decide(self, state: S, command: str, args: Any, ctx: CommandContext) -> list[Any]:
+    def decide(
+        self,
+        state: S,
+        command: str,
+        args: Any,
+        ctx: CommandContext | Callable[[], CommandContext],
+    ) -> list[Any]:
         """Run a command handler on already validated arguments; returns the decided events.
 
+        ``ctx`` may be a function that builds the context, called only for a handler that
+        takes one (the runtime builds it per command, so most commands need not pay for it).
         Raises :class:`Rejected` (from the handler) when a business rule says no.
         """
         handler = self._commands[command]
         if handler.args_type is None:
             result = handler.fn(state)
         elif handler.wants_context:
-            result = handler.fn(state, args, ctx)
+            result = handler.fn(state, args, ctx if isinstance(ctx, CommandContext) else ctx())
         else:
             result = handler.fn(state, args)
         if result is None:

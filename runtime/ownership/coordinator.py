@@ -71,6 +71,7 @@ class OwnershipStats:
     """Counts for status output and metrics."""
 
     acquired: int = 0
+    renewed: int = 0
     handed_off: int = 0
     lost: int = 0
     rounds: int = 0
@@ -175,7 +176,9 @@ class Coordinator:
         if lease is not None and not wanted:
             await self.hand_off(lease)
         elif lease is not None:
-            if not await self.bucket.renew(lease, self.member):
+            if await self.bucket.renew(lease, self.member):
+                self.stats.renewed += 1
+            else:
                 await self._lose(lease, "taken_over")
         elif wanted:
             # Shielded: a stop that cancelled the round between the server storing the lease

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..errors import JetStreamError, PermissionDenied, Timeout
+from ..wire.headers import encode_headers
+from .hpub import publish_encoded
 from .nats_errors import STATUS_HEADER, nats_call, no_responders, refusal, translate
 from .refusals import watch_replies
 
@@ -71,8 +73,9 @@ class Publisher:
         self._timer: asyncio.TimerHandle | None = None
         self._unwatch: Callable[[], None] = lambda: None
 
-    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Ack:
-        """Publish and return JetStream's ack.
+    async def publish(self, subject: str, body: bytes, headers: bytes | Mapping[str, str]) -> Ack:
+        """Publish and return JetStream's ack; ``headers`` as a dict or already encoded
+        (:func:`runtime.wire.headers.encode_headers`).
 
         Raises :class:`Timeout` without an ack in time, :class:`Refused` when JetStream refused
         the message, :class:`NoStream` when no stream answered, :class:`PermissionDenied` when
@@ -81,6 +84,7 @@ class Publisher:
         """
         if self._subscription is None:
             await self._subscribe(subject)
+        header_block = headers if isinstance(headers, bytes) else encode_headers(headers)
         n = next(self._counter)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
@@ -90,7 +94,9 @@ class Publisher:
             self._timer = loop.call_at(deadline, self._expire)
         try:
             try:
-                await self.nc.publish(subject, body, reply=f"{self._prefix}{n}", headers=headers)
+                await publish_encoded(
+                    self.nc, subject, body, reply=f"{self._prefix}{n}", header_block=header_block
+                )
             except nats.errors.Error as exc:
                 raise translate(exc, f"the publish to {subject}") from None
             msg = await future

@@ -258,18 +258,24 @@ class Actor:
                 known = await self.known_reply(seen, request.command_id, fingerprint)
                 if known is not None:
                     return known
-            ctx = CommandContext(
-                aggregate=self.aggregate.name,
-                aggregate_id=self.aggregate_id,
-                command=request.command,
-                command_id=request.command_id,
-                correlation_id=request.correlation_id,
-                causation_id=request.causation_id,
-                now=datetime.now(UTC),
-            )
+            now = datetime.now(UTC)
+
+            def context(now: datetime = now) -> CommandContext:
+                return CommandContext(
+                    aggregate=self.aggregate.name,
+                    aggregate_id=self.aggregate_id,
+                    command=request.command,
+                    command_id=request.command_id,
+                    correlation_id=request.correlation_id,
+                    causation_id=request.causation_id,
+                    now=now,
+                )
+
             try:
                 with span_or_nothing(t, "decide", self.span_attributes, request):
-                    events = self.aggregate.decide(self.state, request.command, request.args, ctx)
+                    events = self.aggregate.decide(
+                        self.state, request.command, request.args, context
+                    )
             except Rejected:
                 if not fresh and await self.fenced(lease, stats):
                     fresh = True
@@ -291,7 +297,7 @@ class Actor:
                     causation_id=request.causation_id,
                     version=self.version + len(events),
                     events=stored,
-                    recorded_at=ctx.now.isoformat(),
+                    recorded_at=now.isoformat(),
                     fingerprint=fingerprint,
                     extra=current_w3c() if t is not None else request.trace_headers or {},
                 )

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from ..errors import Timeout
 from ..transport.history_reader import history_reader
-from ..transport.limits import check_fits, too_large
+from ..transport.limits import too_large
 from ..transport.publisher import NoStream, Publisher, Refused
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
@@ -61,15 +61,17 @@ class EventStore:
         nothing could be sent, :class:`JetStreamError` on a refusal.
         """
         subject = event_subject(commit.aggregate, commit.aggregate_id)
-        body, headers = commit.body(), commit.headers(expected_last_seq)
+        body, header_block = commit.body(), commit.header_block(expected_last_seq)
         # The server closes the connection over a message too large: refuse it here instead,
         # and also a commit whose success reply (which repeats the events) could not be sent.
-        check_fits(self.nc, "the command's commit", body, headers)
+        size = len(body) + len(header_block)
+        if size > self.nc.max_payload:
+            raise too_large("the command's commit", size, self.nc.max_payload)
         reply_size = commit.reply_size_bound(body)
         if reply_size > self.nc.max_payload:
             raise too_large("the command's reply", reply_size, self.nc.max_payload)
         try:
-            ack = await self.publisher.publish(subject, body, headers)
+            ack = await self.publisher.publish(subject, body, header_block)
         except Refused as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
