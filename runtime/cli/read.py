@@ -239,7 +239,9 @@ def query(
                         details={"projection": projection},
                     ) from None
                 raise
-        answer = codec.dumps({"result": result.result, "seq": result.seq}).decode()
+        answer = codec.dumps(
+            {"result": result.result, "seq": result.seq, "version": result.version}
+        ).decode()
         if as_json:
             print(answer)
         else:

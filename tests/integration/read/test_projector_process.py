@@ -174,6 +174,7 @@ async def test_status_query_rebuild_and_dead_letters_from_the_cli(
     assert row["last_snapshot"]["seq"] == last and row["state"] == "running"
     answer = orjson.loads(answer_run.stdout)
     assert answer["result"]["status"] == "paid" and answer["seq"] == last
+    assert answer["version"] == 1  # the version that answered, as in the NATS reply
     dead = await cqrs("projections", "dead-letters", "orders", "--json", url=url)
     assert orjson.loads(dead.stdout) == []
 
