@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from ..wire.headers import HEADER_LINE
+from .refusals import Connection
 
 _CRLF = b"\r\n"
 DIRECT = all(hasattr(NATS, name) for name in ("_send_command", "_flush_pending"))
@@ -47,6 +48,8 @@ async def publish_encoded(
     if not DIRECT:
         await nc.publish(subject, payload, reply=reply, headers=decoded(header_block))
         return
+    if isinstance(nc, Connection):  # as its publish does: a refused publish fails its waiter
+        nc.remember(subject, reply)
     client: Any = nc  # nats-py's internals are untyped
     if nc.is_closed:
         raise nats.errors.ConnectionClosedError

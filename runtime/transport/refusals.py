@@ -72,10 +72,15 @@ class Connection(NatsClient):
         headers: dict[str, str] | None = None,
     ) -> None:
         if reply:
-            self._recent.append((subject, reply))
-            if self._refused_subscriptions:
-                self._late(subject, reply)
+            self.remember(subject, reply)
         await super().publish(subject, payload, reply, headers)
+
+    def remember(self, subject: str, reply: str) -> None:
+        """Note a publish with a reply, for a permissions violation to fail its waiter; every
+        way of publishing a request on this connection calls it (see runtime/transport/hpub.py)."""
+        self._recent.append((subject, reply))
+        if self._refused_subscriptions:
+            self._late(subject, reply)
 
     def watch(self, prefix: str, fail: Fail) -> Callable[[], None]:
         """Have ``fail`` called for a refused publish whose reply starts with ``prefix``;
