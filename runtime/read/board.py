@@ -30,8 +30,7 @@ from nats.js.kv import KeyValue
 
 from ..errors import CqrsError
 from ..log import get_logger
-from ..transport.nats_errors import jetstream_setup, nats_call
-from ..transport.startup import jetstream_call
+from ..transport.nats_errors import nats_call
 from ..transport.streams import bind_key_value
 
 log = get_logger("runtime.read.board")
@@ -92,14 +91,11 @@ class ReplicaState:
         return None
 
 
-async def state_bucket(nc: NATS, *, ttl: float, replicas: int = 1, create: bool = True) -> KeyValue:
+async def state_bucket(nc: NATS, *, ttl: float, replicas: int = 1) -> KeyValue:
     """The board's bucket, created when missing (memory storage: the entries are renewed every
     second and expire anyway)."""
     js = nc.jetstream(timeout=10.0)
     what = f"the replica state bucket {BUCKET!r}"
-    if not create:
-        with jetstream_setup(what):
-            return await jetstream_call(what, lambda: js.key_value(BUCKET))
     config = api.KeyValueConfig(
         bucket=BUCKET,
         description="projection replicas' state: version, position, caught up, serving",
