@@ -41,7 +41,11 @@ def projector(tmp: Path, url: str, name: str, app: str, *extra: str) -> WorkerPr
 
 @dataclass
 class Answer:
-    phase: str  # what the test was doing when the query was sent
+    # What the test was doing when the query was sent, and when its answer came: a phase ends
+    # with a signal to a process, so a query sent just before it may reach the server after it,
+    # and be answered by whoever serves then. An answer belongs to a phase only when both agree.
+    phase: str
+    received: str
     floor: int  # the highest sequence any answer received before this query was sent showed
     seq: int
     version: int
@@ -62,7 +66,7 @@ class Load:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def note(self, phase: str, floor: int, reply: Any) -> None:
-        self.answers.append(Answer(phase, floor, reply.seq, reply.version))
+        self.answers.append(Answer(phase, self.phase, floor, reply.seq, reply.version))
         self.highest = max(self.highest, reply.seq)
 
     async def reader(self, stop: anyio.Event) -> None:
@@ -95,10 +99,12 @@ class Load:
             i += 1
 
     def versions(self, phase: str) -> set[int]:
-        return {a.version for a in self.answers if a.phase == phase}
+        return {a.version for a in self.answers if a.phase == a.received == phase}
 
     def answered(self, phase: str, version: int) -> int:
-        return sum(1 for a in self.answers if a.phase == phase and a.version == version)
+        return sum(
+            1 for a in self.answers if a.phase == a.received == phase and a.version == version
+        )
 
     def behind(self) -> list[Answer]:
         """Answers from a model behind one an earlier answer had already shown."""
@@ -151,8 +157,8 @@ async def test_a_new_version_takes_over_and_hands_back_without_a_wrong_or_missin
                 await wait_until(lambda: _only(serving(nc), {(2, "r1")}), 30, "v2 to serve alone")
                 state.phase = "v2"
                 await wait_until(lambda: state.answered("v2", 2) >= 50, 30, "answers from v2")
-                v2.signal()
                 state.phase = "rollback"
+                v2.signal()
                 assert await v2.wait_exit(30) == 0
             state.phase = "v1 again"
             await wait_until(lambda: state.answered("v1 again", 1) >= 50, 30, "v1 again")
@@ -262,8 +268,8 @@ async def test_two_replicas_of_the_new_version_share_its_queries(
                 state.phase = "b alone"
                 await wait_until(lambda: state.answered("b alone", 2) >= 50, 30, "answers")
                 assert await serving(nc) == {(2, "b")}
-                b.signal()
                 state.phase = "rollback"
+                b.signal()
                 assert await b.wait_exit(30) == 0
             state.phase = "v1 again"
             await wait_until(lambda: state.answered("v1 again", 1) >= 50, 30, "v1 again")
