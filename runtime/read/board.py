@@ -115,6 +115,9 @@ class Board:
         self.projection = projection
         self.ttl = ttl
         self.changed = anyio.Event()  # set at every entry seen; replaced by the reader
+        # Set once the watch has delivered every entry the board held when it began: before
+        # that, a replica missing from the view may be one that serves.
+        self.complete = anyio.Event()
         self._entries: dict[str, tuple[ReplicaState, float]] = {}  # key -> (state, seen at)
         self._revision: int | None = None
 
@@ -158,7 +161,10 @@ class Board:
                             entry = await watcher.updates(timeout=self.ttl)  # type: ignore[no-untyped-call]
                         except nats.errors.TimeoutError:
                             continue
-                        if entry is not None:
+                        if entry is None:  # the entries there were when the watch began
+                            self.complete.set()
+                            self.changed.set()
+                        else:
                             self._seen(entry)
                 finally:
                     with contextlib.suppress(Exception):

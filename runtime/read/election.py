@@ -12,7 +12,9 @@ read-your-writes as always.
 (:mod:`runtime.read.board`) and reads the others'. A caught-up replica serves unless a replica of
 a newer version serves; so when a new version's first replica catches up it subscribes first,
 says so on the board, and only then do the older version's replicas drain their subscriptions:
-the queue group is never empty. The older replicas go on consuming, so stopping the newer
+the queue group is never empty. A replica decides only once its watch has delivered the whole
+board as it was when the watch began: a replica of another version it has not seen yet may be
+serving. The older replicas go on consuming, so stopping the newer
 version is a rollback: a replica that stops withdraws its entry (a killed one's expires within
 the board's TTL), the older version serves again, and a replica that stops as the last server
 of its version waits (up to ``handover_timeout``) until another one has taken over.
@@ -128,6 +130,7 @@ class Election:
             changed = self.board.changed
             try:
                 await self._look()
+                whole = self.board.complete.is_set()  # what the decision below is made on
                 # Shielded: a cancelled flush inside it would break nats-py's connection.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.timeout):
                     await self._decide()
@@ -139,8 +142,9 @@ class Election:
                     self._published = decided
                     published = time.monotonic()
                 # Settled only once the board says so: a replica ready for its supervisor is
-                # one that `cqrs status` and `cqrs projections retire` see.
-                if self.state.caught_up or self.state.halted:
+                # one that `cqrs status` and `cqrs projections retire` see, and that has decided
+                # whether to serve on the whole board.
+                if whole and (self.state.caught_up or self.state.halted):
                     self.settled.set()
             except CqrsError as exc:  # NATS away for a moment: keep the last decision
                 self.log.warning("replica_election_failed", code=exc.code, reason=exc.message)
@@ -208,7 +212,8 @@ class Election:
     async def _decide(self) -> None:
         assert self.board is not None
         others = self.board.others(self.state.key)
-        want = self._wants_to_serve(others)
+        # Never on part of the board: a replica of another version not yet seen may be serving.
+        want = self.board.complete.is_set() and self._wants_to_serve(others)
         mine = self.state.version
         if want and not self.serving:
             # Not before every server of another version is fenced: until then one of its

@@ -23,7 +23,7 @@ from runtime import (
     Unavailable,
     run_replica,
 )
-from runtime.read.board import read_board
+from runtime.read.board import Board, read_board
 from runtime.read.gauges import ReplicaGaugeSource
 from runtime.read.rebuild import rebuild
 from runtime.read.retire import retire
@@ -99,6 +99,49 @@ async def test_a_new_version_that_halts_after_taking_over_hands_the_queries_back
         assert new.halted is not None
         answer = await client.query("tally", "status_of", {"order_id": "bad"}, min_seq=poison)
         assert answer.version == 1 and answer.result == "created"
+
+
+async def test_a_new_version_serves_only_once_it_has_seen_the_whole_board(
+    nc: NATS, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caught-up version 2 whose board watch has not delivered version 1's entry yet takes no
+    query: it cannot know that version 1 serves, unfenced, so both would answer with nothing
+    keeping an answer from coming behind another. Once the board is in, the switch goes on."""
+    v1, _ = counting(version=1)
+    v2, _ = counting(version=2)
+    await append_orders(store, 10)
+    async with run_replica(nc, v1, SETTINGS) as old:
+        assert serving(old)
+        delivered, stop = anyio.Event(), anyio.Event()
+        watch = Board._watch
+
+        async def held_back(board: Board) -> None:
+            await delivered.wait()
+            await watch(board)
+
+        monkeypatch.setattr(Board, "_watch", held_back)
+        started: list[Any] = []
+
+        async def run_v2() -> None:
+            async with run_replica(nc, v2, SETTINGS) as new:
+                started.append(new)
+                await stop.wait()
+
+        async def v2_entry() -> dict[str, Any] | None:
+            entries = [e for e in await read_board(nc) if e["version"] == 2]
+            return entries[0] if entries and entries[0]["caught_up"] else None
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_v2)
+            # Its entry is published after each decision: caught up, and it decided not to serve.
+            await wait_until(v2_entry, 10, "version 2 to catch up")
+            entry = await v2_entry()
+            assert entry is not None and not entry["serving"] and serving(old) and not started
+            delivered.set()
+            await wait_until(
+                lambda: started and serving(started[0]) and not serving(old), 10, "v2 alone"
+            )
+            stop.set()
 
 
 def serving(replica: Any) -> bool:
