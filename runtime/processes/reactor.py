@@ -46,7 +46,7 @@ from ..observability import metrics
 from ..ownership.leases import Lease
 from ..wire.envelope import Commit
 from .consumers import PartitionConsumer
-from .instances import InstanceStore
+from .instances import Instance, InstanceStore
 from .layout import (
     PARTITIONED_STREAM,
     consumer_name,
@@ -282,20 +282,33 @@ class Reactor:
             decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs, lease)
             for trigger in decoded:
                 by_key.setdefault(trigger.key, []).append(trigger)
+        runs = list(by_key.values())
+        # One batched read of every instance of the batch and their writes sent together;
+        # what that cannot take (an outbox to carry out, a park, a conflict, a failure)
+        # goes on per instance, concurrently, and in order within each.
+        outcomes = await self._retrying(
+            functools.partial(self.reactions.react_runs, runs), msgs, lease
+        )
         limiter = anyio.CapacityLimiter(self.settings.concurrency)
 
-        async def instance(key_triggers: list[Trigger]) -> None:
+        async def instance(
+            key_triggers: list[Trigger], handled: int | None, stored: Instance | None
+        ) -> None:
             async with limiter:
-                # One read and one write for the instance's triggers of the batch; what that
-                # cannot take (a failure, a park) goes one at a time, in order, after it.
-                run = functools.partial(self.reactions.react_run, key_triggers)
-                handled = await self._retrying(run, msgs, lease)
+                if stored is not None:
+                    key = key_triggers[0].key
+                    carry = functools.partial(self.reactions.carry_out, key, stored)
+                    await self._retrying(carry, msgs, lease)
+                if handled is None:
+                    run = functools.partial(self.reactions.react_run, key_triggers)
+                    handled = await self._retrying(run, msgs, lease)
                 for trigger in key_triggers[handled:]:
                     await self._react(trigger, msgs, lease)
 
         async with anyio.create_task_group() as tg:
-            for key_triggers in by_key.values():
-                tg.start_soon(instance, key_triggers)
+            for key_triggers, (handled, stored) in zip(runs, outcomes, strict=True):
+                if stored is not None or handled is None or handled < len(key_triggers):
+                    tg.start_soon(instance, key_triggers, handled, stored)
         if msgs[0].metadata.stream == PARTITIONED_STREAM:
             self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
 
