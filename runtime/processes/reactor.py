@@ -53,6 +53,7 @@ from .layout import (
     original,
     partition_subjects,
     partitions_caught_up,
+    source_seq,
 )
 from .parking import ParkedStore
 from .reaction import ReactionFailed, Reactions
@@ -310,7 +311,7 @@ class Reactor:
                 if stored is not None or handled is None or handled < len(key_triggers):
                     tg.start_soon(instance, key_triggers, handled, stored)
         if msgs[0].metadata.stream == PARTITIONED_STREAM:
-            self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
+            self.last_seq = max([self.last_seq, *(source_seq(m) for m in msgs)])
 
     async def caught_up(self, seq: int) -> bool:
         """Whether every event up to ``seq`` is acknowledged, by whichever replica."""
