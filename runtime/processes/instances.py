@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import Internal
+from ..errors import Internal, NoResponders
 from ..transport.direct_get import DirectGetter
 from ..transport.nats_errors import nats_call
 from ..transport.publisher import Publisher, Refused
@@ -180,8 +180,11 @@ class InstanceStore:
             getter = DirectGetter(self.nc, f"KV_{self.bucket}", timeout=self.timeout)
             await getter.start()
             self._getter = getter
-        with nats_call(f"reading instances of {manager}"):
-            messages = await self._getter.last_of_subjects(list(plain))
+        try:
+            with nats_call(f"reading instances of {manager}"):
+                messages = await self._getter.last_of_subjects(list(plain))
+        except NoResponders:  # a bucket made without direct gets (allow_direct): one by one
+            return {**found, **{k: await self.get(manager, k) for k in plain.values()}}
         for msg in messages:
             key = plain.get(msg.subject)
             if key is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import api
 
 from aggregates.order import StatusUpdated, order
 from runtime import Client, ProcessManager, Reaction
@@ -114,6 +115,20 @@ async def test_a_write_based_on_a_batched_read_conflicts_when_its_entry_changed_
         assert again == Instance(state=None)
         stored = await store.put("pm", "gone", replace(again, state={"n": "mine"}), V)
         assert await store.get("pm", "gone") == stored
+    finally:
+        await store.stop()
+
+
+async def test_a_bucket_without_direct_gets_is_read_one_entry_at_a_time(nc: NATS) -> None:
+    await nc.jetstream().create_key_value(api.KeyValueConfig(bucket="plain", direct=False))
+    store = InstanceStore(nc, bucket="plain")
+    await store.start()
+    try:
+        stored = await store.put("pm", "a", entry({"n": 1}, 1), V)
+
+        read = await store.get_many("pm", ["a", "missing"])
+
+        assert read == {"a": stored, "missing": Instance(state=None)}
     finally:
         await store.stop()
 
