@@ -9,6 +9,8 @@ from nats.aio.client import Client as NATS
 from runtime.errors import Unavailable
 from runtime.processes.consumers import PartitionConsumer
 
+from ..procs import wait_until
+
 
 @pytest.mark.parametrize("deliver_all", [True, False], ids=["all", "new"])
 async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
@@ -70,30 +72,33 @@ async def test_deliveries_that_come_after_their_fetch_returned_are_the_next_fetc
     nc: NATS,
 ) -> None:
     """A fetch waiting on an empty consumer returns with the first delivery; the ones its
-    request brings afterwards are returned by the next fetches, in order, none lost."""
+    still open request brings afterwards are returned by the next fetches, in order, none
+    lost, without asking the server again."""
     consumer = await _parts_consumer(nc)
     js = nc.jetstream()
     got: list[bytes] = []
-    waiting = anyio.Event()
 
     async def first_fetch() -> None:
-        waiting.set()
         got.extend(m.data for m in await consumer.fetch(10))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(first_fetch)
-        await waiting.wait()
-        for n in range(8):
-            await js.publish(f"parts.{n}", str(n).encode())
-    assert got  # the waiting fetch got at least the first
+
+        async def request_waiting() -> bool:
+            return bool((await js.consumer_info("PARTS", "part-0")).num_waiting)
+
+        await wait_until(request_waiting, 10, "the first fetch's request to wait")
+        await js.publish("parts.0", b"0")
+    assert got == [b"0"]
+    for n in range(1, 8):  # delivered on the first fetch's request, which asked for 10
+        await js.publish(f"parts.{n}", str(n).encode())
     while len(got) < 8:
         msgs = await consumer.fetch(3)
         assert 0 < len(msgs) <= 3
         got.extend(m.data for m in msgs)
-        await consumer.acknowledge(msgs)
     assert got == [str(n).encode() for n in range(8)]
     info = await js.consumer_info("PARTS", "part-0")
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.delivered.consumer_seq == 8 and info.num_redelivered == 0
     await consumer.stop()
 
 
