@@ -15,8 +15,10 @@ skip what it already reacted to, react, store state and outbox in one compare-an
 carry the outbox out). A message is acknowledged only once every trigger of its batch went
 through, so a crash at any point is followed by a redelivery that finds either nothing done
 (and reacts the same way again, with the same ids) or a stored outbox (and sends it again,
-changing nothing). Within a batch, different instances react concurrently and the triggers of
-one instance in order.
+changing nothing). Within a batch, the triggers of one instance are reacted to in order; the
+instances are read in one batched read and their writes sent together
+(:meth:`~runtime.processes.reaction.Reactions.react_runs`), and those that need more (an
+outbox, a park, a conflict) go on concurrently, each by itself.
 
 Two kinds of failure are told apart:
 
