@@ -8,9 +8,6 @@ the old one did in the instances' entries.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -19,7 +16,8 @@ from nats.js import api
 
 from ..errors import Internal
 from ..log import get_logger
-from ..transport.nats_errors import jetstream_setup, translate
+from ..transport.nats_errors import jetstream_setup
+from ..transport.pull import Puller
 from ..transport.startup import jetstream_call
 
 log = get_logger("runtime.processes.consumers")
@@ -44,6 +42,7 @@ class PartitionConsumer:
         start_seq: int | None = None,
         timeout: float = 5.0,
     ) -> None:
+        self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self.ack_all = ack_all  # AckPolicy.ALL: acknowledging a batch's last message is enough
         self.stream = stream
@@ -55,7 +54,7 @@ class PartitionConsumer:
         self.ack_wait = ack_wait
         self.max_ack_pending = max_ack_pending
         self.fetch_timeout = fetch_timeout
-        self._sub: Any = None
+        self._sub: Puller | None = None
 
     async def create(self) -> None:
         """Create the consumer if it does not exist (an existing one keeps its position)."""
@@ -98,26 +97,20 @@ class PartitionConsumer:
 
     async def bind(self) -> None:
         """Subscribe to the consumer to fetch from it (it exists: :meth:`create`)."""
-        with jetstream_setup(f"consumer {self.name}"):
-            self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
+        puller = Puller(self.nc, self.stream, self.name)
+        await puller.start()
+        self._sub = puller
 
     async def fetch(self, batch: int) -> list[Msg]:
         """Up to ``batch`` messages, waiting up to ``fetch_timeout`` when there are none."""
         if self._sub is None:
             raise Internal(f"consumer {self.name} is not started")
-        try:
-            msgs: list[Msg] = await self._sub.fetch(batch, timeout=self.fetch_timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []  # nothing there (or no heartbeat during a leader change): try again
-        except nats.errors.Error as exc:
-            raise translate(exc, f"a fetch from consumer {self.name}") from None
-        return msgs
+        return await self._sub.fetch(batch, self.fetch_timeout)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):  # a closed connection: nothing left to undo
-                await self._sub.unsubscribe()
-            self._sub = None
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.stop()
 
     async def rewind(self) -> None:
         """Deliver again, in stream order, everything not acknowledged yet (ADR-60 reset to

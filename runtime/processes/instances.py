@@ -21,12 +21,18 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import Internal
+from ..errors import Internal, NoResponders
+from ..transport.direct_get import DirectGetter
 from ..transport.nats_errors import nats_call
+from ..transport.publisher import Publisher, Refused
 from ..transport.streams import bind_key_value
 from ..wire import codec
 
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_SEQUENCE_CONSTANT = 10164  # the same refusal, as newer servers may word it
+H_EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+H_KV_OPERATION = "KV-Operation"
+REMOVED = ("DEL", "PURGE")  # KV-Operation of a deleted or purged entry's marker
 
 
 class CasConflict(Exception):
@@ -88,10 +94,15 @@ class InstanceStore:
     """Reads and compare-and-sets instance entries in the bucket ``cqrs-processes``."""
 
     def __init__(self, nc: NATS, *, bucket: str = "cqrs-processes", replicas: int = 1) -> None:
-        self.js = nc.jetstream(timeout=5.0)
+        self.nc = nc
+        self.timeout = 5.0  # seconds, for each JetStream call
+        self.js = nc.jetstream(timeout=self.timeout)
         self.bucket = bucket
         self.replicas = replicas
         self._kv: KeyValue | None = None
+        # For the batched reads and pipelined writes (get_many, put_many), made on first use.
+        self._getter: DirectGetter | None = None
+        self._publisher: Publisher | None = None
 
     async def start(self) -> None:
         """Bind the bucket, creating it when it does not exist yet."""
@@ -104,6 +115,16 @@ class InstanceStore:
             direct=True,
         )
         self._kv = await bind_key_value(self.js, config, f"the process bucket {self.bucket!r}")
+
+    async def stop(self) -> None:
+        """Drop the subscriptions of the batched reads and writes (the store can start them
+        again on its next use)."""
+        getter, self._getter = self._getter, None
+        publisher, self._publisher = self._publisher, None
+        if getter is not None:
+            await getter.stop()
+        if publisher is not None:
+            await publisher.stop()
 
     @property
     def kv(self) -> KeyValue:
@@ -139,3 +160,73 @@ class InstanceStore:
                     raise CasConflict(name) from None
                 raise
         return replace(instance, revision=revision)
+
+    def _subject(self, manager: str, key: str) -> str:
+        return f"$KV.{self.bucket}.{manager}.{key}"  # where KV keeps the entry (ADR-8)
+
+    async def get_many(self, manager: str, keys: list[str]) -> dict[str, Instance]:
+        """The entries of ``keys``, as :meth:`get` reads each, with one batched direct get
+        (``multi_last`` on the bucket's stream) for all of them.
+
+        Each entry comes with the revision it was read at, so a write based on it is a
+        compare-and-set like any other: an entry changed after this read makes it conflict.
+        A key that is not a plain subject (a wildcard in it) is read alone, by :meth:`get`.
+        """
+        plain = {self._subject(manager, k): k for k in keys if "*" not in k and ">" not in k}
+        found = {
+            k: await self.get(manager, k) for k in keys if self._subject(manager, k) not in plain
+        }
+        if self._getter is None:
+            getter = DirectGetter(self.nc, f"KV_{self.bucket}", timeout=self.timeout)
+            await getter.start()
+            self._getter = getter
+        try:
+            with nats_call(f"reading instances of {manager}"):
+                messages = await self._getter.last_of_subjects(list(plain))
+        except NoResponders:  # a bucket made without direct gets (allow_direct): one by one
+            return {**found, **{k: await self.get(manager, k) for k in plain.values()}}
+        for msg in messages:
+            key = plain.get(msg.subject)
+            if key is None:
+                continue
+            if msg.headers.get(H_KV_OPERATION) in REMOVED:
+                found[key] = Instance(state=None)  # as get() reads a deleted entry
+            else:
+                found[key] = Instance.from_wire(msg.data, msg.seq)
+        for key in plain.values():
+            found.setdefault(key, Instance(state=None))
+        return found
+
+    async def put_many(
+        self, manager: str, entries: list[tuple[str, Instance]], state_version: int
+    ) -> list[Instance | Exception]:
+        """:meth:`put` for each of ``entries`` (key, instance), every write sent before any
+        acknowledgement is awaited; each one's result in order: the instance with its new
+        revision, :class:`CasConflict`, or the error of its write (it may have landed or not:
+        read the entry again). An entry read as never stored is created only if it still
+        does not exist (a deleted entry then conflicts: :meth:`put` re-creates it)."""
+        if self._publisher is None:
+            self._publisher = Publisher(self.nc, self.timeout)
+        messages = [
+            (
+                self._subject(manager, key),
+                instance.to_wire(state_version),
+                {H_EXPECTED_LAST_SUBJECT_SEQUENCE: str(instance.revision)},
+            )
+            for key, instance in entries
+        ]
+        results: list[Instance | Exception] = []
+        acks = await self._publisher.publish_many(messages)
+        for (key, instance), ack in zip(entries, acks, strict=True):
+            if isinstance(ack, Refused) and ack.err_code in (
+                WRONG_LAST_SEQUENCE,
+                WRONG_LAST_SEQUENCE_CONSTANT,
+            ):
+                results.append(CasConflict(f"{manager}.{key}"))
+            elif isinstance(ack, Refused):
+                results.append(ack.as_error(f"storing instance {manager}.{key}"))
+            elif isinstance(ack, Exception):
+                results.append(ack)
+            else:
+                results.append(replace(instance, revision=ack.seq))
+        return results

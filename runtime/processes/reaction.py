@@ -137,6 +137,70 @@ class Reactions:
             instance = await self.instances.get(name, key)
         if instance.parked:
             return 0
+        handled, changed, after = self._fold(instance, triggers)
+        if after is None:
+            return handled
+        try:
+            stored = await self.instances.put(name, key, after, self.manager.state_version)
+        except CasConflict:
+            return 0  # changed meanwhile (a retry, a takeover): one at a time from here
+        self.reacted += changed
+        if stored.outbox:
+            await self.carry_out(key, stored)
+        return handled
+
+    async def react_runs(
+        self, runs: list[list[Trigger]]
+    ) -> list[tuple[int | None, Instance | None]]:
+        """:meth:`react_run` for the runs of several instances (one run per instance key) at
+        once: one batched read of all their entries, the reactions, then all the
+        compare-and-set writes sent together. Nothing is carried out here.
+
+        For each run: how many of its triggers, from the first, were handled (None: the
+        instance needs the ordinary way, :meth:`react_run`, because its entry holds an
+        outbox, it is parked, or its write conflicted or failed: nothing of it is done then,
+        or what landed is found by the next read), and the stored instance whose outbox the
+        caller carries out next (None when there is none). The writes are independent (one
+        entry each), so their order does not matter; within an instance, as in
+        :meth:`react_run`, the run's reactions are folded into one write.
+        """
+        name = self.manager.name
+        keys = [run[0].key for run in runs]
+        read = await self.instances.get_many(name, keys)
+        results: list[tuple[int | None, Instance | None]] = [(None, None)] * len(runs)
+        writes: list[tuple[int, int, int, Instance]] = []  # run index, handled, changed, entry
+        for index, (key, run) in enumerate(zip(keys, runs, strict=True)):
+            instance = read[key]
+            if instance.outbox or instance.parked:
+                continue  # carried out, or parked behind, by react_run
+            handled, changed, after = self._fold(instance, run)
+            if after is None:
+                results[index] = (handled, None)
+            else:
+                writes.append((index, handled, changed, after))
+        if not writes:
+            return results
+        entries = [(keys[index], after) for index, _, _, after in writes]
+        stored = await self.instances.put_many(name, entries, self.manager.state_version)
+        for (index, handled, changed, _), outcome in zip(writes, stored, strict=True):
+            if isinstance(outcome, Exception):
+                if not isinstance(outcome, CasConflict):
+                    self.log.debug("instance_write_failed", key=keys[index], error=repr(outcome))
+                continue  # (None, None): read again by react_run
+            self.reacted += changed
+            results[index] = (handled, outcome if outcome.outbox else None)
+        return results
+
+    def _fold(
+        self, instance: Instance, triggers: list[Trigger]
+    ) -> tuple[int, int, Instance | None]:
+        """React to consecutive ``triggers`` of ``instance`` in memory: how many of them, from
+        the first, were handled (reacted to or skipped), how many changed the instance, and
+        the entry to store for them (None when none changed it): the last state, position and
+        timers, and one outbox with all their commands and the net effect on the timers.
+
+        It stops before the first trigger that cannot simply be reacted to (an event that
+        does not decode, a reaction that raises)."""
         current, handled, changed = instance, 0, 0
         commands: list[dict[str, Any]] = []
         ops: list[dict[str, Any]] = []
@@ -156,18 +220,9 @@ class Reactions:
                 ops += after.outbox.timers
                 current, changed = after, changed + 1
         if not changed:
-            return handled
+            return handled, 0, None
         outbox = Outbox(tuple(commands), compact_timer_ops(ops, instance.timers))
-        try:
-            stored = await self.instances.put(
-                name, key, replace(current, outbox=outbox), self.manager.state_version
-            )
-        except CasConflict:
-            return 0  # changed meanwhile (a retry, a takeover): one at a time from here
-        self.reacted += changed
-        if stored.outbox:
-            await self.carry_out(key, stored)
-        return handled
+        return handled, changed, replace(current, outbox=outbox)
 
     def _reacted(self, instance: Instance, trigger: Trigger) -> Instance | None:
         """The instance after the reaction, outbox included; None when nothing changes."""

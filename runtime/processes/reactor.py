@@ -15,8 +15,10 @@ skip what it already reacted to, react, store state and outbox in one compare-an
 carry the outbox out). A message is acknowledged only once every trigger of its batch went
 through, so a crash at any point is followed by a redelivery that finds either nothing done
 (and reacts the same way again, with the same ids) or a stored outbox (and sends it again,
-changing nothing). Within a batch, different instances react concurrently and the triggers of
-one instance in order.
+changing nothing). Within a batch, the triggers of one instance are reacted to in order; the
+instances are read in one batched read and their writes sent together
+(:meth:`~runtime.processes.reaction.Reactions.react_runs`), and those that need more (an
+outbox, a park, a conflict) go on concurrently, each by itself.
 
 Two kinds of failure are told apart:
 
@@ -46,13 +48,14 @@ from ..observability import metrics
 from ..ownership.leases import Lease
 from ..wire.envelope import Commit
 from .consumers import PartitionConsumer
-from .instances import InstanceStore
+from .instances import Instance, InstanceStore
 from .layout import (
     PARTITIONED_STREAM,
     consumer_name,
     original,
     partition_subjects,
     partitions_caught_up,
+    source_seq,
 )
 from .parking import ParkedStore
 from .reaction import ReactionFailed, Reactions
@@ -282,22 +285,35 @@ class Reactor:
             decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs, lease)
             for trigger in decoded:
                 by_key.setdefault(trigger.key, []).append(trigger)
+        runs = list(by_key.values())
+        # One batched read of every instance of the batch and their writes sent together;
+        # what that cannot take (an outbox to carry out, a park, a conflict, a failure)
+        # goes on per instance, concurrently, and in order within each.
+        outcomes = await self._retrying(
+            functools.partial(self.reactions.react_runs, runs), msgs, lease
+        )
         limiter = anyio.CapacityLimiter(self.settings.concurrency)
 
-        async def instance(key_triggers: list[Trigger]) -> None:
+        async def instance(
+            key_triggers: list[Trigger], handled: int | None, stored: Instance | None
+        ) -> None:
             async with limiter:
-                # One read and one write for the instance's triggers of the batch; what that
-                # cannot take (a failure, a park) goes one at a time, in order, after it.
-                run = functools.partial(self.reactions.react_run, key_triggers)
-                handled = await self._retrying(run, msgs, lease)
+                if stored is not None:
+                    key = key_triggers[0].key
+                    carry = functools.partial(self.reactions.carry_out, key, stored)
+                    await self._retrying(carry, msgs, lease)
+                if handled is None:
+                    run = functools.partial(self.reactions.react_run, key_triggers)
+                    handled = await self._retrying(run, msgs, lease)
                 for trigger in key_triggers[handled:]:
                     await self._react(trigger, msgs, lease)
 
         async with anyio.create_task_group() as tg:
-            for key_triggers in by_key.values():
-                tg.start_soon(instance, key_triggers)
+            for key_triggers, (handled, stored) in zip(runs, outcomes, strict=True):
+                if stored is not None or handled is None or handled < len(key_triggers):
+                    tg.start_soon(instance, key_triggers, handled, stored)
         if msgs[0].metadata.stream == PARTITIONED_STREAM:
-            self.last_seq = max([self.last_seq, *(original(m).seq for m in msgs)])
+            self.last_seq = max([self.last_seq, *(source_seq(m) for m in msgs)])
 
     async def caught_up(self, seq: int) -> bool:
         """Whether every event up to ``seq`` is acknowledged, by whichever replica."""

@@ -93,45 +93,49 @@ async def run_process_managers(
     reactors = {m.name: Reactor(nc, m, settings, instances, timers, parked) for m in managers}
     process_metrics = metrics.current()
     services: dict[str, MicroService] = {}
-    async with anyio.create_task_group() as tg:
-        host = PartitionHost(reactors, tg)
-        ownership = OwnershipSettings(
-            partitions=settings.partitions,
-            lease_ttl=settings.lease_ttl,
-            handoff_timeout=settings.ack_wait,
-        )
-        coordinator = Coordinator(leases, list(reactors), host, ownership)
-        try:
-            for reactor in reactors.values():
-                with waiting_for_jetstream(settings.startup_timeout):
-                    await reactor.start()
-                services[reactor.manager.name] = await _status_service(nc, reactor)
-                if process_metrics is not None:
-                    process_metrics.processes.append(reactor)
-            await coordinator.round()
-            tg.start_soon(coordinator.run)
-            ready = {service_name("process", n): s.id for n, s in services.items()}
-            mark_ready(settings.ready_file, ready)
-            log.info(
-                "processes_started",
-                process_managers=list(reactors),
-                member=coordinator.member,
-                partitions_owned=coordinator.owned,
+    try:
+        async with anyio.create_task_group() as tg:
+            host = PartitionHost(reactors, tg)
+            ownership = OwnershipSettings(
+                partitions=settings.partitions,
+                lease_ttl=settings.lease_ttl,
+                handoff_timeout=settings.ack_wait,
             )
+            coordinator = Coordinator(leases, list(reactors), host, ownership)
             try:
-                yield list(reactors.values())
-            finally:
-                mark_not_ready(settings.ready_file, ready)
-        finally:
-            with anyio.CancelScope(shield=True):
-                for service in services.values():
-                    await service.stop()
-                await coordinator.release_all()
-            if process_metrics is not None:
                 for reactor in reactors.values():
-                    if reactor in process_metrics.processes:
-                        process_metrics.processes.remove(reactor)
-            tg.cancel_scope.cancel()
+                    with waiting_for_jetstream(settings.startup_timeout):
+                        await reactor.start()
+                    services[reactor.manager.name] = await _status_service(nc, reactor)
+                    if process_metrics is not None:
+                        process_metrics.processes.append(reactor)
+                await coordinator.round()
+                tg.start_soon(coordinator.run)
+                ready = {service_name("process", n): s.id for n, s in services.items()}
+                mark_ready(settings.ready_file, ready)
+                log.info(
+                    "processes_started",
+                    process_managers=list(reactors),
+                    member=coordinator.member,
+                    partitions_owned=coordinator.owned,
+                )
+                try:
+                    yield list(reactors.values())
+                finally:
+                    mark_not_ready(settings.ready_file, ready)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for service in services.values():
+                        await service.stop()
+                    await coordinator.release_all()
+                if process_metrics is not None:
+                    for reactor in reactors.values():
+                        if reactor in process_metrics.processes:
+                            process_metrics.processes.remove(reactor)
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await instances.stop()
 
 
 async def _status_service(nc: NATS, reactor: Reactor) -> MicroService:

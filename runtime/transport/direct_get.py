@@ -23,6 +23,9 @@ from ..wire.timestamps import stored_timestamp, timestamp_ns
 from .nats_errors import nats_call
 from .refusals import watch_replies
 
+# nats-server answers a multi_last request for more subjects with "413 Too Many Results".
+MULTI_LAST_LIMIT = 1024
+
 
 class Cut:
     """Where a history read stops: at a stream sequence and/or an RFC 3339 time (inclusive)."""
@@ -170,6 +173,15 @@ class DirectGetter:
         out: list[RawMessage] = []
         await self._batch_request(None, out, subject=subject)
         return out[0] if out else None
+
+    async def last_of_subjects(self, subjects: list[str]) -> list[RawMessage]:
+        """The newest message of each of ``subjects`` (literal subjects) that has one, in
+        stream order: one ``multi_last`` batch request per ``MULTI_LAST_LIMIT`` subjects."""
+        out: list[RawMessage] = []
+        for start in range(0, len(subjects), MULTI_LAST_LIMIT):
+            chunk = subjects[start : start + MULTI_LAST_LIMIT]
+            await self._batch_request({"multi_last": chunk, "batch": len(chunk)}, out)
+        return out
 
     async def _batch_request(
         self, request: dict[str, Any] | None, out: list[RawMessage], *, subject: str = ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,13 +85,7 @@ class Publisher:
         if self._subscription is None:
             await self._subscribe(subject)
         header_block = headers if isinstance(headers, bytes) else encode_headers(headers)
-        n = next(self._counter)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Msg] = loop.create_future()
-        deadline = loop.time() + self.timeout
-        self._waiting[n] = (future, deadline)
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._expire)
+        n, future = self._register()
         try:
             try:
                 await publish_encoded(
@@ -102,19 +96,56 @@ class Publisher:
             msg = await future
         finally:
             self._waiting.pop(n, None)
-        if not msg.data:
-            if no_responders(msg):
-                raise NoStream(f"no stream answered the publish to {subject}")
-            raise Refused(0, int((msg.headers or {}).get(STATUS_HEADER) or 0), "an empty ack")
-        ack: dict[str, Any] = orjson.loads(msg.data)
-        error = ack.get("error")
-        if error is not None:
-            raise Refused(
-                int(error.get("err_code") or 0),
-                int(error.get("code") or 0),
-                str(error.get("description") or ""),
-            )
-        return Ack(int(ack["seq"]), bool(ack.get("duplicate")))
+        return _ack(subject, msg)
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes, bytes | Mapping[str, str]]]
+    ) -> list[Ack | Exception]:
+        """Publish every one of ``messages`` (subject, body, headers) before waiting for any
+        ack, then return each one's ack, or the error :meth:`publish` would have raised, in
+        the order given. The messages leave in that order; their acks are awaited together."""
+        if not messages:
+            return []
+        if self._subscription is None:
+            await self._subscribe(messages[0][0])
+        sent: list[tuple[int, str, asyncio.Future[Msg] | Exception]] = []
+        results: list[Ack | Exception] = []
+        try:
+            for subject, body, headers in messages:
+                header_block = headers if isinstance(headers, bytes) else encode_headers(headers)
+                n, future = self._register()
+                reply = f"{self._prefix}{n}"
+                try:
+                    await publish_encoded(
+                        self.nc, subject, body, reply=reply, header_block=header_block
+                    )
+                except nats.errors.Error as exc:
+                    sent.append((n, subject, translate(exc, f"the publish to {subject}")))
+                    continue
+                sent.append((n, subject, future))
+            for _, subject, waiting in sent:
+                if isinstance(waiting, Exception):
+                    results.append(waiting)
+                    continue
+                try:
+                    results.append(_ack(subject, await waiting))
+                except Exception as exc:  # this message's failure, not the others'
+                    results.append(exc)
+        finally:
+            for n, _, _ in sent:
+                self._waiting.pop(n, None)
+        return results
+
+    def _register(self) -> tuple[int, asyncio.Future[Msg]]:
+        """A fresh reply number and the future its ack resolves (failed past the timeout)."""
+        n = next(self._counter)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        self._waiting[n] = (future, deadline)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        return n, future
 
     @property
     def waiting(self) -> int:
@@ -171,3 +202,20 @@ class Publisher:
             del waiting[n]
             if not future.done():
                 future.set_exception(Timeout("JetStream did not acknowledge in time"))
+
+
+def _ack(subject: str, msg: Msg) -> Ack:
+    """JetStream's answer to a publish to ``subject``: its ack, or the error it stands for."""
+    if not msg.data:
+        if no_responders(msg):
+            raise NoStream(f"no stream answered the publish to {subject}")
+        raise Refused(0, int((msg.headers or {}).get(STATUS_HEADER) or 0), "an empty ack")
+    ack: dict[str, Any] = orjson.loads(msg.data)
+    error = ack.get("error")
+    if error is not None:
+        raise Refused(
+            int(error.get("err_code") or 0),
+            int(error.get("code") or 0),
+            str(error.get("description") or ""),
+        )
+    return Ack(int(ack["seq"]), bool(ack.get("duplicate")))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from nats.aio.client import Client as NATS
 
+from runtime.errors import Unavailable
 from runtime.processes.consumers import PartitionConsumer
+
+from ..procs import wait_until
 
 
 @pytest.mark.parametrize("deliver_all", [True, False], ids=["all", "new"])
@@ -41,4 +45,66 @@ async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
     await consumer.rewind()
     again = await consumer.fetch(10)
     assert [m.data for m in again] == [b"2", b"3", b"4", b"5"]
+    await consumer.stop()
+
+
+async def _parts_consumer(nc: NATS, max_ack_pending: int = 100) -> PartitionConsumer:
+    await nc.jetstream().add_stream(name="PARTS", subjects=["parts.>"])
+    consumer = PartitionConsumer(
+        nc,
+        stream="PARTS",
+        name="part-0",
+        subjects=["parts.>"],
+        description="a partition",
+        deliver_all=True,
+        ack_wait=30,
+        max_ack_pending=max_ack_pending,
+        fetch_timeout=5,
+        ack_all=True,
+        timeout=5,
+    )
+    await consumer.create()
+    await consumer.bind()
+    return consumer
+
+
+async def test_deliveries_that_come_after_their_fetch_returned_are_the_next_fetch_s(
+    nc: NATS,
+) -> None:
+    """A fetch waiting on an empty consumer returns with the first delivery; the ones its
+    still open request brings afterwards are returned by the next fetches, in order, none
+    lost, without asking the server again."""
+    consumer = await _parts_consumer(nc)
+    js = nc.jetstream()
+    got: list[bytes] = []
+
+    async def first_fetch() -> None:
+        got.extend(m.data for m in await consumer.fetch(10))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_fetch)
+
+        async def request_waiting() -> bool:
+            return bool((await js.consumer_info("PARTS", "part-0")).num_waiting)
+
+        await wait_until(request_waiting, 10, "the first fetch's request to wait")
+        await js.publish("parts.0", b"0")
+    assert got == [b"0"]
+    for n in range(1, 8):  # delivered on the first fetch's request, which asked for 10
+        await js.publish(f"parts.{n}", str(n).encode())
+    while len(got) < 8:
+        msgs = await consumer.fetch(3)
+        assert 0 < len(msgs) <= 3
+        got.extend(m.data for m in msgs)
+    assert got == [str(n).encode() for n in range(8)]
+    info = await js.consumer_info("PARTS", "part-0")
+    assert info.delivered.consumer_seq == 8 and info.num_redelivered == 0
+    await consumer.stop()
+
+
+async def test_a_fetch_from_a_deleted_consumer_fails_as_unavailable(nc: NATS) -> None:
+    consumer = await _parts_consumer(nc)
+    await nc.jetstream().delete_consumer("PARTS", "part-0")
+    with pytest.raises(Unavailable):
+        await consumer.fetch(5)
     await consumer.stop()

@@ -3,7 +3,16 @@ and the partition of a key."""
 
 from __future__ import annotations
 
-from runtime.processes.layout import key_partition, transform
+from nats.aio.msg import Msg
+
+from runtime.processes.layout import (
+    H_STREAM_SOURCE,
+    key_partition,
+    original,
+    source_seq,
+    stored_at,
+    transform,
+)
 from runtime.processes.parking import parked_marker
 from runtime.processes.reaction import compact_timer_ops
 from runtime.wire.partitions import fnv1a32
@@ -40,3 +49,22 @@ def test_a_key_falls_in_the_partition_the_server_maps_its_aggregate_id_to() -> N
     """The key's partition is FNV-1a of the id alone, as ``partition(N,2)`` in the transform."""
     assert key_partition("ord-42", 16) == fnv1a32(b"ord-42") % 16
     assert "{{partition(16,2)}}" in transform(16)
+
+
+def _delivery(reply: str) -> Msg:
+    source = "EVENTS 42 > pm.3.order.o-1 events.order.o-1"
+    return Msg(None, subject="pm.3.order.o-1", reply=reply, headers={H_STREAM_SOURCE: source})
+
+
+def test_the_stored_time_read_from_the_reply_subject_is_nats_py_s() -> None:
+    ns = 1_765_000_000_123_456_789
+    for reply in (
+        f"$JS.ACK.CQRS_PM_EVENTS.cqrs-pm-x-3.1.42.7.{ns}.0",
+        f"$JS.ACK.hub.ACC123.CQRS_PM_EVENTS.cqrs-pm-x-3.2.42.7.{ns}.5.rnd",
+    ):
+        msg = _delivery(reply)
+        assert stored_at(msg) == msg.metadata.timestamp.isoformat()
+        raw = original(msg)
+        assert (raw.seq, raw.subject) == (42, "events.order.o-1")
+        assert raw.timestamp.startswith("2025-12-06T05:46:40.12345")
+        assert source_seq(msg) == 42
