@@ -31,7 +31,8 @@ from nats.js import api
 from ..domain.projection import Projection
 from ..errors import Internal
 from ..log import get_logger
-from ..transport.nats_errors import jetstream_setup, nats_call, translate
+from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.pull import Puller
 from ..transport.startup import jetstream_call
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit, RawMessage
@@ -118,7 +119,7 @@ class ReplicaConsumer:
         # deliveries were lost on the way (a dropped connection, a consumer failover), which
         # later ones must not overtake. A redelivery keeps its first delivery's number.
         self.next_consumer_seq = 1
-        self._sub: Any = None
+        self._sub: Puller | None = None
 
     def _config(self, after_seq: int) -> api.ConsumerConfig:
         single = len(self.subjects) == 1
@@ -211,16 +212,14 @@ class ReplicaConsumer:
     async def _rebind(self) -> None:
         """A fresh inbox, so nothing delivered before a reposition can still arrive."""
         await self._unsubscribe()
-        with nats_call(f"binding consumer {self.name}"):
-            self._sub = await self.js.pull_subscribe_bind(self.name, stream=self.stream)
+        puller = Puller(self.nc, self.stream, self.name)
+        await puller.start()
+        self._sub = puller
 
     async def _unsubscribe(self) -> None:
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception as exc:  # a closed connection: nothing left to undo
-                self.log.debug("unsubscribe_failed", error=repr(exc))
-            self._sub = None
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.stop()
 
     async def stop(self) -> None:
         await self._unsubscribe()
@@ -235,15 +234,9 @@ class ReplicaConsumer:
         """Up to ``batch`` messages, waiting up to ``fetch_timeout`` when there are none."""
         if self._sub is None:
             raise Internal("the consumer is not started")
-        try:
-            msgs: list[Msg] = await self._sub.fetch(batch, timeout=self.settings.fetch_timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            # nats-py raises the plain TimeoutError when a fetch gets no heartbeat, e.g. while
-            # the stream's leader fails over in a cluster: like an empty fetch, try again.
-            return []
-        except nats.errors.Error as exc:  # e.g. the consumer was deleted, or the connection closed
-            raise translate(exc, f"a fetch from consumer {self.name}") from None
-        return msgs
+        # Empty when nothing came in time (also while the stream's leader fails over);
+        # Unavailable when the consumer was deleted or the connection closed.
+        return await self._sub.fetch(batch, self.settings.fetch_timeout)
 
     async def ack_through(self, msg: Msg) -> None:
         """Acknowledge ``msg`` and, with ``AckPolicy.ALL``, everything delivered before it."""
