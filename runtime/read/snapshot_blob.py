@@ -19,10 +19,10 @@ row, so even the fastest zlib level shrinks them ~10x.
   corrupt as one cut inside a frame.
 
 A format-2 snapshot is read as it downloads: the object store's chunks are inflated as they
-arrive (in the executor threads nats-py's ``writeinto=`` uses; zlib releases the GIL) and each
-frame is decoded, in a thread of its own, as soon as it is complete, so the decoding, which is
-most of a restore, overlaps the download and the inflation, and no more than a few inflated
-frames are held at a time.
+arrive, in the executor threads nats-py's ``writeinto=`` uses (zlib releases the GIL; without
+``writeinto=`` nats-py's ``get`` is quadratic in the object's size), and each frame is decoded,
+in a thread of its own, as soon as it is complete. So the decoding, which is most of a restore,
+overlaps the download and the inflation, and only a few inflated frames are held at a time.
 """
 
 from __future__ import annotations
