@@ -233,20 +233,18 @@ class ProjectionSnapshotStore:
 
     async def load(self, projection: Projection[M], info: ProjectionSnapshot) -> M:
         """Download and decode one snapshot; raise :class:`CorruptSnapshot` when it is bad."""
-        with gc_paused():  # (only a model that is returned is frozen)
-            return await self._load(projection, info)
 
-    async def _load(self, projection: Projection[M], info: ProjectionSnapshot) -> M:
         async def download() -> tuple[Sink, Assembler]:
             # Each attempt from the first chunk, with a decoder of its own.
             assembler = Assembler(projection.model_type)
             sink = Sink(assembler)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(anyio.to_thread.run_sync, assembler.run)
-                try:
-                    await self.obs.get(info.object_name, writeinto=sink)  # type: ignore[arg-type]
-                finally:
-                    assembler.close()
+            with gc_paused():  # (a format-2 model is decoded meanwhile)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.to_thread.run_sync, assembler.run)
+                    try:
+                        await self.obs.get(info.object_name, writeinto=sink)  # type: ignore[arg-type]
+                    finally:
+                        assembler.close()
             return sink, assembler
 
         try:  # at start, waits for JetStream like the bucket and the listing before it
@@ -265,7 +263,8 @@ class ProjectionSnapshotStore:
         if body is None:
             model: M = assembler.result(header.get("frames"))
             return model
-        return await anyio.to_thread.run_sync(decode_model, projection.model_type, body)
+        with gc_paused():
+            return await anyio.to_thread.run_sync(decode_model, projection.model_type, body)
 
     async def restore(
         self, projection: Projection[M], *, replica: str
