@@ -342,7 +342,7 @@ class Projector(Generic[M]):
             return since >= 9 * self._snapshot_cost
         return interval is not None and since >= interval
 
-    async def _encode(self) -> tuple[ProjectionSnapshot, bytes, Msg | None]:
+    async def _encode(self) -> tuple[ProjectionSnapshot, list[bytes], Msg | None]:
         info = ProjectionSnapshot(
             projection=self.projection.name,
             replica=self.replica,
@@ -356,7 +356,7 @@ class Projector(Generic[M]):
         try:
             # Applying waits here (the model must not change while it is read); queries go on.
             # The compression comes later, in the upload, while events are applied again.
-            encoded = await anyio.to_thread.run_sync(encode_model, self.model)
+            encoded = await anyio.to_thread.run_sync(encode_model, self.projection, self.model)
         except Exception as exc:  # a model msgspec cannot encode: a bug in the projection
             raise Internal(f"the read model cannot be encoded: {exc!r}") from exc
         finally:
@@ -367,25 +367,29 @@ class Projector(Generic[M]):
 
     async def _snapshot_in_background(self) -> None:
         try:
-            info, blob, msg = await self._encode()
+            info, encoded, msg = await self._encode()
         except CqrsError as exc:
             self.log.error("snapshot_failed", seq=self.applied, code=exc.code, reason=exc.message)
             return  # keep applying; the next snapshot is tried at the next trigger
         assert self._tg is not None
         self._uploading = True
         self._upload_done = anyio.Event()
-        self._tg.start_soon(self._upload_guarded, info, blob, msg)
+        self._tg.start_soon(self._upload_guarded, info, encoded, msg)
 
-    async def _upload_guarded(self, info: ProjectionSnapshot, blob: bytes, msg: Msg | None) -> None:
+    async def _upload_guarded(
+        self, info: ProjectionSnapshot, encoded: list[bytes], msg: Msg | None
+    ) -> None:
         try:
-            await self._upload(info, blob, msg)
+            await self._upload(info, encoded, msg)
         except CqrsError as exc:
             self.log.warning("snapshot_failed", seq=info.seq, code=exc.code, reason=exc.message)
         finally:
             self._uploading = False
             self._upload_done.set()
 
-    async def _upload(self, info: ProjectionSnapshot, encoded: bytes, msg: Msg | None) -> None:
+    async def _upload(
+        self, info: ProjectionSnapshot, encoded: list[bytes], msg: Msg | None
+    ) -> None:
         """Compress the encoded model (from :meth:`_encode`) and store it as the snapshot."""
         started = time.monotonic()
         blob = await anyio.to_thread.run_sync(pack_snapshot, encoded, info)

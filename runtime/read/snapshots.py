@@ -9,12 +9,8 @@ for version N >= 2) means replicas never overwrite each other's snapshot while a
 it, also when two versions run side by side on one host; a starting replica restores the newest
 readable snapshot of its projection's version, whichever replica wrote it.
 
-The blob is self-describing: a magic line, a JSON header line, then the model as msgpack
-(msgspec, typed by the projection's model class), zlib-compressed. Read models repeat their
-field names on every row, so even the fastest zlib level shrinks them ~10x, which makes both the
-upload and the download much cheaper than the compression. The download is inflated chunk by
-chunk as it arrives, in the executor threads nats-py's ``writeinto=`` uses (zlib releases the
-GIL); without ``writeinto=`` nats-py's ``get`` is quadratic in the object's size.
+The blob's layout is :mod:`runtime.read.snapshot_blob`'s: written in format 2, frames that are
+decoded while the rest downloads; format 1, the layout before it, is still read.
 
 A snapshot that cannot be read, or has another schema version, is never an error for the caller:
 it is logged and skipped, and the replica rebuilds by full replay.
@@ -23,19 +19,13 @@ it is logged and skipped, and the replica rebuilds by full replay.
 from __future__ import annotations
 
 import contextlib
-import gc
-import io
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
-import msgspec
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.object_store import ObjectStore
@@ -46,24 +36,27 @@ from ..log import get_logger
 from ..transport.nats_errors import jetstream_setup, nats_call, translate
 from ..transport.startup import jetstream_call
 from ..transport.streams import create_once
+from .snapshot_blob import (
+    Assembler,
+    CorruptSnapshot,
+    Sink,
+    decode_model,
+    encode_frames,
+    gc_paused,
+    pack,
+)
 
 log = get_logger("runtime.read.snapshots")
 
 M = TypeVar("M")
 
 DEFAULT_BUCKET = "cqrs-projections"
-MAGIC = b"CQRS-PROJECTION-SNAPSHOT"
-FORMAT = 1  # the layout of the blob; the model's own schema is the projection's version
 H_PROJECTION = "Cqrs-Projection"
 H_REPLICA = "Cqrs-Replica"
 H_SEQ = "Cqrs-Seq"
 H_SCHEMA = "Cqrs-Schema"
 H_EVENTS = "Cqrs-Events"
 H_TAKEN_AT = "Cqrs-Taken-At"
-
-
-class CorruptSnapshot(Exception):
-    """Raised (internally) when a snapshot's bytes do not decode into its model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,92 +104,19 @@ def object_name(projection: str, replica: str, version: int = 1) -> str:
 
 def encode_snapshot(projection: Projection[M], model: M, info: ProjectionSnapshot) -> bytes:
     """The blob of a snapshot (blocking and CPU-bound: run it in a worker thread)."""
-    return pack_snapshot(encode_model(model), info)
+    return pack_snapshot(encode_model(projection, model), info)
 
 
-def encode_model(model: Any) -> bytes:
+def encode_model(projection: Projection[M], model: M) -> list[bytes]:
     """The first step of :func:`encode_snapshot`, the only one that reads the model (so the
-    model must not change meanwhile): its msgpack encoding."""
-    return msgspec.msgpack.encode(model)
+    model must not change meanwhile): its msgpack frames."""
+    return encode_frames(projection.model_type, model)
 
 
-def pack_snapshot(encoded: bytes, info: ProjectionSnapshot) -> bytes:
+def pack_snapshot(encoded: list[bytes], info: ProjectionSnapshot) -> bytes:
     """The second step of :func:`encode_snapshot`: the blob of an encoded model. Most of the
     time goes to the compression, which releases the GIL, so events can be applied meanwhile."""
-    header = orjson.dumps({"format": FORMAT, "codec": "msgpack+zlib", **info.to_dict()})
-    return b"".join((MAGIC, b"\n", header, b"\n", zlib.compress(encoded, 1)))
-
-
-class _Inflater:
-    """A ``writeinto=`` target that checks the header and inflates the body as chunks arrive."""
-
-    def __init__(self) -> None:
-        self.head = bytearray()
-        self.header: dict[str, Any] | None = None
-        self.inflater = zlib.decompressobj()
-        self.body = io.BytesIO()
-
-    def write(self, chunk: bytes) -> int:
-        if self.header is None:
-            self.head += chunk
-            parts = bytes(self.head).split(b"\n", 2)
-            if len(parts) < 3:
-                if len(self.head) > 64 * 1024:
-                    raise CorruptSnapshot("no snapshot header in the first 64 KiB")
-                return len(chunk)
-            magic, header, rest = parts
-            if magic != MAGIC:
-                raise CorruptSnapshot("not a projection snapshot (bad magic)")
-            try:
-                self.header = orjson.loads(header)
-            except orjson.JSONDecodeError as exc:
-                raise CorruptSnapshot(f"bad snapshot header: {exc}") from None
-            self.head = bytearray()
-            chunk = rest
-        try:
-            self.body.write(self.inflater.decompress(chunk))
-        except zlib.error as exc:
-            raise CorruptSnapshot(f"snapshot body does not inflate: {exc}") from None
-        return len(chunk)
-
-    def finish(self) -> tuple[dict[str, Any], memoryview]:
-        if self.header is None:
-            raise CorruptSnapshot("the snapshot ends before its header")
-        try:
-            self.body.write(self.inflater.flush())
-        except zlib.error as exc:
-            raise CorruptSnapshot(f"snapshot body does not inflate: {exc}") from None
-        if not self.inflater.eof:
-            raise CorruptSnapshot("the snapshot body is truncated")
-        return self.header, self.body.getbuffer()
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Decoding creates millions of objects, nearly all of them acyclic and all of them kept;
-    the cycle collector would keep re-scanning them while they are being made (msgspec's advice
-    for large messages), and once it is back on, its first young collections would scan them all
-    again, twice (a second of a million-row restore). So it is paused while they are made, and
-    then everything alive is moved out of its reach (``gc.freeze``): objects still go as soon as
-    nothing refers to them, only cycles among what was alive at the restore are never reclaimed.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-        gc.freeze()
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def decode_model(projection: Projection[M], body: memoryview) -> M:
-    """Decode a snapshot body into the projection's model (blocking and CPU-bound)."""
-    try:
-        with _gc_paused():
-            return msgspec.msgpack.decode(body, type=projection.model_type)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CorruptSnapshot(f"the model does not decode: {exc}") from None
+    return pack(encoded, info.to_dict())
 
 
 def _info_from(obj: api.ObjectInfo) -> ProjectionSnapshot | None:
@@ -313,15 +233,22 @@ class ProjectionSnapshotStore:
 
     async def load(self, projection: Projection[M], info: ProjectionSnapshot) -> M:
         """Download and decode one snapshot; raise :class:`CorruptSnapshot` when it is bad."""
-        sink = _Inflater()
 
-        async def download() -> None:
-            nonlocal sink
-            sink = _Inflater()  # each attempt from the first chunk
-            await self.obs.get(info.object_name, writeinto=sink)  # type: ignore[arg-type]
+        async def download() -> tuple[Sink, Assembler]:
+            # Each attempt from the first chunk, with a decoder of its own.
+            assembler = Assembler(projection.model_type)
+            sink = Sink(assembler)
+            with gc_paused():  # (a format-2 model is decoded meanwhile)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.to_thread.run_sync, assembler.run)
+                    try:
+                        await self.obs.get(info.object_name, writeinto=sink)  # type: ignore[arg-type]
+                    finally:
+                        assembler.close()
+            return sink, assembler
 
         try:  # at start, waits for JetStream like the bucket and the listing before it
-            await jetstream_call(f"snapshot {info.object_name}", download)
+            sink, assembler = await jetstream_call(f"snapshot {info.object_name}", download)
         except nats.js.errors.DigestMismatchError:
             raise CorruptSnapshot("the snapshot's digest does not match its bytes") from None
         except (nats.js.errors.ObjectNotFoundError, nats.js.errors.BadObjectMetaError) as exc:
@@ -329,11 +256,15 @@ class ProjectionSnapshotStore:
         except nats.errors.Error as exc:
             raise translate(exc, f"the download of snapshot {info.object_name}") from None
         header, body = sink.finish()
-        if header.get("format") != FORMAT or header.get("projection") != projection.name:
+        if header.get("projection") != projection.name:
             raise CorruptSnapshot(f"the snapshot header does not fit: {header}")
         if header.get("seq") != info.seq or header.get("schema") != info.schema:
             raise CorruptSnapshot("the snapshot header disagrees with its object's metadata")
-        return await anyio.to_thread.run_sync(decode_model, projection, body)
+        if body is None:
+            model: M = assembler.result(header.get("frames"))
+            return model
+        with gc_paused():
+            return await anyio.to_thread.run_sync(decode_model, projection.model_type, body)
 
     async def restore(
         self, projection: Projection[M], *, replica: str

@@ -3,15 +3,21 @@ corrupt snapshots and poison events."""
 
 from __future__ import annotations
 
+import io
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
+import msgspec
+import orjson
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api
 from structlog.testing import capture_logs
 
+import runtime.read.snapshot_blob as blob_format
 from aggregates import AGGREGATES
 from aggregates.order import order
 from projections import orders, users
@@ -30,6 +36,7 @@ from runtime import (
 )
 from runtime.domain.app import App
 from runtime.ops.run import run_app
+from runtime.read.snapshot_blob import MAGIC
 from runtime.read.snapshots import (
     DEFAULT_BUCKET,
     H_PROJECTION,
@@ -145,6 +152,79 @@ async def test_a_corrupt_snapshot_falls_back_to_full_replay(
             assert calls.n == 90
             assert replica.model == await fold(nc, counting()[0])
     assert any(e["event"] == "snapshot_unreadable" for e in logs)
+
+
+async def stored_blob(nc: NATS, projection: str, replica: str) -> bytes:
+    snapshots = ProjectionSnapshotStore(nc)
+    await snapshots.start()
+    [info] = [s for s in await snapshots.list(projection) if s.replica == replica]
+    obs = await nc.jetstream().object_store(DEFAULT_BUCKET)
+    out = io.BytesIO()
+    await obs.get(info.object_name, writeinto=out)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def frames_of(blob: bytes) -> tuple[bytes, list[bytes]]:
+    """The magic and header lines of a format-2 blob, and its compressed frames."""
+    first = blob.index(b"\n", blob.index(b"\n") + 1) + 1
+    head, rest, frames = blob[:first], blob[first:], []
+    while rest:
+        inflater = zlib.decompressobj()
+        inflater.decompress(rest)
+        frames.append(rest[: len(rest) - len(inflater.unused_data)])
+        rest = inflater.unused_data
+    return head, frames
+
+
+DAMAGES: dict[str, Callable[[bytes, list[bytes]], bytes]] = {
+    "cut inside a frame": lambda head, frames: head + b"".join(frames)[:-10],
+    "cut between frames": lambda head, frames: head + b"".join(frames[:-2]),
+    "a frame garbled": lambda head, frames: head + frames[0] + b"\x00" * 40 + b"".join(frames[2:]),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+async def test_a_damaged_format_2_snapshot_falls_back_to_full_replay(
+    nc: NATS, store: EventStore, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A format-2 snapshot cut short or garbled is logged, and the replica rebuilds."""
+    monkeypatch.setattr(blob_format, "PIECE", 8)  # 60 orders: 8 frames of entries
+    projection, calls = counting()
+    last = await append_orders(store, 60)
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(last, timeout=10)
+    head, frames = frames_of(await stored_blob(nc, "tally", "r1"))
+    assert b'"format":2' in head and len(frames) == 9
+    await corrupt(nc, "tally", "r1", DAMAGES[damage](head, frames))
+    calls.n = 0
+    with capture_logs() as logs:
+        async with run_replica(nc, projection, SETTINGS) as replica:
+            assert replica.restored_from is None
+            assert await replica.wait_for(last, timeout=10)
+            assert calls.n == 90
+            assert replica.model == await fold(nc, counting()[0])
+    assert any(e["event"] == "snapshot_unreadable" for e in logs)
+
+
+async def test_a_format_1_snapshot_still_restores(nc: NATS, store: EventStore) -> None:
+    """A snapshot stored in format 1 (one zlib stream of the whole model) is restored."""
+    projection, calls = counting()
+    first = await append_orders(store, 40, prefix="a")
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(first, timeout=10)
+        model = replica.model
+    header = orjson.loads(frames_of(await stored_blob(nc, "tally", "r1"))[0].split(b"\n")[1])
+    header["format"] = 1
+    del header["frames"]
+    body = zlib.compress(msgspec.msgpack.encode(model), 1)
+    await corrupt(nc, "tally", "r1", b"".join((MAGIC, b"\n", orjson.dumps(header), b"\n", body)))
+    last = await append_orders(store, 10, prefix="b")
+    calls.n = 0
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert replica.restored_from is not None and replica.restored_from.seq == first
+        assert await replica.wait_for(last, timeout=10)
+        assert calls.n == 15  # only the later events
+        assert replica.model == await fold(nc, counting()[0])
 
 
 async def test_a_snapshot_of_another_schema_version_is_replayed_over(

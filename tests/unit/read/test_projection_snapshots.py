@@ -1,18 +1,32 @@
-"""The snapshot blob of a read model: round trip, chunked inflation, and corruption (no NATS)."""
+"""The snapshot blob of a read model: round trip in formats 1 and 2, chunked reading, the
+parts of a model, and corruption (no NATS)."""
 
 from __future__ import annotations
 
+import gc
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
 import pytest
 
+import runtime.read.snapshot_blob as blob_format
 from projections.orders import LineView, OrdersModel, OrderView, orders
 from runtime.read.projector import model_digest
-from runtime.read.snapshots import (
+from runtime.read.snapshot_blob import (
+    MAGIC,
+    Assembler,
     CorruptSnapshot,
-    ProjectionSnapshot,
-    _Inflater,
+    Sink,
     decode_model,
-    encode_snapshot,
+    encode_frames,
+    gc_paused,
+    parts_of,
 )
+from runtime.read.snapshots import ProjectionSnapshot, encode_snapshot
 
 INFO = ProjectionSnapshot(
     projection="orders",
@@ -43,20 +57,121 @@ def model(rows: int = 300) -> OrdersModel:
     return m
 
 
-def inflate(blob: bytes, chunk: int) -> tuple[dict[str, object], memoryview]:
-    sink = _Inflater()
-    for start in range(0, len(blob), chunk):
-        sink.write(blob[start : start + chunk])
-    return sink.finish()
+@pytest.fixture(autouse=True)
+def small_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames of a few entries, so that small models have many."""
+    monkeypatch.setattr(blob_format, "PIECE", 16)
+
+
+def read(blob: bytes, chunk: int, model_type: Any = OrdersModel) -> tuple[dict[str, Any], Any]:
+    """Read a blob as the store does: chunk by chunk, the frames decoded in a thread."""
+    assembler = Assembler(model_type)
+    sink = Sink(assembler)
+    decoder = threading.Thread(target=assembler.run)
+    decoder.start()
+    try:
+        for start in range(0, len(blob), chunk):
+            sink.write(blob[start : start + chunk])
+    finally:
+        assembler.close()
+        decoder.join()
+    header, body = sink.finish()
+    if body is not None:
+        return header, decode_model(model_type, body)
+    return header, assembler.result(header.get("frames"))
+
+
+def format_1(model: Any, info: ProjectionSnapshot = INFO) -> bytes:
+    """A blob as format 1 was written: one zlib stream of the whole model."""
+    header = orjson.dumps({"format": 1, "codec": "msgpack+zlib", **info.to_dict()})
+    body = zlib.compress(msgspec.msgpack.encode(model), 1)
+    return b"".join((MAGIC, b"\n", header, b"\n", body))
+
+
+def split(blob: bytes) -> tuple[bytes, list[bytes]]:
+    """The magic and header lines of a format-2 blob, and its compressed frames."""
+    first = blob.index(b"\n", blob.index(b"\n") + 1) + 1
+    head, rest, frames = blob[:first], blob[first:], []
+    while rest:
+        inflater = zlib.decompressobj()
+        inflater.decompress(rest)
+        frames.append(rest[: len(rest) - len(inflater.unused_data)])
+        rest = inflater.unused_data
+    return head, frames
 
 
 @pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
 def test_a_snapshot_round_trips_in_any_chunking(chunk: int) -> None:
-    """The blob inflates the same whatever chunk sizes the object store delivers."""
+    """The blob (format 2) reads back the same whatever chunk sizes the object store delivers."""
     original = model()
-    header, body = inflate(encode_snapshot(orders, original, INFO), chunk)
+    header, restored = read(encode_snapshot(orders, original, INFO), chunk)
+    assert header["format"] == 2 and header["frames"] > 20  # 300 rows, 7 users, 16 a frame
     assert header["seq"] == 1234 and header["schema"] == 1 and header["projection"] == "orders"
-    assert decode_model(orders, body) == original
+    assert restored == original
+    assert list(restored.orders) == list(original.orders)  # in the same order
+
+
+@pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
+def test_a_format_1_snapshot_still_restores(chunk: int) -> None:
+    """Snapshots stored before format 2 stay readable."""
+    original = model()
+    header, restored = read(format_1(original), chunk)
+    assert header["format"] == 1
+    assert restored == original
+
+
+@dataclass
+class Plain:
+    rows: dict[str, LineView] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+    name: str = "plain"
+    maybe: dict[str, int] | None = None
+
+
+@dataclass
+class Checked:
+    rows: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.count = len(self.rows)
+
+
+class Renamed(msgspec.Struct, rename="camel"):
+    row_by_id: dict[str, int] = {}
+    tail: list[str] = []
+
+
+class Positional(msgspec.Struct, array_like=True):
+    rows: dict[str, int] = {}
+
+
+def test_the_parts_of_a_model_are_its_plain_dict_and_list_fields() -> None:
+    """Only fields whose entries can be added to an empty container are framed apart."""
+    assert set(parts_of(OrdersModel)) == {"orders", "by_user"}
+    assert set(parts_of(Plain)) == {"rows", "ids"}
+    assert set(parts_of(dict[str, int])) == {""}
+    assert parts_of(Checked) == {}  # __post_init__ would see the empty skeleton
+    assert set(parts_of(Renamed)) == {"tail"}  # a renamed field stays in the skeleton
+    assert parts_of(Positional) == {}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "value"),
+    [
+        (Plain, Plain({f"k{i}": LineView(f"s{i}", i, "1.00") for i in range(50)}, [*range(70)])),
+        (Plain, Plain(maybe={"a": 1})),
+        (Checked, Checked({f"k{i}": i for i in range(40)})),
+        (Renamed, Renamed({f"k{i}": i for i in range(40)}, [f"t{i}" for i in range(40)])),
+        (Positional, Positional({f"k{i}": i for i in range(40)})),
+        (dict[str, int], {f"k{i}": i for i in range(100)}),
+        (list[str], [f"s{i}" for i in range(100)]),
+    ],
+)
+def test_models_of_every_shape_round_trip(model_type: Any, value: Any) -> None:
+    """Dataclasses, Structs, dicts and lists read back equal, framed or not."""
+    blob = blob_format.pack(encode_frames(model_type, value), INFO.to_dict())
+    assert read(blob, 4096, model_type)[1] == value
 
 
 def test_equal_models_have_equal_digests() -> None:
@@ -70,42 +185,70 @@ def test_equal_models_have_equal_digests() -> None:
 def test_bytes_that_are_no_snapshot_are_corrupt() -> None:
     """A blob without the magic line is corrupt."""
     with pytest.raises(CorruptSnapshot, match="magic"):
-        inflate(b"hello\n{}\nxxxx", 4096)
+        read(b"hello\n{}\nxxxx", 4096)
 
 
-def test_a_truncated_snapshot_is_corrupt() -> None:
+def test_a_header_of_an_unknown_format_is_corrupt() -> None:
+    """A blob of a later format is not guessed at."""
+    with pytest.raises(CorruptSnapshot, match="format"):
+        read(MAGIC + b'\n{"format": 3}\n' + zlib.compress(b"x"), 4096)
+
+
+@pytest.mark.parametrize("make", [format_1, lambda m: encode_snapshot(orders, m, INFO)])
+def test_a_snapshot_truncated_inside_its_body_is_corrupt(make: Any) -> None:
     """A blob cut short is corrupt, not a smaller model."""
-    blob = encode_snapshot(orders, model(), INFO)
+    blob = make(model())
     with pytest.raises(CorruptSnapshot, match="truncated"):
-        inflate(blob[: len(blob) - 20], 4096)
+        read(blob[: len(blob) - 20], 4096)
+
+
+def test_a_format_2_snapshot_cut_between_frames_is_corrupt() -> None:
+    """A blob that ends where a frame ends still misses the frames the header counts."""
+    head, frames = split(encode_snapshot(orders, model(), INFO))
+    with pytest.raises(CorruptSnapshot, match="frames"):
+        read(head + b"".join(frames[:-3]), 4096)
 
 
 def test_a_garbled_body_is_corrupt() -> None:
-    """A body that is not deflate data is corrupt."""
-    blob = encode_snapshot(orders, model(), INFO)
-    head_end = blob.index(b"\n", blob.index(b"\n") + 1) + 1
-    with pytest.raises(CorruptSnapshot):
-        inflate(blob[:head_end] + b"\x00garbage" * 100, 4096)
+    """A body that is not deflate data is corrupt, in either format."""
+    for blob in (format_1(model()), encode_snapshot(orders, model(), INFO)):
+        head = blob[: blob.index(b"\n", blob.index(b"\n") + 1) + 1]
+        with pytest.raises(CorruptSnapshot):
+            read(head + b"\x00garbage" * 100, 4096)
+
+
+def test_frames_out_of_place_are_corrupt() -> None:
+    """Frames in the wrong order, of no part, or a second skeleton: all corrupt."""
+    head, frames = split(encode_snapshot(orders, model(), INFO))
+    stranger = zlib.compress(msgspec.msgpack.encode(("nope", {"a": 1})))
+    for bad in (
+        [frames[1], frames[0], *frames[2:]],  # entries before the skeleton
+        [*frames[:-1], stranger],
+        [frames[0], *frames[:-1]],
+    ):
+        with pytest.raises(CorruptSnapshot, match="frame"):
+            read(head + b"".join(bad), 4096)
 
 
 def test_a_body_of_another_shape_is_corrupt() -> None:
     """A model that does not decode into the projection's model type is corrupt."""
-    import msgspec
-
     with pytest.raises(CorruptSnapshot, match="decode"):
-        decode_model(orders, memoryview(msgspec.msgpack.encode({"orders": [1, 2, 3]})))
+        decode_model(OrdersModel, memoryview(msgspec.msgpack.encode({"orders": [1, 2, 3]})))
+    head, frames = split(encode_snapshot(orders, model(), INFO))
+    wrong = zlib.compress(msgspec.msgpack.encode(("orders", {"ord-x": [1, 2, 3]})))
+    with pytest.raises(CorruptSnapshot, match="decode"):
+        read(head + b"".join([*frames[:-1], wrong]), 4096)
 
 
 def test_a_restored_model_is_left_out_of_the_collectors_scans() -> None:
     """The objects of a decoded model are not left in the young generation, where the cycle
     collector's next collections would scan every one of them (they are frozen instead)."""
-    import gc
-
-    body = inflate(encode_snapshot(orders, model(3_000), INFO), 1 << 20)[1]
+    blob = encode_snapshot(orders, model(3_000), INFO)
     gc.collect()
     frozen = gc.get_freeze_count()
     try:
-        restored = decode_model(orders, body)
+        with gc_paused():
+            restored = read(blob, 1 << 20)[1]
         assert gc.get_count()[0] < 1_000  # not the ~6,000 rows and lists just made
         assert gc.get_freeze_count() - frozen >= 2 * len(restored.orders)
     finally:
