@@ -90,12 +90,15 @@ class QueryService:
         self._tg: TaskGroup | None = None
         self.fenced = False
         self._version = self.projection.version
-        # Each query looked up once (decoder and handler), not per request.
+        self._position = projector.read_position  # the projector's for good
+        # Each query looked up once (decoder and handler), not per request; by subject too.
         self._plans: dict[str, QueryPlan] = {}
+        self._subjects: dict[str, tuple[str, QueryPlan]] = {}
         for name in self.projection.queries:
             plan = self.projection.query_plan(name)
             if plan is not None:
                 self._plans[name] = plan
+                self._subjects[f"{QUERY_PREFIX}.{self.projection.name}.{name}"] = name, plan
         self.log = log.bind(projection=self.projection.name, replica=projector.replica)
         # Looked up once, like the metrics: install an SDK before building the service.
         self.tracer = tracer()
@@ -222,17 +225,17 @@ class QueryService:
         """The reply :meth:`_handle` gives a query that needs the model alone, without its
         coroutine; None when the query needs more (the digest, an unknown query, a wait for
         read-your-writes or behind a fence): :meth:`_handle` answers it then."""
-        query = subject[subject.rfind(".") + 1 :]
-        plan = self._plans.get(query)
-        if plan is None or self.fenced:
+        planned = self._subjects.get(subject)
+        if planned is None or self.fenced:
             return None
+        query, (decode, run) = planned
         try:
-            args = plan[0](data)
+            args = decode(data)
             min_seq = min_seq_of(headers) if headers else 0
-            seq = self.projector.position
+            seq = self._position.value
             if min_seq > seq:
                 return None
-            return self._answer(query, plan[1], args, seq)
+            return self._answer(query, run, args, seq)
         except CqrsError as exc:
             self._refused(subject, exc)
             return exc

@@ -138,7 +138,7 @@ def refused(service: str, msg: Msg) -> None:
     )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Endpoint:
     """One subject a service serves, in the service's queue group, with its statistics."""
 
