@@ -134,8 +134,8 @@ class QueryService:
             names=list(self.projection.queries),
             subject=f"{QUERY_PREFIX}.{name}.*",
             handler=self.handle if self.tracer is not None else self._handle,
-            # Neither spans nor metrics to give: most queries are answered by _answer_at_once.
-            quick=self._answer_at_once if self.tracer is None and self.metrics is None else None,
+            # No span to give: most queries are answered by _answer_at_once.
+            quick=self._answer_at_once if self.tracer is None else None,
             metadata={
                 "replica": self.projector.replica,
                 "projection_version": str(self.projection.version),
@@ -229,16 +229,22 @@ class QueryService:
         if planned is None or self.fenced:
             return None
         query, (decode, run) = planned
+        metrics = self.metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         try:
             args = decode(data)
             min_seq = min_seq_of(headers) if headers else 0
             seq = self._position.value
             if min_seq > seq:
                 return None
-            return self._answer(query, run, args, seq)
+            reply = self._answer(query, run, args, seq)
         except CqrsError as exc:
             self._refused(subject, exc)
+            self._answered(query, exc.code, started, None)
             return exc
+        if metrics is not None:  # timed to the reply, which the endpoint sends at once
+            metrics.done(query, OK, time.perf_counter() - started)
+        return reply
 
     def _refused(self, subject: str, exc: CqrsError) -> None:
         if exc.code != "not_found":
