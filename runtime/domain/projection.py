@@ -31,6 +31,7 @@ another version are ignored and the read model is rebuilt from the first event.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,8 @@ from .types import usable
 
 M = TypeVar("M")
 F = TypeVar("F", bound=Callable[..., Any])
+# A query looked up once: decode the request body into its arguments; run it on the model.
+QueryPlan = tuple[Callable[[bytes], Any], Callable[[Any, Any], Any]]
 
 PoisonPolicy = Literal["halt", "skip"]
 """What a projection does with an event its handler fails on: ``halt`` (stop the replica, the
@@ -366,3 +369,14 @@ class Projection(Generic[M]):
         if handler.args_type is None:
             return handler.fn(model)
         return handler.fn(model, args)
+
+    def query_plan(self, query: str) -> QueryPlan | None:
+        """What answering ``query`` takes, looked up once: ``decode(body)`` as
+        :meth:`decode_query` and ``run(model, args)`` as :meth:`ask` (None: no such query)."""
+        handler = self._queries.get(query)
+        if handler is None:
+            return None
+        if handler.decoder is not None:
+            return handler.decoder.decode, handler.fn
+        fn = handler.fn
+        return functools.partial(self.decode_query, query), lambda model, _args: fn(model)

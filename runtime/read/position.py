@@ -46,8 +46,9 @@ class ReadPosition:
 
     @property
     def value(self) -> int:
-        """The stream sequence the read model reflects."""
-        return max(self.applied, self.confirmed)
+        """The stream sequence the read model reflects (read per query: no ``max`` call)."""
+        applied, confirmed = self.applied, self.confirmed
+        return applied if applied >= confirmed else confirmed
 
     def signal(self) -> None:
         """Wake every waiter to look at the position again."""

@@ -60,31 +60,26 @@ DISCOVERY_PREFIX = "$SRV"
 MAX_ERROR_HEADER = 512  # the error's message in the micro header; the body carries all of it
 
 Handler = Callable[["Request"], Awaitable[None]]
+# A synchronous handler for what can be answered from memory: (subject, headers, body) -> the
+# encoded success body, an error, or None to leave the request to the (asynchronous) handler.
+QuickHandler = Callable[[str, dict[str, str] | None, bytes], "bytes | CqrsError | None"]
 StatsData = Callable[[EndpointStats], Any]
 
 
 class Request:
     """One request to an endpoint, answered once with a success body or an error."""
 
-    __slots__ = ("_answered", "_endpoint", "_msg", "_received")
+    # Plain slots, not properties over the message: a handler reads them once per request.
+    __slots__ = ("_answered", "_endpoint", "_received", "data", "headers", "reply", "subject")
 
-    def __init__(self, msg: Msg, endpoint: Endpoint) -> None:
-        self._msg = msg
+    def __init__(self, msg: Msg, endpoint: Endpoint, received: int | None = None) -> None:
+        self.subject: str = msg.subject
+        self.headers: dict[str, str] | None = msg.headers
+        self.data: bytes = msg.data
+        self.reply: str = msg.reply
         self._endpoint = endpoint
-        self._received = time.perf_counter_ns()
+        self._received = time.perf_counter_ns() if received is None else received
         self._answered = False
-
-    @property
-    def subject(self) -> str:
-        return self._msg.subject
-
-    @property
-    def headers(self) -> dict[str, str] | None:
-        return self._msg.headers
-
-    @property
-    def data(self) -> bytes:
-        return self._msg.data
 
     async def respond(self, result: dict[str, Any] | bytes | CqrsError) -> None:
         """Answer with ``result``: a body (a dict or encoded JSON), or an error, whose code
@@ -103,18 +98,26 @@ class Request:
             data, headers = _encoded(result)
         if not self._answered:
             self._answered = True
-            error = f"{result.code}: {result.message}" if isinstance(result, CqrsError) else None
-            endpoint.record(time.perf_counter_ns() - self._received, error)
-        reply = self._msg.reply
+            elapsed = time.perf_counter_ns() - self._received
+            if isinstance(result, CqrsError):
+                endpoint.record(elapsed, f"{result.code}: {result.message}")
+            else:  # Endpoint.record without an error, inline: this is every answered query
+                endpoint.answered += 1
+                endpoint.processing_time += elapsed
+        reply = self.reply
         if not reply:
             return  # a publish, not a request: nobody waits for an answer
         try:
             await endpoint.nc.publish(reply, data, headers=headers)
-        except nats.errors.Error as exc:  # translated here, not by ``nats_call``: no per-reply text
-            failure = translate(exc, f"the reply on {self.subject}")
-            log.warning(
-                "reply_failed", subject=self.subject, code=failure.code, reason=failure.message
-            )
+        except nats.errors.Error as exc:
+            reply_failed(self.subject, exc)
+
+
+def reply_failed(subject: str, exc: nats.errors.Error) -> None:
+    """Log a reply that could not be sent (translated here, not by ``nats_call``: no per-reply
+    text)."""
+    failure = translate(exc, f"the reply on {subject}")
+    log.warning("reply_failed", subject=subject, code=failure.code, reason=failure.message)
 
 
 def _encoded(result: dict[str, Any] | bytes | CqrsError) -> tuple[bytes, dict[str, str] | None]:
@@ -135,7 +138,7 @@ def refused(service: str, msg: Msg) -> None:
     )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Endpoint:
     """One subject a service serves, in the service's queue group, with its statistics."""
 
@@ -154,6 +157,7 @@ class Endpoint:
     last_error: str | None = None
     refused: int = 0  # requests refused for their reply subject
     subscription: Subscription | None = None
+    quick: QuickHandler | None = None  # tried before ``handler``, see on_message
 
     def record(self, elapsed_ns: int, error: str | None) -> None:
         """Count one answered request: its processing time, and its error if it has one."""
@@ -176,16 +180,35 @@ class Endpoint:
         return Request(msg, self)
 
     async def on_message(self, msg: Msg) -> None:
+        """Handle one request: refused for its reply subject, answered by ``quick`` when it can
+        (with no :class:`Request`, no second coroutine and no reply to measure: a body that
+        fits is published as it is), else by ``handler``."""
         reply = msg.reply
         if reply and not reply.startswith(self.replies.prefixes):
             self.accept(msg)  # refuses it
             return
         self.num_requests += 1
-        request = Request(msg, self)
+        request: Request | None = None
+        received = time.perf_counter_ns()
         try:
+            if self.quick is not None:
+                answer = self.quick(msg.subject, msg.headers, msg.data)
+                if type(answer) is bytes and reply and len(answer) <= self.nc.max_payload:
+                    self.answered += 1
+                    self.processing_time += time.perf_counter_ns() - received
+                    try:
+                        await self.nc.publish(reply, answer)
+                    except nats.errors.Error as exc:
+                        reply_failed(msg.subject, exc)
+                    return
+                if answer is not None:  # an error, a body too large, or nobody to send it to
+                    await Request(msg, self, received).respond(answer)
+                    return
+            request = Request(msg, self, received)
             await self.handler(request)
         except Exception as exc:
             log.exception("request_crashed", endpoint=self.name, subject=msg.subject)
+            request = request or Request(msg, self)
             await request.respond(Internal(f"{type(exc).__name__} while handling the request"))
 
     def info(self) -> EndpointInfo:
@@ -234,9 +257,15 @@ class MicroService:
         self._discovery: list[Subscription] = []
 
     def add_endpoint(
-        self, name: str, subject: str, handler: Handler, metadata: dict[str, str] | None = None
+        self,
+        name: str,
+        subject: str,
+        handler: Handler,
+        metadata: dict[str, str] | None = None,
+        quick: QuickHandler | None = None,
     ) -> None:
-        """Serve ``subject`` with ``handler`` once the service starts."""
+        """Serve ``subject`` with ``handler`` (``quick`` first, if given) once the service
+        starts."""
         self.endpoints.append(
             Endpoint(
                 self.nc,
@@ -247,6 +276,7 @@ class MicroService:
                 dict(metadata or {}),
                 service=self.name,
                 replies=self.replies,
+                quick=quick,
             )
         )
 
@@ -375,6 +405,7 @@ def definition_service(
     handler: Handler,
     metadata: dict[str, str] | None = None,
     stats_data: StatsData | None = None,
+    quick: QuickHandler | None = None,
 ) -> MicroService:
     """The service of aggregate or projection ``name``: one endpoint ``serves`` ("commands" or
     "queries") whose ``names`` arrive on ``subject``, in the queue group its replicas share."""
@@ -388,5 +419,5 @@ def definition_service(
         metadata={kind: name, serves: joined, **(metadata or {})},
         stats_data=stats_data,
     )
-    service.add_endpoint(serves, subject, handler, {serves: joined})
+    service.add_endpoint(serves, subject, handler, {serves: joined}, quick)
     return service

@@ -147,3 +147,53 @@ async def test_stop_answers_every_request_already_delivered(nc: NATS) -> None:
     assert answers == {n: {"n": n} for n in range(20)}
     with pytest.raises(nats.errors.NoRespondersError):
         await nc.request("$SRV.PING.slow", b"", timeout=2)
+
+
+async def test_a_quick_handler_answers_first_and_leaves_the_rest_to_the_handler(nc: NATS) -> None:
+    """A quick handler's body is the reply; its error, a body over max_payload and its None go
+    the usual way (error headers, ``too_large``, the handler); a crash is ``internal``; a
+    hostile reply subject is refused before it runs. Every request counts in the stats."""
+    quick_calls: list[str] = []
+
+    def quick(
+        subject: str, headers: dict[str, str] | None, data: bytes
+    ) -> bytes | InvalidInput | None:
+        quick_calls.append(subject)
+        match subject:
+            case "fast.ok":
+                return b'{"result": "quick"}'
+            case "fast.bad":
+                return InvalidInput("bad quick", details={"field": "$"})
+            case "fast.big":
+                return b'"' + b"x" * nc.max_payload + b'"'
+            case "fast.crash":
+                raise RuntimeError("quick crashed")
+        return None
+
+    async def slow(request: Request) -> None:
+        await request.respond({"result": "slow", "subject": request.subject})
+
+    service = MicroService(nc, name="fast", version="1.0.0", queue_group="fast")
+    service.add_endpoint("fast", "fast.*", slow, quick=quick)
+    await service.start()
+    try:
+        ok = await nc.request("fast.ok", b"{}", timeout=2)
+        bad = await nc.request("fast.bad", b"{}", timeout=2)
+        big = await nc.request("fast.big", b"{}", timeout=2)
+        crash = await nc.request("fast.crash", b"{}", timeout=2)
+        other = await nc.request("fast.other", b"{}", timeout=2)
+        await nc.publish("fast.ok", b"{}", reply="events.user.victim")
+        # Handled in order on the endpoint's subscription: once this is answered, so was that.
+        await nc.request("fast.ok", b"{}", timeout=2)
+        stats = codec.loads((await nc.request("$SRV.STATS.fast", b"", timeout=2)).data)
+    finally:
+        await service.stop()
+    assert codec.loads(ok.data) == {"result": "quick"} and not ok.headers
+    assert bad.headers is not None and bad.headers["Nats-Service-Error-Code"] == "invalid"
+    assert codec.loads(big.data)["error"]["details"]["reason"] == "too_large"
+    assert crash.headers is not None and crash.headers["Nats-Service-Error-Code"] == "internal"
+    assert codec.loads(other.data) == {"result": "slow", "subject": "fast.other"}
+    assert quick_calls == ["fast.ok", "fast.bad", "fast.big", "fast.crash", "fast.other", "fast.ok"]
+    [endpoint] = stats["endpoints"]
+    assert (endpoint["num_requests"], endpoint["num_errors"]) == (7, 4)
+    assert endpoint["last_error"].startswith("reply_refused: ")
