@@ -380,6 +380,11 @@ def processes_grant(
     bucket = resources.process_bucket
     if bucket is not None:  # instance keys are <process manager>.<key>
         publish += _kv_keys(bucket, managers)
+        if set(managers) >= {m.name for m in app.process_managers}:
+            # A batch's instances in one direct get: the request names its keys in its body,
+            # so the grant cannot narrow it to some managers' keys. Given only to a user that
+            # runs every manager (all the bucket's keys are its own); another reads one by one.
+            publish.append(f"$JS.API.DIRECT.GET.KV_{bucket}")
     leases = resources.process_lease_bucket
     if leases is not None:  # leases lease.<pm>.<partition> and heartbeats member.<id>
         kv_stream = f"KV_{leases}"

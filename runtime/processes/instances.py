@@ -21,12 +21,16 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ..errors import Internal, NoResponders
+from ..errors import Internal, NoResponders, PermissionDenied
+from ..log import get_logger
 from ..transport.direct_get import DirectGetter
 from ..transport.nats_errors import nats_call
 from ..transport.publisher import Publisher, Refused
 from ..transport.streams import bind_key_value
 from ..wire import codec
+from ..wire.envelope import RawMessage
+
+log = get_logger("runtime.processes.instances")
 
 WRONG_LAST_SEQUENCE = 10071
 WRONG_LAST_SEQUENCE_CONSTANT = 10164  # the same refusal, as newer servers may word it
@@ -102,6 +106,7 @@ class InstanceStore:
         self._kv: KeyValue | None = None
         # For the batched reads and pipelined writes (get_many, put_many), made on first use.
         self._getter: DirectGetter | None = None
+        self._batched = True  # until the server refuses a batched read
         self._publisher: Publisher | None = None
 
     async def start(self) -> None:
@@ -176,14 +181,8 @@ class InstanceStore:
         found = {
             k: await self.get(manager, k) for k in keys if self._subject(manager, k) not in plain
         }
-        if self._getter is None:
-            getter = DirectGetter(self.nc, f"KV_{self.bucket}", timeout=self.timeout)
-            await getter.start()
-            self._getter = getter
-        try:
-            with nats_call(f"reading instances of {manager}"):
-                messages = await self._getter.last_of_subjects(list(plain))
-        except NoResponders:  # a bucket made without direct gets (allow_direct): one by one
+        messages = await self._last_of(manager, list(plain)) if self._batched else None
+        if messages is None:
             return {**found, **{k: await self.get(manager, k) for k in plain.values()}}
         for msg in messages:
             key = plain.get(msg.subject)
@@ -196,6 +195,22 @@ class InstanceStore:
         for key in plain.values():
             found.setdefault(key, Instance(state=None))
         return found
+
+    async def _last_of(self, manager: str, subjects: list[str]) -> list[RawMessage] | None:
+        """The newest message of each of ``subjects`` in one batched direct get; None once the
+        server refused one: a bucket made without direct gets (allow_direct), or a user allowed
+        to read only its own managers' keys (see runtime.ops.permissions) reads one by one."""
+        if self._getter is None:
+            getter = DirectGetter(self.nc, f"KV_{self.bucket}", timeout=self.timeout)
+            await getter.start()
+            self._getter = getter
+        try:
+            with nats_call(f"reading instances of {manager}"):
+                return await self._getter.last_of_subjects(subjects)
+        except (NoResponders, PermissionDenied) as exc:
+            self._batched = False
+            log.info("instance_reads_one_by_one", bucket=self.bucket, reason=exc.message)
+            return None
 
     async def put_many(
         self, manager: str, entries: list[tuple[str, Instance]], state_version: int

@@ -7,6 +7,7 @@ entry changed after the read, while the other entries of the batch are stored.""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,11 @@ from runtime.processes.parking import ParkedStore
 from runtime.processes.reaction import Reactions
 from runtime.processes.timers import TimerStore
 from runtime.processes.triggers import Trigger, event_triggers
+from runtime.transport.connection import ConnectOptions, open_connection
 from runtime.transport.direct_get import MULTI_LAST_LIMIT
+from runtime.transport.embedded import EmbeddedServer
 from runtime.wire.envelope import Commit, StoredEvent
+from tests.ports import free_port
 
 V = 1  # the state version written with the entries
 NOW = "2026-01-01T00:00:00+00:00"
@@ -131,6 +135,34 @@ async def test_a_bucket_without_direct_gets_is_read_one_entry_at_a_time(nc: NATS
         assert read == {"a": stored, "missing": Instance(state=None)}
     finally:
         await store.stop()
+
+
+async def test_a_user_refused_the_batched_form_reads_one_entry_at_a_time(tmp_path: Path) -> None:
+    """A user allowed only the per-key direct gets (one that runs some of the managers, see
+    runtime.ops.permissions) reads one by one: the refusal is not an error of the reaction."""
+    batched = "$JS.API.DIRECT.GET.KV_cqrs-processes"
+    config = tmp_path / "server.conf"
+    config.write_text(
+        "authorization { users = [{user: pm, password: pm, permissions: {"
+        f'publish: {{allow: [">"], deny: ["{batched}"]}}, subscribe: [">"]}}}}] }}\n'
+    )
+    server = EmbeddedServer(tmp_path / "js", port=free_port(), config_file=config)
+    server.start()
+    await server.wait_ready()
+    nc = await open_connection(server.url, ConnectOptions(user="pm", password="pm"))
+    store = InstanceStore(nc)
+    try:
+        await store.start()
+        stored = await store.put("pm", "a", entry({"n": 1}, 1), V)
+        for _ in range(2):  # refused once, then not asked again
+            assert await store.get_many("pm", ["a", "missing"]) == {
+                "a": stored,
+                "missing": Instance(state=None),
+            }
+    finally:
+        await store.stop()
+        await nc.close()
+        server.stop()
 
 
 # -- reacting through the batched read --------------------------------------------------------
