@@ -24,8 +24,6 @@ partition, so one owner sees them in order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
@@ -37,8 +35,6 @@ from ..wire.naming import EVENT_PREFIX
 from ..wire.partitions import fnv1a32
 
 PARTITIONED_STREAM = "CQRS_PM_EVENTS"
-V1_ACK_TOKENS = 9  # tokens of a delivery's reply subject, without and with domain (ADR-15)
-V2_ACK_TOKENS = 11
 PREFIX = "pm"
 H_STREAM_SOURCE = "Nats-Stream-Source"
 
@@ -64,15 +60,13 @@ def consumer_name(manager: str, partition: int, kind: str = "events") -> str:
 
 def original(msg: Msg) -> RawMessage:
     """The event stream's message a copy in the partitioned stream stands for (its sequence
-    and subject from ``Nats-Stream-Source``: ``<stream> <seq> <filter> <dest> <subject> ...``)."""
+    and subject from ``Nats-Stream-Source``: ``<stream> <seq> <filter> <dest> <subject> ...``).
+    Without its stored time: a reaction is given the commit's own ``recorded_at``, and turning
+    the delivery's time into text cost as much as a tenth of reacting."""
     headers = msg.headers or {}
     source = _source(msg)
     return RawMessage(
-        seq=int(source[1]),
-        subject=source[4],
-        timestamp=stored_at(msg),
-        headers=headers,
-        data=msg.data,
+        seq=int(source[1]), subject=source[4], timestamp="", headers=headers, data=msg.data
     )
 
 
@@ -86,22 +80,6 @@ def _source(msg: Msg) -> list[str]:
     if len(source) < 5:
         raise ConfigurationError(f"{msg.subject}: no usable {H_STREAM_SOURCE} header")
     return source
-
-
-def stored_at(msg: Msg) -> str:
-    """When JetStream stored a delivered message (ISO 8601, UTC), read from the one token of
-    its reply subject that says so: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.
-    <consumer seq>.<ns>.<pending>``, or with domain and account hash in front and a random
-    token after. nats-py's ``Msg.metadata`` parses every token into objects on each call, a
-    cost per event on this path."""
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == V1_ACK_TOKENS:
-        ns = tokens[7]
-    elif len(tokens) >= V2_ACK_TOKENS:
-        ns = tokens[9]
-    else:
-        return msg.metadata.timestamp.isoformat()  # not JetStream's: nats-py says why
-    return datetime.fromtimestamp(int(ns) / 1_000_000_000, UTC).isoformat()
 
 
 async def ensure_partitioned_stream(
