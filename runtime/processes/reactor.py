@@ -281,10 +281,11 @@ class Reactor:
         self, msgs: list[Msg], lease: Lease, *, triggers: Callable[[Msg], list[Trigger]]
     ) -> None:
         by_key: dict[str, list[Trigger]] = {}
-        for msg in msgs:
-            decoded = await self._retrying(functools.partial(_sync, triggers, msg), msgs, lease)
-            for trigger in decoded:
-                by_key.setdefault(trigger.key, []).append(trigger)
+        # Decoding is pure, so one retry scope covers the whole batch (what cannot be decoded
+        # is a trigger with its error, parked later; a raise is a misconfigured stream).
+        decoded = await self._retrying(functools.partial(_decode, triggers, msgs), msgs, lease)
+        for trigger in decoded:
+            by_key.setdefault(trigger.key, []).append(trigger)
         runs = list(by_key.values())
         # One batched read of every instance of the batch and their writes sent together;
         # what that cannot take (an outbox to carry out, a park, a conflict, a failure)
@@ -408,5 +409,5 @@ class Reactor:
             await anyio.sleep(self.settings.retry.delay(attempts))
 
 
-async def _sync(fn: Callable[[Msg], list[Trigger]], msg: Msg) -> list[Trigger]:
-    return fn(msg)
+async def _decode(fn: Callable[[Msg], list[Trigger]], msgs: list[Msg]) -> list[Trigger]:
+    return [trigger for msg in msgs for trigger in fn(msg)]
