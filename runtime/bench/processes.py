@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import nats
 
-from ..domain.process_manager import ProcessManager, TimerFired
+from ..domain.process_manager import ProcessManager, Reaction, TimerFired
 from ..processes.instances import Instance, InstanceStore
 from ..processes.layout import partitions_caught_up, partitions_delivered
 from ..processes.run import run_process_managers
@@ -123,14 +123,33 @@ async def _until(condition: Callable[[], Awaitable[object]]) -> None:
         await anyio.sleep(POLL)
 
 
-async def reacting(url: str, settings: ProcessSettings, last: int) -> Measurement:
-    """The payment deadline from the first event until it acknowledged ``last``."""
+def order_activity() -> ProcessManager[int]:
+    """A bench-only process manager whose reactions only change state: it counts each order's
+    events (no command, no timer), so each batch costs the instances' read and write alone."""
+    from aggregates.order import order
+
+    manager: ProcessManager[int] = ProcessManager("bench_order_activity", 0, follows=[order])
+
+    def count(state: int, event: object) -> Reaction[int]:
+        return Reaction(state + 1)
+
+    for event_type in order.event_types:
+        manager.on(event_type)(count)
+    return manager
+
+
+async def reacting(
+    url: str, settings: ProcessSettings, last: int, manager: ProcessManager[Any] | None = None
+) -> Measurement:
+    """The payment deadline (or ``manager``) from the first event until it acknowledged
+    ``last``."""
     from aggregates.payment_deadline import payment_deadline
 
     nc = await nats.connect(url)
     try:
         started = time.perf_counter()
-        async with run_process_managers(nc, [payment_deadline], settings) as (reactor,):
+        managers = [manager or payment_deadline]
+        async with run_process_managers(nc, managers, settings) as (reactor,):
             with anyio.fail_after(3_600):
                 await reactor.wait_for(last)
             seconds = time.perf_counter() - started
@@ -198,7 +217,9 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
             finally:
                 await setup.close()
             pm_rounds: list[Measurement] = []
+            state_rounds: list[Measurement] = []
             proj_rounds: list[Measurement] = []
+            activity = order_activity()
             for r in range(config.rounds):
                 projection = ProjectorSettings(
                     replica=f"bench-{run}-{r}", snapshot_bucket=f"bench-{run}-{r}"
@@ -208,9 +229,13 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
                 # A fresh consumer per round: the old one is deleted by name.
                 await _forget_consumer(url, settings.partitions)
                 pm_rounds.append(await reacting(url, settings, last))
+                settings = ProcessSettings(start="all", bucket=f"bench-{run}-{r}-state")
+                await _forget_consumer(url, settings.partitions, activity.name)
+                state_rounds.append(await reacting(url, settings, last, activity))
                 say(
                     f"round {r + 1}: projection {proj_rounds[-1].per_second:,.0f} events/s, "
-                    f"process manager {pm_rounds[-1].per_second:,.0f} events/s"
+                    f"process manager {pm_rounds[-1].per_second:,.0f} events/s, "
+                    f"state only {state_rounds[-1].per_second:,.0f} events/s"
                 )
             shared: dict[int, Measurement] = {}
             for count in config.replicas:
@@ -220,6 +245,7 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
             delays = await timer_delays(url, config.timers, run)
             say(f"{config.timers} timers: reacted p50 {delays['reacted']['p50_ms']} ms")
     pm, proj = merge("process manager", pm_rounds), merge("projection", proj_rounds)
+    state = merge("state only", state_rounds)
     return {
         "benchmark": "processes",
         "events": last,
@@ -227,6 +253,11 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
         "process_manager_events_per_second": round(pm.per_second, 1),
         "projection_events_per_second": round(proj.per_second, 1),
         "reacting_ratio": round(pm.per_second / proj.per_second, 3) if proj.per_second else 0.0,
+        "state_only_events_per_second": round(state.per_second, 1),
+        "state_only_ratio": (
+            round(state.per_second / proj.per_second, 3) if proj.per_second else 0.0
+        ),
+        "state_only_rounds": [round(m.per_second, 1) for m in state_rounds],
         "process_manager_rounds": [round(m.per_second, 1) for m in pm_rounds],
         "projection_rounds": [round(m.per_second, 1) for m in proj_rounds],
         "replicas_events_per_second": {
@@ -236,7 +267,7 @@ async def bench_processes(config: ProcessBenchConfig, say: Say) -> dict[str, Any
     }
 
 
-async def _forget_consumer(url: str, partitions: int) -> None:
+async def _forget_consumer(url: str, partitions: int, manager: str = "payment_deadline") -> None:
     from ..processes.layout import PARTITIONED_STREAM, consumer_name
 
     nc = await nats.connect(url)
@@ -244,7 +275,7 @@ async def _forget_consumer(url: str, partitions: int) -> None:
         for partition in range(partitions):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await nc.jetstream().delete_consumer(
-                    PARTITIONED_STREAM, consumer_name("payment_deadline", partition)
+                    PARTITIONED_STREAM, consumer_name(manager, partition)
                 )
     finally:
         await nc.close()

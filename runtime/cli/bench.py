@@ -253,6 +253,8 @@ def processes(
     table.add_row("projection catch-up events/s", f"{result['projection_events_per_second']:,.0f}")
     table.add_row("process manager events/s", f"{result['process_manager_events_per_second']:,.0f}")
     table.add_row("process manager / projection", f"{result['reacting_ratio']:.2f}")
+    table.add_row("state-only reactions events/s", f"{result['state_only_events_per_second']:,.0f}")
+    table.add_row("state-only reactions / projection", f"{result['state_only_ratio']:.2f}")
     for count, rate in result["replicas_events_per_second"].items():
         table.add_row(f"{count} `cqrs processes` replicas events/s", f"{rate:,.0f}")
     for side in ("fired", "reacted"):
