@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,9 @@ SUBJECT = "query.orders.get_order_by_id"
 
 
 @functools.cache
-def orders_v2() -> Any:
-    """Version 2 of the example ``orders`` projection: the same handlers and queries (user
-    code: imported only when benchmarking)."""
+def orders_v2(wrap: Callable[[Any], Any] = lambda handler: handler) -> Any:
+    """Version 2 of the example ``orders`` projection: the same handlers (each passed through
+    ``wrap``) and queries (user code: imported only when benchmarking)."""
     from aggregates.order import order
     from projections.orders import (
         OrdersModel,
@@ -66,9 +66,9 @@ def orders_v2() -> Any:
     from runtime import Projection
 
     v2 = Projection("orders", OrdersModel, follows=[order], version=2)
-    v2.on("order.created.v2")(created)
-    v2.on("order.status_updated.v1")(status_updated)
-    v2.on("order.cancelled.v1")(cancelled)
+    v2.on("order.created.v2")(wrap(created))
+    v2.on("order.status_updated.v1")(wrap(status_updated))
+    v2.on("order.cancelled.v1")(wrap(cancelled))
     v2.query("get_order_by_id")(get_order_by_id)
     v2.query("get_orders_for_user")(get_orders_for_user)
     return v2

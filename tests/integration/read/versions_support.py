@@ -31,24 +31,4 @@ def _slow(handler: Callable[..., Any]) -> Callable[..., Any]:
     return slowed
 
 
-def _orders_v2_slow() -> Projection[Any]:
-    from aggregates.order import order
-    from projections.orders import (
-        OrdersModel,
-        cancelled,
-        created,
-        get_order_by_id,
-        get_orders_for_user,
-        status_updated,
-    )
-
-    v2 = Projection("orders", OrdersModel, follows=[order], version=2)
-    v2.on("order.created.v2")(_slow(created))
-    v2.on("order.status_updated.v1")(_slow(status_updated))
-    v2.on("order.cancelled.v1")(_slow(cancelled))
-    v2.query("get_order_by_id")(get_order_by_id)
-    v2.query("get_orders_for_user")(get_orders_for_user)
-    return v2
-
-
-orders_v2_slow: Projection[Any] = _orders_v2_slow()
+orders_v2_slow: Projection[Any] = _orders_v2(_slow)
