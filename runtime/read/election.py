@@ -8,16 +8,15 @@ replica alike. Meanwhile a query goes to the replicas that are caught up, or, wi
 replica that falls behind later (a burst of writes) keeps serving, and ``Cqrs-Min-Seq`` gives
 read-your-writes as always.
 
-**One version answers.** Every replica publishes its state on the board
-(:mod:`runtime.read.board`) and reads the others'. A caught-up replica serves unless a replica of
-a newer version serves; so when a new version's first replica catches up it subscribes first,
-says so on the board, and only then do the older version's replicas drain their subscriptions:
-the queue group is never empty. A replica decides only once its watch has delivered the whole
-board as it was when the watch began: a replica of another version it has not seen yet may be
-serving. The older replicas go on consuming, so stopping the newer
-version is a rollback: a replica that stops withdraws its entry (a killed one's expires within
-the board's TTL), the older version serves again, and a replica that stops as the last server
-of its version waits (up to ``handover_timeout``) until another one has taken over.
+**One version answers.** Every replica publishes its state on the board (:mod:`runtime.read.board`)
+and reads the others'. A caught-up replica serves unless a replica of a newer version serves; so
+when a new version's first replica catches up it subscribes first, says so on the board, and only
+then do the older version's replicas drain their subscriptions: the queue group is never empty. A
+replica decides only once its watch has delivered the whole board as it was when the watch began: a
+replica of another version it has not seen yet may be serving. The older replicas go on consuming,
+so stopping the newer version is a rollback: a replica that stops withdraws its entry (a killed
+one's expires within the board's TTL), the older version serves again, and a replica that stops as
+the last server of its version waits (up to ``handover_timeout``) until another one has taken over.
 
 While two versions may both answer, every replica that answers is *fenced* (see
 :mod:`runtime.read.query_service`): each answer waits until its model reflects the stream's end
