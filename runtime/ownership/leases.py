@@ -33,14 +33,13 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ..errors import ConfigurationError
-from ..transport.nats_errors import jetstream_setup, nats_call
+from ..transport.nats_errors import WRONG_LAST_SEQUENCE_CODES, jetstream_setup, nats_call
 from ..transport.startup import jetstream_call
 from ..transport.streams import bind_key_value
 from ..wire import codec
 from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ
 
 TRUST = 0.8  # share of the TTL a holder trusts its lease for after sending a renewal
-WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 def lease_key(aggregate: str, partition: int) -> str:
@@ -138,7 +137,7 @@ class LeaseBucket:
                 ),
             )
         except nats.js.errors.APIError as exc:
-            if exc.err_code in WRONG_LAST_SEQUENCE:
+            if exc.err_code in WRONG_LAST_SEQUENCE_CODES:
                 return None
             raise
         return int(ack.seq)

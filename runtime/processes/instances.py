@@ -24,17 +24,14 @@ from nats.js.kv import KeyValue
 from ..errors import Internal, NoResponders, PermissionDenied
 from ..log import get_logger
 from ..transport.direct_get import DirectGetter
-from ..transport.nats_errors import nats_call
+from ..transport.nats_errors import WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_CODES, nats_call
 from ..transport.publisher import Publisher, Refused
 from ..transport.streams import bind_key_value
 from ..wire import codec
-from ..wire.envelope import RawMessage
+from ..wire.envelope import H_EXPECTED_LAST_SUBJECT_SEQ, RawMessage
 
 log = get_logger("runtime.processes.instances")
 
-WRONG_LAST_SEQUENCE = 10071
-WRONG_LAST_SEQUENCE_CONSTANT = 10164  # the same refusal, as newer servers may word it
-H_EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 H_KV_OPERATION = "KV-Operation"
 REMOVED = ("DEL", "PURGE")  # KV-Operation of a deleted or purged entry's marker
 
@@ -226,17 +223,14 @@ class InstanceStore:
             (
                 self._subject(manager, key),
                 instance.to_wire(state_version),
-                {H_EXPECTED_LAST_SUBJECT_SEQUENCE: str(instance.revision)},
+                {H_EXPECTED_LAST_SUBJECT_SEQ: str(instance.revision)},
             )
             for key, instance in entries
         ]
         results: list[Instance | Exception] = []
         acks = await self._publisher.publish_many(messages)
         for (key, instance), ack in zip(entries, acks, strict=True):
-            if isinstance(ack, Refused) and ack.err_code in (
-                WRONG_LAST_SEQUENCE,
-                WRONG_LAST_SEQUENCE_CONSTANT,
-            ):
+            if isinstance(ack, Refused) and ack.err_code in WRONG_LAST_SEQUENCE_CODES:
                 results.append(CasConflict(f"{manager}.{key}"))
             elif isinstance(ack, Refused):
                 results.append(ack.as_error(f"storing instance {manager}.{key}"))

@@ -30,6 +30,10 @@ from ..errors import (
 
 STATUS_HEADER = "Status"  # on a message the server sends in place of an answer
 NO_RESPONDERS_STATUS = "503"
+# JetStream refusing a publish whose expected last (subject) sequence is not the stream's: the
+# compare-and-set conflict; newer servers may give it the second code.
+WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_SEQUENCE_CODES = frozenset({WRONG_LAST_SEQUENCE, 10164})
 
 # Connection states in which nothing can be sent now, but may be later.
 UNAVAILABLE: dict[type[nats.errors.Error], tuple[str, str]] = {

@@ -15,12 +15,11 @@ from nats.aio.client import Client as NATS
 from ..errors import Timeout
 from ..transport.history_reader import history_reader
 from ..transport.limits import too_large
+from ..transport.nats_errors import WRONG_LAST_SEQUENCE
 from ..transport.publisher import NoStream, Publisher, Refused
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
 from ..wire.naming import event_subject
-
-WRONG_LAST_SEQUENCE = 10071
 
 
 class WrongLastSequence(Exception):
