@@ -27,6 +27,7 @@ from runtime.read.snapshot_blob import (
     parts_of,
 )
 from runtime.read.snapshots import ProjectionSnapshot, encode_snapshot
+from tests.snapshot_frames import split_frames
 
 INFO = ProjectionSnapshot(
     projection="orders",
@@ -86,18 +87,6 @@ def format_1(model: Any, info: ProjectionSnapshot = INFO) -> bytes:
     header = orjson.dumps({"format": 1, "codec": "msgpack+zlib", **info.to_dict()})
     body = zlib.compress(msgspec.msgpack.encode(model), 1)
     return b"".join((MAGIC, b"\n", header, b"\n", body))
-
-
-def split(blob: bytes) -> tuple[bytes, list[bytes]]:
-    """The magic and header lines of a format-2 blob, and its compressed frames."""
-    first = blob.index(b"\n", blob.index(b"\n") + 1) + 1
-    head, rest, frames = blob[:first], blob[first:], []
-    while rest:
-        inflater = zlib.decompressobj()
-        inflater.decompress(rest)
-        frames.append(rest[: len(rest) - len(inflater.unused_data)])
-        rest = inflater.unused_data
-    return head, frames
 
 
 @pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
@@ -204,7 +193,7 @@ def test_a_snapshot_truncated_inside_its_body_is_corrupt(make: Any) -> None:
 
 def test_a_format_2_snapshot_cut_between_frames_is_corrupt() -> None:
     """A blob that ends where a frame ends still misses the frames the header counts."""
-    head, frames = split(encode_snapshot(orders, model(), INFO))
+    head, frames = split_frames(encode_snapshot(orders, model(), INFO))
     with pytest.raises(CorruptSnapshot, match="frames"):
         read(head + b"".join(frames[:-3]), 4096)
 
@@ -219,7 +208,7 @@ def test_a_garbled_body_is_corrupt() -> None:
 
 def test_frames_out_of_place_are_corrupt() -> None:
     """Frames in the wrong order, of no part, or a second skeleton: all corrupt."""
-    head, frames = split(encode_snapshot(orders, model(), INFO))
+    head, frames = split_frames(encode_snapshot(orders, model(), INFO))
     stranger = zlib.compress(msgspec.msgpack.encode(("nope", {"a": 1})))
     for bad in (
         [frames[1], frames[0], *frames[2:]],  # entries before the skeleton
@@ -234,7 +223,7 @@ def test_a_body_of_another_shape_is_corrupt() -> None:
     """A model that does not decode into the projection's model type is corrupt."""
     with pytest.raises(CorruptSnapshot, match="decode"):
         decode_model(OrdersModel, memoryview(msgspec.msgpack.encode({"orders": [1, 2, 3]})))
-    head, frames = split(encode_snapshot(orders, model(), INFO))
+    head, frames = split_frames(encode_snapshot(orders, model(), INFO))
     wrong = zlib.compress(msgspec.msgpack.encode(("orders", {"ord-x": [1, 2, 3]})))
     with pytest.raises(CorruptSnapshot, match="decode"):
         read(head + b"".join([*frames[:-1], wrong]), 4096)
