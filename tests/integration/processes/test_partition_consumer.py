@@ -12,15 +12,11 @@ from runtime.processes.consumers import PartitionConsumer
 from ..procs import wait_until
 
 
-@pytest.mark.parametrize("deliver_all", [True, False], ids=["all", "new"])
-async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
-    nc: NATS, deliver_all: bool
-) -> None:
-    """Messages fetched but not acknowledged come again from the first of them after a rewind,
-    also for a consumer that delivers only new messages (the server refuses a reset to a
-    given sequence for those)."""
-    js = nc.jetstream()
-    await js.add_stream(name="PARTS", subjects=["parts.>"])
+async def _parts_consumer(
+    nc: NATS, *, deliver_all: bool = True, fetch_timeout: float = 5
+) -> PartitionConsumer:
+    """Partition consumer ``part-0`` of a new stream ``PARTS`` (``parts.>``), bound."""
+    await nc.jetstream().add_stream(name="PARTS", subjects=["parts.>"])
     consumer = PartitionConsumer(
         nc,
         stream="PARTS",
@@ -30,12 +26,24 @@ async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
         deliver_all=deliver_all,
         ack_wait=30,
         max_ack_pending=100,
-        fetch_timeout=2,
+        fetch_timeout=fetch_timeout,
         ack_all=True,
         timeout=5,
     )
     await consumer.create()
     await consumer.bind()
+    return consumer
+
+
+@pytest.mark.parametrize("deliver_all", [True, False], ids=["all", "new"])
+async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
+    nc: NATS, deliver_all: bool
+) -> None:
+    """Messages fetched but not acknowledged come again from the first of them after a rewind,
+    also for a consumer that delivers only new messages (the server refuses a reset to a
+    given sequence for those)."""
+    consumer = await _parts_consumer(nc, deliver_all=deliver_all, fetch_timeout=2)
+    js = nc.jetstream()
     for n in range(6):
         await js.publish(f"parts.{n}", str(n).encode())
     first = await consumer.fetch(2)
@@ -48,32 +56,12 @@ async def test_a_rewind_delivers_again_what_was_not_acknowledged_in_order(
     await consumer.stop()
 
 
-async def _parts_consumer(nc: NATS, max_ack_pending: int = 100) -> PartitionConsumer:
-    await nc.jetstream().add_stream(name="PARTS", subjects=["parts.>"])
-    consumer = PartitionConsumer(
-        nc,
-        stream="PARTS",
-        name="part-0",
-        subjects=["parts.>"],
-        description="a partition",
-        deliver_all=True,
-        ack_wait=30,
-        max_ack_pending=max_ack_pending,
-        fetch_timeout=5,
-        ack_all=True,
-        timeout=5,
-    )
-    await consumer.create()
-    await consumer.bind()
-    return consumer
-
-
-async def test_deliveries_that_come_after_their_fetch_returned_are_the_next_fetch_s(
+async def test_a_waiting_fetch_returns_the_first_delivery_and_later_fetches_the_rest(
     nc: NATS,
 ) -> None:
-    """A fetch waiting on an empty consumer returns with the first delivery; the ones its
-    still open request brings afterwards are returned by the next fetches, in order, none
-    lost, without asking the server again."""
+    """A fetch waiting on an empty consumer returns with the first delivery, without waiting
+    for a full batch; the next fetches return the rest, in order, none lost or redelivered.
+    (Deliveries of a request that outlived its fetch: tests/integration/transport/test_pull.py.)"""
     consumer = await _parts_consumer(nc)
     js = nc.jetstream()
     got: list[bytes] = []
@@ -90,7 +78,7 @@ async def test_deliveries_that_come_after_their_fetch_returned_are_the_next_fetc
         await wait_until(request_waiting, 10, "the first fetch's request to wait")
         await js.publish("parts.0", b"0")
     assert got == [b"0"]
-    for n in range(1, 8):  # delivered on the first fetch's request, which asked for 10
+    for n in range(1, 8):
         await js.publish(f"parts.{n}", str(n).encode())
     while len(got) < 8:
         msgs = await consumer.fetch(3)

@@ -13,6 +13,8 @@ from nats.js import api
 from runtime.errors import Unavailable
 from runtime.transport.pull import Puller
 
+from ..procs import wait_until
+
 STREAM = "PULLS"
 CONSUMER = "reader"
 
@@ -42,9 +44,11 @@ async def publish(nc: NATS, count: int, first: int = 1) -> None:
 async def wait_for_waiting_request(nc: NATS) -> None:
     """Until the consumer holds a pull request (the fetch under test is waiting)."""
     js = nc.jetstream()
-    with anyio.fail_after(5):
-        while (await js.consumer_info(STREAM, CONSUMER)).num_waiting == 0:  # noqa: ASYNC110
-            await anyio.sleep(0.01)  # the server has no event for it: poll the condition
+
+    async def waiting() -> bool:
+        return bool((await js.consumer_info(STREAM, CONSUMER)).num_waiting)
+
+    await wait_until(waiting, 5, "a pull request to wait on the consumer")
 
 
 def seqs(msgs: list) -> list[int]:  # type: ignore[type-arg]
