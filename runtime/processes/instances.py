@@ -174,23 +174,26 @@ class InstanceStore:
         compare-and-set like any other: an entry changed after this read makes it conflict.
         A key that is not a plain subject (a wildcard in it) is read alone, by :meth:`get`.
         """
-        plain = {self._subject(manager, k): k for k in keys if "*" not in k and ">" not in k}
-        found = {
-            k: await self.get(manager, k) for k in keys if self._subject(manager, k) not in plain
-        }
+        plain: dict[str, str] = {}  # subject -> key
+        found: dict[str, Instance] = {}
+        for key in keys:
+            if "*" in key or ">" in key:
+                found[key] = await self.get(manager, key)
+            else:
+                plain[self._subject(manager, key)] = key
         messages = await self._last_of(manager, list(plain)) if self._batched else None
         if messages is None:
             return {**found, **{k: await self.get(manager, k) for k in plain.values()}}
         for msg in messages:
-            key = plain.get(msg.subject)
-            if key is None:
+            asked = plain.get(msg.subject)
+            if asked is None:
                 continue
             if msg.headers.get(H_KV_OPERATION) in REMOVED:
-                found[key] = Instance(state=None)  # as get() reads a deleted entry
+                found[asked] = Instance(state=None)  # as get() reads a deleted entry
             else:
-                found[key] = Instance.from_wire(msg.data, msg.seq)
-        for key in plain.values():
-            found.setdefault(key, Instance(state=None))
+                found[asked] = Instance.from_wire(msg.data, msg.seq)
+        for k in plain.values():  # not in the reply: never stored
+            found.setdefault(k, Instance(state=None))
         return found
 
     async def _last_of(self, manager: str, subjects: list[str]) -> list[RawMessage] | None:
