@@ -37,7 +37,9 @@ from .nats_errors import STATUS_HEADER, nats_call
 
 HEARTBEAT = "100"
 ENDED = frozenset({"404", "408", "409"})  # nothing (more) now, request expired, see ended()
-EXPIRES_MARGIN_NS = 100_000  # the server ends a request just before the fetch gives up on it
+# The server ends a request about when the fetch gives up on it (after it, by the request's way
+# to the server, under load: the deliveries it still brings are kept for the next fetch).
+EXPIRES_MARGIN_NS = 100_000
 
 
 class Puller:
