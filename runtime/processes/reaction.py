@@ -21,9 +21,10 @@ parked trigger replayed by an operator obeys the same exactly-once rules as a li
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+from msgspec.structs import replace
 
 from ..client import Client
 from ..domain.process_manager import CancelTimer, ProcessManager, SetTimer, TimerFired

@@ -15,10 +15,10 @@ replicas park meanwhile changes the marker, and the retry replays that one too.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import anyio
+from msgspec.structs import replace
 from nats.aio.client import Client as NATS
 
 from ..client import Client

@@ -6,11 +6,11 @@ entry changed after the read, while the other entries of the batch are stored.""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from nats.aio.client import Client as NATS
 from nats.js import api
 
