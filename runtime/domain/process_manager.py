@@ -33,11 +33,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 from ..errors import CqrsError, InvalidInput
 from ..wire import codec
 from ..wire.naming import EVENT_PREFIX, check_id, check_name, split_event_type
 from .aggregate import Aggregate
-from .projection import EventMeta, _EventHandler, decode_for_projection, event_handler
+from .projection import (
+    EncodedDecoding,
+    EventMeta,
+    _EventHandler,
+    decode_for_projection,
+    event_handler,
+)
 
 S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,6 +128,7 @@ class ProcessManager(Generic[S]):
             raise ValueError(f"process manager {name!r}: state_version must be >= 1")
         self.state_version = state_version
         self._handlers: dict[str, _EventHandler] = {}
+        self._encoded = EncodedDecoding(self.aggregates, self._handlers)
         self._timers: dict[str, Callable[..., Any]] = {}
 
     def __repr__(self) -> str:
@@ -136,6 +145,7 @@ class ProcessManager(Generic[S]):
             if type_name in self._handlers:
                 raise ValueError(f"{self.name}: event {type_name!r} has two reactions")
             self._handlers[type_name] = event_handler(fn, type_name, "state")
+            self._encoded.forget()
             return fn
 
         return register
@@ -181,10 +191,14 @@ class ProcessManager(Generic[S]):
 
     def decode(self, type_name: str, data: Any, meta: EventMeta) -> tuple[str, Any] | None:
         """The instance key and typed event of a stored event, or None when it is not reacted
-        to. Raises :class:`InvalidInput` when ``key_of`` gives no valid id."""
-        found = decode_for_projection(
-            self.aggregates.get(meta.aggregate), type_name, data, self._handlers
-        )
+        to; ``data`` decoded JSON, or still JSON (:class:`EncodedDecoding`). Raises
+        :class:`InvalidInput` when ``key_of`` gives no valid id."""
+        if isinstance(data, msgspec.Raw):
+            found = self._encoded.decode(meta.aggregate, type_name, data)
+        else:
+            found = decode_for_projection(
+                self.aggregates.get(meta.aggregate), type_name, data, self._handlers
+            )
         if found is None:
             return None
         event = found[1]

@@ -148,24 +148,57 @@ def decode_for_projection(
     return handler, data
 
 
-class EncodedEvent(msgspec.Struct):
-    """One ``{"type", "data"}`` item of a commit body, its data left encoded."""
-
-    type: str
-    data: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_COMMIT_BODY = msgspec.json.Decoder(list[EncodedEvent])
 _UPCAST = object()  # the plan of a stored type that is upcast first: the general way
 
 
-def encoded_events(body: bytes) -> list[EncodedEvent] | None:
-    """The events of a commit body, each one's data still encoded; None when the body is no
-    JSON list of ``{"type", "data"}`` objects (the general way then says what is wrong)."""
-    try:
-        return _COMMIT_BODY.decode(body)
-    except msgspec.MsgspecError:
-        return None
+class EncodedDecoding:
+    """:func:`decode_for_projection` for data still JSON (a :class:`msgspec.Raw` from
+    :func:`~runtime.wire.envelope.encoded_events`): decoded straight into its class, in one
+    pass, when its stored type is current; the same outcome and errors as the general way."""
+
+    def __init__(
+        self, aggregates: Mapping[str, Aggregate[Any]], handlers: Mapping[str, _EventHandler]
+    ) -> None:
+        self._aggregates = aggregates
+        self._handlers = handlers
+        # (aggregate, stored type) -> _UPCAST, or the handler (None: ignored) and the decoder
+        # of its event class (None: the handler takes the decoded JSON)
+        self._plans: dict[tuple[str, str], Any] = {}
+
+    def forget(self) -> None:
+        """Drop the plans (a handler was added)."""
+        self._plans.clear()
+
+    def decode(
+        self, aggregate_name: str, type_name: str, data: msgspec.Raw
+    ) -> tuple[_EventHandler, Any] | None:
+        key = (aggregate_name, type_name)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(aggregate_name, type_name)
+        if plan is not _UPCAST:
+            handler, decoder = plan
+            if handler is None:
+                return None
+            if decoder is None:
+                return handler, codec.loads(bytes(data))
+            try:
+                return handler, decoder.decode(data)
+            except msgspec.MsgspecError:
+                pass  # the general way raises the error that says why
+        aggregate = self._aggregates.get(aggregate_name)
+        return decode_for_projection(aggregate, type_name, codec.loads(bytes(data)), self._handlers)
+
+    def _plan(self, aggregate_name: str, type_name: str) -> Any:
+        aggregate = self._aggregates.get(aggregate_name)
+        if aggregate is not None and aggregate.schema.has_step(type_name):
+            return _UPCAST
+        handler = self._handlers.get(type_name)
+        if handler is None:
+            return None, None
+        event_class = aggregate.event_class(type_name) if aggregate is not None else None
+        event_class = event_class or handler.event_class
+        return handler, None if event_class is None else msgspec.json.Decoder(event_class)
 
 
 class Projection(Generic[M]):
@@ -203,9 +236,7 @@ class Projection(Generic[M]):
         self.follows: tuple[str, ...] = tuple(dict.fromkeys(names))
         self._handlers: dict[str, _EventHandler] = {}
         self._queries: dict[str, _QueryHandler] = {}
-        # (aggregate, stored type) -> _UPCAST, or the handler (None: ignored) and the decoder
-        # of its event class (None: the handler takes the decoded JSON)
-        self._plans: dict[tuple[str, str], Any] = {}
+        self._encoded = EncodedDecoding(self.aggregates, self._handlers)
 
     def __repr__(self) -> str:
         return f"Projection({self.name!r})"
@@ -225,6 +256,7 @@ class Projection(Generic[M]):
             if type_name in self._handlers:
                 raise ValueError(f"{self.name}: event {type_name!r} has two handlers")
             self._handlers[type_name] = event_handler(fn, type_name, "model")
+            self._encoded.forget()
             return fn
 
         return register
@@ -304,41 +336,17 @@ class Projection(Generic[M]):
         return True
 
     def apply_encoded(self, model: M, type_name: str, data: msgspec.Raw, meta: EventMeta) -> bool:
-        """:meth:`apply` for an event whose data is still JSON (from :func:`encoded_events`):
-        decoded straight into its class, in one pass, when its type is current; the same
-        outcome and errors as :meth:`apply` on the decoded data."""
-        key = (meta.aggregate, type_name)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._plan(meta.aggregate, type_name)
-        if plan is _UPCAST:
-            return self.apply(model, type_name, codec.loads(bytes(data)), meta)
-        handler, decoder = plan
-        if handler is None:
+        """:meth:`apply` for an event whose data is still JSON (see :class:`EncodedDecoding`);
+        the same outcome and errors."""
+        found = self._encoded.decode(meta.aggregate, type_name, data)
+        if found is None:
             return False
-        if decoder is None:
-            event = codec.loads(bytes(data))
-        else:
-            try:
-                event = decoder.decode(data)
-            except msgspec.MsgspecError:  # the general way raises the error that says why
-                return self.apply(model, type_name, codec.loads(bytes(data)), meta)
+        handler, event = found
         if handler.wants_meta:
             handler.fn(model, event, meta)
         else:
             handler.fn(model, event)
         return True
-
-    def _plan(self, aggregate_name: str, type_name: str) -> Any:
-        aggregate = self.aggregates.get(aggregate_name)
-        if aggregate is not None and aggregate.schema.has_step(type_name):
-            return _UPCAST
-        handler = self._handlers.get(type_name)
-        if handler is None:
-            return None, None
-        event_class = aggregate.event_class(type_name) if aggregate is not None else None
-        event_class = event_class or handler.event_class
-        return handler, None if event_class is None else msgspec.json.Decoder(event_class)
 
     def parse_query(self, query: str, body: Any) -> Any:
         """Validate a query's arguments (``unknown_query`` or ``invalid`` when they do not fit)."""

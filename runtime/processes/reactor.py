@@ -268,7 +268,7 @@ class Reactor:
         if raw.seq <= self.legacy_floor:
             return []  # done by the release before partitions (upgrade.py)
         try:
-            commit = Commit.from_message(raw)
+            commit = Commit.from_message(raw, keep_encoded=True)
         except Exception as exc:  # an unreadable body is parked, never lost nor blocking
             return [unreadable_trigger(raw.subject, raw.seq, exc)]
         return event_triggers(self.manager, commit)

@@ -172,7 +172,7 @@ class Replay:
         if raw is None:
             raise NotFound(f"event stream message {body['seq']} is gone", details=body)
         try:
-            commit = Commit.from_message(raw)
+            commit = Commit.from_message(raw, keep_encoded=True)
         except Exception as exc:  # still unreadable: it stays parked
             raise StillFailing(
                 f"{self.manager.name}.{parked.body['key']}: {parked.trigger} still does not "

@@ -37,14 +37,20 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from ..backoff import Backoff
-from ..domain.projection import EventMeta, Projection, encoded_events
+from ..domain.projection import EventMeta, Projection
 from ..errors import CqrsError, Internal
 from ..log import get_logger
 from ..observability.tracing import linked_span, tracer
 from ..transport.cleanup import cleanup_scope
 from ..transport.startup import waiting_for_jetstream
 from ..wire import codec
-from ..wire.envelope import H_COMMAND_ID, H_CORRELATION_ID, H_RECORDED_AT, H_VERSION
+from ..wire.envelope import (
+    H_COMMAND_ID,
+    H_CORRELATION_ID,
+    H_RECORDED_AT,
+    H_VERSION,
+    encoded_events,
+)
 from .consumer import ReplicaConsumer, delivery_of
 from .dead_letters import DeadLetters
 from .poison import EventFailed, PoisonHandler, PoisonReport, now

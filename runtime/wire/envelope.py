@@ -55,6 +55,25 @@ class StoredEvent:
         return {"type": self.type, "data": self.data}
 
 
+class EncodedEvent(msgspec.Struct):
+    """One ``{"type", "data"}`` item of a commit body, its data left encoded."""
+
+    type: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_COMMIT_BODY = msgspec.json.Decoder(list[EncodedEvent])
+
+
+def encoded_events(body: bytes) -> list[EncodedEvent] | None:
+    """The events of a commit body, each one's data still encoded; None when the body is no
+    JSON list of ``{"type", "data"}`` objects (the general way then says what is wrong)."""
+    try:
+        return _COMMIT_BODY.decode(body)
+    except msgspec.MsgspecError:
+        return None
+
+
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x (hot path)
 class Commit:
     """One command's events, as appended to (or read from) the event stream."""
@@ -151,10 +170,17 @@ class Commit:
         )
 
     @classmethod
-    def from_message(cls, msg: RawMessage) -> Commit:
+    def from_message(cls, msg: RawMessage, *, keep_encoded: bool = False) -> Commit:
+        """The commit a stored message holds. With ``keep_encoded``, each event's data stays
+        JSON (a :class:`msgspec.Raw`) when the body is well-formed, for readers that decode it
+        straight into its class; a malformed body raises as it does without."""
         _, aggregate, aggregate_id = msg.subject.split(".", 2)
         h = msg.headers
-        events = [StoredEvent(e["type"], e.get("data")) for e in codec.loads(msg.data)]
+        encoded = encoded_events(msg.data) if keep_encoded else None
+        if encoded is not None:
+            events = [StoredEvent(e.type, e.data) for e in encoded]
+        else:
+            events = [StoredEvent(e["type"], e.get("data")) for e in codec.loads(msg.data)]
         return cls(
             aggregate=aggregate,
             aggregate_id=aggregate_id,

@@ -12,7 +12,7 @@ import pytest
 from aggregates.order import order
 from projections import orders
 from runtime import EventMeta, Projection
-from runtime.domain.projection import encoded_events
+from runtime.wire.envelope import encoded_events
 
 NOW = "2026-11-26T12:00:00+00:00"
 CREATED_V2 = {
