@@ -38,6 +38,7 @@ from .triggers import Trigger, derived_id
 log = get_logger("runtime.processes.reaction")
 
 MAX_CAS_ATTEMPTS = 50
+UNREAD = object()  # a state not decoded yet
 
 
 class ReactionFailed(Exception):
@@ -102,7 +103,7 @@ class Reactions:
                 continue  # the park was cleared meanwhile: react after all
             if trigger.error:
                 raise ReactionFailed(trigger.error, retry=False)
-            stored = self._reacted(instance, trigger)
+            stored, _ = self._reacted(instance, trigger)
             if stored is None:
                 return True
             try:
@@ -203,6 +204,7 @@ class Reactions:
         It stops before the first trigger that cannot simply be reacted to (an event that
         does not decode, a reaction that raises)."""
         current, handled, changed = instance, 0, 0
+        state = UNREAD  # the state of ``current``, once decoded: each reaction's goes to the next
         commands: list[dict[str, Any]] = []
         ops: list[dict[str, Any]] = []
         for trigger in triggers:
@@ -212,7 +214,7 @@ class Reactions:
                 handled += 1
                 continue
             try:
-                after = self._reacted(current, trigger)
+                after, state = self._reacted(current, trigger, state)
             except ReactionFailed:
                 break
             handled += 1
@@ -225,15 +227,20 @@ class Reactions:
         outbox = Outbox(tuple(commands), compact_timer_ops(ops, instance.timers))
         return handled, changed, replace(current, outbox=outbox)
 
-    def _reacted(self, instance: Instance, trigger: Trigger) -> Instance | None:
-        """The instance after the reaction, outbox included; None when nothing changes."""
+    def _reacted(
+        self, instance: Instance, trigger: Trigger, state: Any = UNREAD
+    ) -> tuple[Instance | None, Any]:
+        """The instance after the reaction, outbox included (None when nothing changes), and
+        its state as the reaction returned it. ``state``: the instance's, when the caller has
+        it decoded already."""
         name = self.manager.name
         try:
-            state = (
-                self.manager.initial
-                if instance.state is None
-                else self.manager.decode_state(instance.state)
-            )
+            if state is UNREAD:
+                state = (
+                    self.manager.initial
+                    if instance.state is None
+                    else self.manager.decode_state(instance.state)
+                )
             if trigger.timer is not None:
                 fired = trigger.timer
                 what = TimerFired(fired.name, fired.key, fired.due, fired.data, fired.fired_at)
@@ -244,7 +251,9 @@ class Reactions:
             args = [self.manager.encode_state(c.args) for c in reaction.commands]
         except Exception as exc:  # the reaction's own fault, whatever it raised
             raise ReactionFailed(f"{type(exc).__name__}: {exc}") from exc
-        timers = dict(instance.timers)
+        timers = instance.timers  # copied before any change: the instance read stays as read
+        if trigger.timer is not None or reaction.timers:
+            timers = dict(timers)
         if trigger.timer is not None:
             timers.pop(trigger.timer.name, None)
         ops = []
@@ -267,7 +276,7 @@ class Reactions:
                 ops.append({"op": "cancel", "name": op.name})
         unchanged = reaction.state == state and not ops and not reaction.commands
         if unchanged and trigger.timer is None:
-            return None  # nothing changed: a redelivery of it would change nothing either
+            return None, state  # nothing changed: a redelivery of it would change nothing either
         commands = tuple(
             {
                 "aggregate": c.aggregate,
@@ -281,13 +290,14 @@ class Reactions:
             }
             for index, c in enumerate(reaction.commands)
         )
-        return replace(
+        after = replace(
             instance,
             state=encoded,
             position=instance.position if trigger.meta is None else trigger.position,
             timers=timers,
             outbox=Outbox(commands, tuple(ops)),
         )
+        return after, reaction.state
 
     def _done(self, instance: Instance, trigger: Trigger) -> bool:
         if trigger.timer is not None:

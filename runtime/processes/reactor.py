@@ -314,7 +314,8 @@ class Reactor:
                 if stored is not None or handled is None or handled < len(key_triggers):
                     tg.start_soon(instance, key_triggers, handled, stored)
         if msgs[0].metadata.stream == PARTITIONED_STREAM:
-            self.last_seq = max([self.last_seq, *(source_seq(m) for m in msgs)])
+            # A partition's copies come in the event stream's order: the last is the highest.
+            self.last_seq = max(self.last_seq, source_seq(msgs[-1]))
 
     async def caught_up(self, seq: int) -> bool:
         """Whether every event up to ``seq`` is acknowledged, by whichever replica."""
