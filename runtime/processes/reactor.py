@@ -73,6 +73,7 @@ from .upgrade import (
 log = get_logger("runtime.processes.reactor")
 
 CATCH_UP_POLL = 0.1  # seconds between looks at the consumers while waiting for them
+FINISH_POLL = 0.01  # the same, once this replica has handled what is waited for
 LAPSED_POLL = 0.05  # seconds between looks at a lease past its trusted time
 
 
@@ -323,11 +324,19 @@ class Reactor:
         return await partitions_caught_up(js, self.manager.name, self.settings.partitions, seq)
 
     async def wait_for(self, seq: int) -> None:
-        """Return once every event up to ``seq`` is acknowledged (by whichever replica)."""
+        """Return once every event up to ``seq`` is acknowledged (by whichever replica).
+
+        No event says so (the consumers live on the server), so the server is asked every
+        :data:`CATCH_UP_POLL`, and every :data:`FINISH_POLL` once this replica has handled
+        ``seq`` itself: the other partitions are then finishing their last batches."""
+        asked: float | None = None  # when the server was last asked
         while True:
-            if await self.caught_up(seq):
-                return
-            await anyio.sleep(CATCH_UP_POLL)  # no event says so: consumers live on the server
+            now = anyio.current_time()
+            if self.last_seq >= seq or asked is None or now - asked >= CATCH_UP_POLL:
+                if await self.caught_up(seq):
+                    return
+                asked = now
+            await anyio.sleep(FINISH_POLL)
 
     async def refresh(self) -> None:
         """Count the parked instances for the metrics (at each scrape; every replica reports
