@@ -6,7 +6,6 @@ can filter without decoding bodies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -44,8 +43,9 @@ class RawMessage(msgspec.Struct, frozen=True):
     data: bytes
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x (hot path)
-class StoredEvent:
+# StoredEvent and Commit are msgspec Structs, not dataclasses: one is made per event and per
+# commit written or read, and a Struct costs a quarter of a dataclass to make.
+class StoredEvent(msgspec.Struct):
     """One event of a commit in its wire form (type name and JSON data)."""
 
     type: str
@@ -74,8 +74,7 @@ def encoded_events(body: bytes) -> list[EncodedEvent] | None:
         return None
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x (hot path)
-class Commit:
+class Commit(msgspec.Struct):
     """One command's events, as appended to (or read from) the event stream."""
 
     aggregate: str
@@ -89,7 +88,7 @@ class Commit:
     recorded_at: str
     seq: int = 0  # the stream sequence; 0 until stored
     timestamp: str = ""
-    extra: dict[str, str] = field(default_factory=dict)  # more headers: the trace context
+    extra: dict[str, str] = msgspec.field(default_factory=dict)  # more headers: trace context
     fingerprint: str = ""  # of the command's name and arguments (see wire/idempotency.py)
 
     @property

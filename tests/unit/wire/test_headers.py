@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 
 from runtime.wire.envelope import Commit, StoredEvent
@@ -25,13 +24,13 @@ PLAIN = make_commit(
     "commit",
     [
         PLAIN,
-        dataclasses.replace(PLAIN, causation_id="cause-1", fingerprint="0123456789abcdef"),
-        dataclasses.replace(PLAIN, fingerprint="0123456789abcdef"),
-        dataclasses.replace(PLAIN, extra={"traceparent": "00-ab-cd-01", "tracestate": "a=1"}),
+        msgspec.structs.replace(PLAIN, causation_id="cause-1", fingerprint="0123456789abcdef"),
+        msgspec.structs.replace(PLAIN, fingerprint="0123456789abcdef"),
+        msgspec.structs.replace(PLAIN, extra={"traceparent": "00-ab-cd-01", "tracestate": "a=1"}),
         # Values no command path makes, which the general encoder strips and cleans.
-        dataclasses.replace(PLAIN, correlation_id=" padded "),
-        dataclasses.replace(PLAIN, causation_id="line\r\nbreak"),
-        dataclasses.replace(PLAIN, recorded_at="2026-01-01 00:00:00"),
+        msgspec.structs.replace(PLAIN, correlation_id=" padded "),
+        msgspec.structs.replace(PLAIN, causation_id="line\r\nbreak"),
+        msgspec.structs.replace(PLAIN, recorded_at="2026-01-01 00:00:00"),
     ],
     ids=["plain", "caused", "fingerprinted", "traced", "padded", "line-break", "blank"],
 )
