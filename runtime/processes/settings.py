@@ -30,7 +30,9 @@ class ProcessSettings:
     parked_stream: str = "CQRS_PM_PARKED"  # sequenced dead letters (runtime/processes/parking.py)
     replicas: int = 1  # of the timers stream and the state bucket, when this replica creates them
     start: StartAt = "new"  # where a new consumer starts: new events only, or the first event
-    batch: int = 100
+    # Events fetched at once per partition, as many as a projection takes: a batch's instance
+    # reads, writes and acknowledgement are round trips shared by its events.
+    batch: int = 500
     concurrency: int = 64  # instances reacting at once within a batch
     ack_wait: float = 10.0
     partitions: int = DEFAULT_PARTITIONS  # of CQRS_PM_EVENTS and of the timers (layout.py)
