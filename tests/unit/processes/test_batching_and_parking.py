@@ -1,10 +1,16 @@
 """Pure parts of process manager runs: timer changes reduced over a batch, the park marker,
-and the partition of a key."""
+the partition of a key, and a run's reactions folded into one write."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import orjson
 from nats.aio.msg import Msg
 
+from aggregates.order import StatusUpdated, order
+from runtime import ProcessManager, Reaction
+from runtime.processes.instances import Instance
 from runtime.processes.layout import (
     H_STREAM_SOURCE,
     key_partition,
@@ -13,8 +19,12 @@ from runtime.processes.layout import (
     transform,
 )
 from runtime.processes.parking import parked_marker
-from runtime.processes.reaction import compact_timer_ops
+from runtime.processes.reaction import Reactions, compact_timer_ops
+from runtime.processes.triggers import event_triggers
+from runtime.wire.envelope import H_VERSION, Commit, RawMessage
 from runtime.wire.partitions import fnv1a32
+
+NOW = "2026-11-26T12:00:00+00:00"
 
 
 def test_a_timer_set_and_cancelled_within_a_batch_is_never_scheduled() -> None:
@@ -64,3 +74,33 @@ def test_a_copy_stands_for_the_event_stream_s_message_it_was_sourced_from() -> N
         raw = original(msg)
         assert (raw.seq, raw.subject) == (42, "events.order.o-1")
         assert source_seq(msg) == 42
+
+
+@dataclass(frozen=True)
+class Count:
+    n: int = 0
+
+
+def test_each_reaction_of_a_run_gets_the_state_the_one_before_returned() -> None:
+    """Within a batch an instance's state goes from reaction to reaction as returned (as an
+    actor keeps it), not stored and read back between them; one write stores the last."""
+    seen: list[Count] = []
+    returned: list[Count] = []
+    manager: ProcessManager[Count] = ProcessManager("counting", Count(), follows=[order])
+
+    @manager.on("order.status_updated.v1")
+    def updated(state: Count, event: StatusUpdated) -> Reaction[Count]:
+        seen.append(state)
+        returned.append(Count(state.n + 1))
+        return Reaction(returned[-1])
+
+    data = {"status": "paid", "previous": "created", "at": NOW}
+    paid = {"type": "order.status_updated.v1", "data": data}
+    body = orjson.dumps([paid, paid, paid])
+    raw = RawMessage(7, "events.order.o-1", "", {H_VERSION: "3"}, body)
+    run = event_triggers(manager, Commit.from_message(raw, keep_encoded=True))
+    reactions = Reactions(manager, None, None, None, None)  # type: ignore[arg-type]  # pure part
+    handled, changed, after = reactions._fold(Instance(state={"n": 5}, revision=2), run)
+    assert (handled, changed) == (3, 3) and after is not None
+    assert seen[0] == Count(5) and seen[1] is returned[0] and seen[2] is returned[1]
+    assert after.state == {"n": 8} and after.position == (7, 2) and after.revision == 2
