@@ -24,7 +24,7 @@ from nats.js.kv import KeyValue
 from ..errors import Internal, NoResponders, PermissionDenied
 from ..log import get_logger
 from ..transport.direct_get import DirectGetter
-from ..transport.nats_errors import WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_CODES, nats_call
+from ..transport.nats_errors import WRONG_LAST_SEQUENCE_CODES, nats_call
 from ..transport.publisher import Publisher, Refused
 from ..transport.streams import bind_key_value
 from ..wire import codec
@@ -158,7 +158,7 @@ class InstanceStore:
             except nats.js.errors.KeyWrongLastSequenceError:
                 raise CasConflict(name) from None
             except nats.js.errors.APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:  # the same, as a plain API error
+                if exc.err_code in WRONG_LAST_SEQUENCE_CODES:  # the same, as a plain API error
                     raise CasConflict(name) from None
                 raise
         return msgspec.structs.replace(instance, revision=revision)
@@ -233,7 +233,7 @@ class InstanceStore:
         results: list[Instance | Exception] = []
         acks = await self._publisher.publish_many(messages)
         for (key, instance), ack in zip(entries, acks, strict=True):
-            if isinstance(ack, Refused) and ack.err_code in WRONG_LAST_SEQUENCE_CODES:
+            if isinstance(ack, Refused) and ack.conflict:
                 results.append(CasConflict(f"{manager}.{key}"))
             elif isinstance(ack, Refused):
                 results.append(ack.as_error(f"storing instance {manager}.{key}"))

@@ -29,7 +29,14 @@ from nats.aio.subscription import Subscription
 from ..errors import JetStreamError, PermissionDenied, Timeout
 from ..wire.headers import encode_headers
 from .hpub import publish_encoded
-from .nats_errors import STATUS_HEADER, nats_call, no_responders, refusal, translate
+from .nats_errors import (
+    STATUS_HEADER,
+    WRONG_LAST_SEQUENCE_CODES,
+    nats_call,
+    no_responders,
+    refusal,
+    translate,
+)
 from .refusals import watch_replies
 
 
@@ -49,6 +56,11 @@ class Refused(Exception):
         self.err_code = err_code
         self.status = status
         self.description = description
+
+    @property
+    def conflict(self) -> bool:
+        """Whether it is the compare-and-set conflict (an expected last sequence not met)."""
+        return self.err_code in WRONG_LAST_SEQUENCE_CODES
 
     def as_error(self, what: str) -> JetStreamError:
         return refusal(what, self.err_code, self.status, self.description)

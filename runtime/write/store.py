@@ -15,7 +15,6 @@ from nats.aio.client import Client as NATS
 from ..errors import Timeout
 from ..transport.history_reader import history_reader
 from ..transport.limits import too_large
-from ..transport.nats_errors import WRONG_LAST_SEQUENCE
 from ..transport.publisher import NoStream, Publisher, Refused
 from ..transport.streams import StreamSettings, ensure_event_stream
 from ..wire.envelope import Commit
@@ -72,7 +71,7 @@ class EventStore:
         try:
             ack = await self.publisher.publish(subject, body, header_block)
         except Refused as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if exc.conflict:
                 raise WrongLastSequence(exc.description or "wrong last sequence") from None
             raise exc.as_error(f"the append to {subject}") from None
         except (Timeout, NoStream):

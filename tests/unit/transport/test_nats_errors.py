@@ -18,6 +18,7 @@ from runtime.errors import (
     error_from_wire,
 )
 from runtime.transport.nats_errors import jetstream_setup, nats_call, translate
+from runtime.transport.publisher import Refused
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,12 @@ def test_new_errors_travel_the_wire(cls: type[CqrsError]) -> None:
     rebuilt = error_from_wire(error.to_wire())
     assert type(rebuilt) is cls
     assert (rebuilt.message, rebuilt.details) == ("it failed", {"reason": "closed"})
+
+
+@pytest.mark.parametrize(("code", "conflict"), [(10071, True), (10164, True), (10060, False)])
+def test_either_wrong_last_sequence_code_is_a_compare_and_set_conflict(
+    code: int, conflict: bool
+) -> None:
+    """Servers give a publish whose expected last sequence is not met one of two codes; the
+    event store and the instance store take both for the conflict they retry, nothing else."""
+    assert Refused(code, 400, "wrong last sequence").conflict is conflict
