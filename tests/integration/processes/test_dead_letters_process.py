@@ -225,41 +225,78 @@ async def relay_commits(nc: NATS) -> int:
     return sum(n for s, n in (info.state.subjects or {}).items() if s.endswith("-relay"))
 
 
+KEYS = [f"k-{i}" for i in range(40)]
+
+
+def two_replicas(tmp_path: Path, url: str) -> tuple[WorkerProcess, WorkerProcess]:
+    first = replica(tmp_path, url)
+    second = WorkerProcess(
+        tmp_path / "second", url, user=None, command="processes", app=APP, extra=first.extra
+    )
+    return first, second
+
+
+async def add_to_every_key(client: Client, *amounts: int) -> None:
+    for amount in amounts:
+        for key in KEYS:
+            await client.send("counter", key, "add", {"amount": amount})
+
+
 async def test_two_replicas_share_instances_and_a_killed_ones_partitions_move_exactly_once(
     tmp_path: Path, nats_server: EmbeddedServer, nc: NATS, store: EventStore
 ) -> None:
     """Two replicas split the partitions; one is SIGKILLed mid-load, the other takes its
     partitions over, and every instance's events take effect exactly once, in order."""
     client = Client(nc)
-    keys = [f"k-{i}" for i in range(40)]
-    first = replica(tmp_path, nats_server.url)
-    second = WorkerProcess(
-        tmp_path / "second",
-        nats_server.url,
-        user=None,
-        command="processes",
-        app=APP,
-        extra=first.extra,
-    )
+    first, second = two_replicas(tmp_path, nats_server.url)
     async with run_app(nc, App((counter,)), projections=[]):
         with workers(first, second):
             await first.wait_ready()
             await second.wait_ready()
             await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
-            for amount in (1, 2, 3):
-                for key in keys:
-                    await client.send("counter", key, "add", {"amount": amount})
+            await add_to_every_key(client, 1, 2, 3)
             await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
             first.signal(signal.SIGKILL)
             await first.wait_exit(10)
-            for amount in (4, 5):
-                for key in keys:
-                    await client.send("counter", key, "add", {"amount": amount})
-            await wait_until(lambda: _at_least(relay_commits(nc), 5 * len(keys)), 60, "all")
+            await add_to_every_key(client, 4, 5)
+            await wait_until(lambda: _at_least(relay_commits(nc), 5 * len(KEYS)), 60, "all")
             await wait_until(lambda: _equals(owners(nc), 16), 30, "the survivor owning all")
-    assert await relay_commits(nc) == 5 * len(keys)
-    for key in keys:
+    assert await relay_commits(nc) == 5 * len(KEYS)
+    for key in KEYS:
         assert await relayed(store, key) == [1, 2, 3, 4, 5]
+
+
+async def test_a_paused_replica_resumed_after_losing_its_partitions_changes_nothing_twice(
+    tmp_path: Path, nats_server: EmbeddedServer, nc: NATS, store: EventStore
+) -> None:
+    """One of two replicas is SIGSTOPped mid-load until the other has taken all its
+    partitions over and gone on with new events; resumed, it finds its leases gone and its
+    writes stale, and every instance's events still take effect exactly once, in order. Then
+    the partitions are shared again."""
+    client = Client(nc)
+    first, second = two_replicas(tmp_path, nats_server.url)
+    async with run_app(nc, App((counter,)), projections=[]):
+        with workers(first, second):
+            await first.wait_ready()
+            await second.wait_ready()
+            await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
+            await add_to_every_key(client, 1, 2, 3)
+            await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
+            first.signal(signal.SIGSTOP)
+            try:
+                await wait_until(lambda: _equals(owners(nc), 16), 30, "the other owning all")
+                await add_to_every_key(client, 4, 5)
+                await wait_until(
+                    lambda: _at_least(relay_commits(nc), 5 * len(KEYS)), 60, "all relayed"
+                )
+            finally:
+                first.signal(signal.SIGCONT)
+            await wait_until(lambda: _split(nc), 30, "both replicas owning partitions again")
+            await add_to_every_key(client, 6)
+            await wait_until(lambda: _at_least(relay_commits(nc), 6 * len(KEYS)), 60, "the last")
+    assert await relay_commits(nc) == 6 * len(KEYS)
+    for key in KEYS:
+        assert await relayed(store, key) == [1, 2, 3, 4, 5, 6]
 
 
 async def _split(nc: NATS) -> bool:
