@@ -274,6 +274,9 @@ def projector_grant(
             # this is the one purge a non-admin may do, on the snapshot bucket only.
             _stream_api("PURGE", obj_stream),
             f"$JS.API.DIRECT.GET.{obj_stream}.>",
+            # A restore reads an object's chunks in batched direct gets, whose subject cannot
+            # name them; the bucket holds nothing but projection snapshots.
+            f"$JS.API.DIRECT.GET.{obj_stream}",
             f"$JS.API.CONSUMER.CREATE.{obj_stream}",
             f"$JS.API.CONSUMER.CREATE.{obj_stream}.>",
             f"$JS.API.CONSUMER.DELETE.{obj_stream}.*",

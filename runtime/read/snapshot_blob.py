@@ -1,6 +1,6 @@
-"""The bytes of a read-model snapshot: written in format 2, read in formats 1 and 2.
+"""The bytes of a read-model snapshot: written in format 3, read in formats 1, 2 and 3.
 
-Both formats are self-describing: a magic line, a JSON header line (``format``, ``codec``, the
+Every format is self-describing: a magic line, a JSON header line (``format``, ``codec``, the
 snapshot's projection, sequence and schema version), then the model as msgpack (msgspec, typed by
 the projection's model class), zlib-compressed. Read models repeat their field names on every
 row, so even the fastest zlib level shrinks them ~10x.
@@ -8,21 +8,27 @@ row, so even the fastest zlib level shrinks them ~10x.
 - **Format 1** (read only, so that every stored snapshot stays restorable): the model as one
   msgpack value in one zlib stream. Nothing can be decoded before the whole body has arrived,
   and the whole inflated body (~260 bytes a row) is held next to the model being decoded.
-- **Format 2**: the model in *frames*, each an independent zlib stream of one msgpack array
-  ``[part, value]``. The first frame is the model's skeleton (``part`` nil): the model with its
-  big parts empty. The parts are the model itself when it is a plain dict or list, or else the
-  fields typed as a plain dict or list of a dataclass or Struct that is encoded as a map and has
-  no ``__post_init__`` (which would otherwise see the empty parts); other models are all
-  skeleton. Then come the parts' entries, :data:`PIECE` to a frame (``part`` the field's name,
-  ``""`` for the model itself), which the reader adds to the skeleton's empty dict or list in
-  order. The header says how many frames there are, so a blob cut at a frame's end is as
-  corrupt as one cut inside a frame.
+- **Format 2** (read only): the model in *frames*, each an independent zlib stream of one
+  msgpack array ``[part, value]``. The first frame is the model's skeleton (``part`` nil): the
+  model with its big parts empty. The parts are the model itself when it is a plain dict or
+  list, or else the fields typed as a plain dict or list of a dataclass or Struct that is
+  encoded as a map and has no ``__post_init__`` (which would otherwise see the empty parts);
+  other models are all skeleton. Then come the parts' entries, :data:`PIECE` to a frame
+  (``part`` the field's name, ``""`` for the model itself), which the reader adds to the
+  skeleton's empty dict or list in order. The header says how many frames there are, so a blob
+  cut at a frame's end is as corrupt as one cut inside a frame.
+- **Format 3**: the frames of format 2, each preceded by its compressed and its inflated size
+  (:data:`FRAME_HEAD`, two little-endian unsigned 64-bit integers). Knowing both, the reader
+  inflates a frame in one call into a buffer of the right size, which releases the GIL for the
+  whole frame; a format-2 frame is inflated piece by piece as its end is unknown, and every
+  piece and every growth of the output takes the GIL back, each time waiting for the decoder,
+  which holds it. That wait, not the inflation, had kept the inflation from overlapping the
+  decoding.
 
-A format-2 snapshot is read as it downloads: the object store's chunks are inflated as they
-arrive, in the executor threads nats-py's ``writeinto=`` uses (zlib releases the GIL; without
-``writeinto=`` nats-py's ``get`` is quadratic in the object's size), and each frame is decoded,
-in a thread of its own, as soon as it is complete. So the decoding, which is most of a restore,
-overlaps the download and the inflation, and only a few inflated frames are held at a time.
+A snapshot is read as it downloads: the compressed chunks are inflated, frame by frame, in one
+worker thread (zlib releases the GIL) and each frame is decoded, in a thread of its own, as soon
+as it is complete. So the decoding, which is most of a restore, overlaps the download and the
+inflation, and only a few inflated frames are held at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import gc
 import io
 import itertools
 import queue
+import struct
 import threading
 import typing
 import zlib
@@ -43,13 +50,17 @@ import msgspec
 import orjson
 
 MAGIC = b"CQRS-PROJECTION-SNAPSHOT"
-FORMAT = 2  # the layout written; the model's own schema is the projection's version
-READABLE = (1, 2)
+FORMAT = 3  # the layout written; the model's own schema is the projection's version
+READABLE = (1, 2, 3)
 CODEC = "msgpack+zlib"
 # Entries of a part in one frame: ~0.5 MB inflated at ~260 bytes a row, a few milliseconds of
 # decoding, for which the decoder holds the GIL that the download and the inflation wait on.
 PIECE = 2048
-IN_FLIGHT = 4  # inflated frames waiting for the decoder before the download waits
+IN_FLIGHT = 4  # inflated frames waiting for the decoder before the inflation waits
+FRAME_HEAD = struct.Struct("<QQ")  # format 3: a frame's compressed size, then its inflated size
+# Deflate inflates at most ~1,032-fold: a frame head claiming more is corrupt, and is refused
+# before a buffer of that size is asked for.
+MAX_INFLATION = 1100
 
 
 class CorruptSnapshot(Exception):
@@ -123,9 +134,13 @@ def encode_frames(model_type: Any, model: Any) -> list[bytes]:
 
 
 def pack(frames: list[bytes], header: dict[str, Any]) -> bytes:
-    """A format-2 blob of ``frames`` (blocking; the compression releases the GIL)."""
+    """A format-3 blob of ``frames`` (blocking; the compression releases the GIL)."""
     head = orjson.dumps({"format": FORMAT, "codec": CODEC, "frames": len(frames), **header})
-    return b"".join([MAGIC, b"\n", head, b"\n", *(zlib.compress(f, 1) for f in frames)])
+    out = [MAGIC, b"\n", head, b"\n"]
+    for frame in frames:
+        compressed = zlib.compress(frame, 1)
+        out += (FRAME_HEAD.pack(len(compressed), len(frame)), compressed)
+    return b"".join(out)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -221,10 +236,10 @@ class Assembler:
 
 
 class Sink:
-    """A ``writeinto=`` target: checks the header, then inflates the body as chunks arrive,
-    whole (format 1) or frame by frame into ``assembler`` (format 2). The first error is kept
-    and the rest of the download ignored, so that the download ends normally;
-    :meth:`finish` raises it."""
+    """Takes the blob's chunks in order (:meth:`write`, also a ``writeinto=`` target): checks
+    the header, then inflates the body as chunks arrive, whole (format 1) or frame by frame into
+    ``assembler`` (formats 2 and 3). The first error is kept and the rest of the download
+    ignored, so that the download ends normally; :meth:`finish` raises it."""
 
     def __init__(self, assembler: Assembler) -> None:
         self.assembler = assembler
@@ -234,7 +249,12 @@ class Sink:
         self.body = io.BytesIO()  # format 1
         self.frame: list[bytes] = []  # format 2: what the current frame has inflated to
         self.started = False  # format 2: the current frame has begun
+        self.pending = bytearray()  # format 3: the compressed bytes not inflated yet
         self.error: CorruptSnapshot | None = None
+
+    @property
+    def started_writing(self) -> bool:
+        return self.header is not None or bool(self.head)
 
     def write(self, chunk: bytes) -> int:
         if self.error is None and self.assembler.error is None:
@@ -266,7 +286,29 @@ class Sink:
             self.head = bytearray()
         if self.header["format"] == 1:
             self.body.write(self.inflater.decompress(chunk))
-            return
+        elif self.header["format"] == 2:
+            self._take_format_2(chunk)
+        else:
+            self._take_format_3(chunk)
+
+    def _take_format_3(self, chunk: bytes) -> None:
+        pending = self.pending
+        pending += chunk
+        while len(pending) >= FRAME_HEAD.size:
+            size, inflated = FRAME_HEAD.unpack_from(pending)
+            end = FRAME_HEAD.size + size
+            if inflated > MAX_INFLATION * size + 64:
+                raise CorruptSnapshot(f"a frame head claims {inflated} bytes from {size}")
+            if len(pending) < end:
+                return
+            with memoryview(pending) as view, view[FRAME_HEAD.size : end] as compressed:
+                frame = zlib.decompress(compressed, bufsize=max(inflated, 1))
+            if len(frame) != inflated:
+                raise CorruptSnapshot(f"a frame inflated to {len(frame)} bytes, not {inflated}")
+            del pending[:end]  # (deleting a bytearray's head moves no bytes)
+            self.assembler.put(frame)
+
+    def _take_format_2(self, chunk: bytes) -> None:
         while chunk:
             self.started = True
             self.frame.append(self.inflater.decompress(chunk))
@@ -283,7 +325,7 @@ class Sink:
         if self.header is None:
             raise CorruptSnapshot("the snapshot ends before its header")
         if self.header["format"] != 1:
-            if self.started:
+            if self.started or self.pending:
                 raise CorruptSnapshot("the snapshot's last frame is truncated")
             return self.header, None
         try:

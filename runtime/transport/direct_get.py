@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -138,17 +138,28 @@ class DirectGetter:
         """
         cut = Cut(up_to_seq, up_to_time)
         out: list[RawMessage] = []
+        async with contextlib.aclosing(self.batches(subject, after_seq=after_seq)) as batches:
+            async for batch in batches:
+                for msg in batch:
+                    if cut.past(msg):
+                        return out
+                    out.append(msg)
+        return out
+
+    async def batches(
+        self, subject: str, *, after_seq: int = 0
+    ) -> AsyncGenerator[list[RawMessage], None]:
+        """The messages on ``subject`` with a sequence above ``after_seq``, in order, as each
+        batch request returns them (none empty)."""
         start = after_seq + 1
         while True:
             request: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": self._batch}
             batch: list[RawMessage] = []
             pending = await self._batch_request(request, batch)
-            for msg in batch:
-                if cut.past(msg):
-                    return out
-                out.append(msg)
+            if batch:
+                yield batch
             if pending == 0 or not batch:
-                return out
+                return
             start = batch[-1].seq + 1
 
     async def get(self, seq: int) -> RawMessage | None:

@@ -178,8 +178,9 @@ async def test_requests_refused_together_all_fail_and_warn_nothing(node: NatsNod
 async def test_every_generated_role_runs_with_default_flags(node: NatsNode, tmp_path: Path) -> None:
     """``cqrs worker``, ``projector``, ``processes`` and ``gateway`` processes on their
     generated users, without extra flags, run the demo scenario, reload an aggregate from its
-    history in a restarted worker and answer over HTTP, then stop cleanly; the server refuses
-    them nothing but each worker's one stream-wide direct get."""
+    history in a restarted worker, answer over HTTP and restore a projection's snapshot in a
+    restarted projector, then stop cleanly; the server refuses them nothing but each worker's
+    one stream-wide direct get."""
     port = free_port()
     roles = {
         "worker": WorkerProcess(tmp_path / "w1", node.url, app=DEFAULT_APP, scoped_reads=False),
@@ -233,6 +234,17 @@ async def test_every_generated_role_runs_with_default_flags(node: NatsNode, tmp_
                 for process in (restarted, *list(roles.values())[1:]):
                     process.signal(signal.SIGTERM)
                     assert await process.wait_exit(30) == 0, process.log_tail()
+            # The projector stopped with a snapshot; started again, it restores it with the
+            # batched direct gets its user is granted, not through the slower consumer.
+            projector = roles["projector"]
+            projector.start()
+            await projector.wait_ready(60)
+            projector.signal(signal.SIGTERM)
+            assert await projector.wait_exit(30) == 0, projector.log_tail()
+            events = projector.log_events()
+            restored = {e["projection"] for e in events if e["event"] == "snapshot_restored"}
+            assert restored == {"orders", "users"}, projector.log_tail()
+            assert "snapshot_read_by_consumer" not in [e["event"] for e in events]
         finally:
             await nc.close()
             await http.aclose()

@@ -46,7 +46,7 @@ from runtime.read.snapshots import (
     ProjectionSnapshotStore,
 )
 from runtime.testing import ProjectionSpec
-from tests.snapshot_frames import split_frames
+from tests.snapshot_frames import as_format_2, split_frames
 
 from ..procs import wait_until
 from ..projection_support import (
@@ -183,17 +183,17 @@ DAMAGES: dict[str, Callable[[bytes, list[bytes]], bytes]] = {
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-async def test_a_damaged_format_2_snapshot_falls_back_to_full_replay(
+async def test_a_damaged_snapshot_falls_back_to_full_replay(
     nc: NATS, store: EventStore, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A format-2 snapshot cut short or garbled is logged, and the replica rebuilds."""
+    """A snapshot cut short or garbled is logged, and the replica rebuilds."""
     monkeypatch.setattr(blob_format, "PIECE", 8)  # 60 orders: 8 frames of entries
     projection, calls = counting()
     last = await append_orders(store, 60)
     async with run_replica(nc, projection, SETTINGS) as replica:
         assert await replica.wait_for(last, timeout=10)
     head, frames = split_frames(await stored_blob(nc, "tally", "r1"))
-    assert b'"format":2' in head and len(frames) == 9
+    assert b'"format":3' in head and len(frames) == 9
     await corrupt(nc, "tally", "r1", DAMAGES[damage](head, frames))
     await rebuilds_from_the_first_event(nc, projection, calls, last)
 
@@ -210,6 +210,22 @@ async def test_a_format_1_snapshot_still_restores(nc: NATS, store: EventStore) -
     del header["frames"]
     body = zlib.compress(msgspec.msgpack.encode(model), 1)
     await corrupt(nc, "tally", "r1", b"".join((MAGIC, b"\n", orjson.dumps(header), b"\n", body)))
+    last = await append_orders(store, 10, prefix="b")
+    calls.n = 0
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert replica.restored_from is not None and replica.restored_from.seq == first
+        assert await replica.wait_for(last, timeout=10)
+        assert calls.n == 15  # only the later events
+        assert replica.model == await fold(nc, counting()[0])
+
+
+async def test_a_format_2_snapshot_still_restores(nc: NATS, store: EventStore) -> None:
+    """A snapshot stored in format 2 (frames without their sizes) is restored."""
+    projection, calls = counting()
+    first = await append_orders(store, 40, prefix="a")
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert await replica.wait_for(first, timeout=10)
+    await corrupt(nc, "tally", "r1", as_format_2(await stored_blob(nc, "tally", "r1")))
     last = await append_orders(store, 10, prefix="b")
     calls.n = 0
     async with run_replica(nc, projection, SETTINGS) as replica:

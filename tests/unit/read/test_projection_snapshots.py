@@ -1,5 +1,5 @@
-"""The snapshot blob of a read model: round trip in formats 1 and 2, chunked reading, the
-parts of a model, and corruption (no NATS)."""
+"""The snapshot blob of a read model: round trip in format 3, formats 1 and 2 still read,
+chunked reading, the parts of a model, and corruption (no NATS)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import runtime.read.snapshot_blob as blob_format
 from projections.orders import LineView, OrdersModel, OrderView, orders
 from runtime.read.projector import model_digest
 from runtime.read.snapshot_blob import (
+    FRAME_HEAD,
     MAGIC,
     Assembler,
     CorruptSnapshot,
@@ -27,7 +28,7 @@ from runtime.read.snapshot_blob import (
     parts_of,
 )
 from runtime.read.snapshots import ProjectionSnapshot, encode_snapshot
-from tests.snapshot_frames import split_frames
+from tests.snapshot_frames import as_format_2, frame, split_frames
 
 INFO = ProjectionSnapshot(
     projection="orders",
@@ -91,10 +92,10 @@ def format_1(model: Any, info: ProjectionSnapshot = INFO) -> bytes:
 
 @pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
 def test_a_snapshot_round_trips_in_any_chunking(chunk: int) -> None:
-    """The blob (format 2) reads back the same whatever chunk sizes the object store delivers."""
+    """The blob (format 3) reads back the same whatever chunk sizes the object store delivers."""
     original = model()
     header, restored = read(encode_snapshot(orders, original, INFO), chunk)
-    assert header["format"] == 2 and header["frames"] > 20  # 300 rows, 7 users, 16 a frame
+    assert header["format"] == 3 and header["frames"] > 20  # 300 rows, 7 users, 16 a frame
     assert header["seq"] == 1234 and header["schema"] == 1 and header["projection"] == "orders"
     assert restored == original
     assert list(restored.orders) == list(original.orders)  # in the same order
@@ -107,6 +108,27 @@ def test_a_format_1_snapshot_still_restores(chunk: int) -> None:
     header, restored = read(format_1(original), chunk)
     assert header["format"] == 1
     assert restored == original
+
+
+@pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
+def test_a_format_2_snapshot_still_restores(chunk: int) -> None:
+    """Snapshots stored in format 2 (frames without their sizes) stay readable."""
+    original = model()
+    header, restored = read(as_format_2(encode_snapshot(orders, original, INFO)), chunk)
+    assert header["format"] == 2
+    assert restored == original
+    assert list(restored.orders) == list(original.orders)
+
+
+def test_each_frame_states_its_compressed_and_inflated_size() -> None:
+    """Format 3 frames carry the sizes the reader inflates them with, in one call each."""
+    blob = encode_snapshot(orders, model(), INFO)
+    frames = split_frames(blob)[1]
+    assert len(frames) == len(encode_frames(OrdersModel, model()))
+    for stored in frames:
+        size, inflated = FRAME_HEAD.unpack_from(stored)
+        assert len(stored) == FRAME_HEAD.size + size
+        assert len(zlib.decompress(stored[FRAME_HEAD.size :])) == inflated
 
 
 @dataclass
@@ -180,10 +202,17 @@ def test_bytes_that_are_no_snapshot_are_corrupt() -> None:
 def test_a_header_of_an_unknown_format_is_corrupt() -> None:
     """A blob of a later format is not guessed at."""
     with pytest.raises(CorruptSnapshot, match="format"):
-        read(MAGIC + b'\n{"format": 3}\n' + zlib.compress(b"x"), 4096)
+        read(MAGIC + b'\n{"format": 4}\n' + zlib.compress(b"x"), 4096)
 
 
-@pytest.mark.parametrize("make", [format_1, lambda m: encode_snapshot(orders, m, INFO)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        format_1,
+        lambda m: as_format_2(encode_snapshot(orders, m, INFO)),
+        lambda m: encode_snapshot(orders, m, INFO),
+    ],
+)
 def test_a_snapshot_truncated_inside_its_body_is_corrupt(make: Any) -> None:
     """A blob cut short is corrupt, not a smaller model."""
     blob = make(model())
@@ -191,25 +220,47 @@ def test_a_snapshot_truncated_inside_its_body_is_corrupt(make: Any) -> None:
         read(blob[: len(blob) - 20], 4096)
 
 
-def test_a_format_2_snapshot_cut_between_frames_is_corrupt() -> None:
+@pytest.mark.parametrize("convert", [as_format_2, lambda blob: blob])
+def test_a_snapshot_cut_between_frames_is_corrupt(convert: Any) -> None:
     """A blob that ends where a frame ends still misses the frames the header counts."""
-    head, frames = split_frames(encode_snapshot(orders, model(), INFO))
+    head, frames = split_frames(convert(encode_snapshot(orders, model(), INFO)))
     with pytest.raises(CorruptSnapshot, match="frames"):
         read(head + b"".join(frames[:-3]), 4096)
 
 
 def test_a_garbled_body_is_corrupt() -> None:
-    """A body that is not deflate data is corrupt, in either format."""
-    for blob in (format_1(model()), encode_snapshot(orders, model(), INFO)):
+    """A body that is not deflate data is corrupt, in any format."""
+    latest = encode_snapshot(orders, model(), INFO)
+    for blob in (format_1(model()), as_format_2(latest), latest):
         head = blob[: blob.index(b"\n", blob.index(b"\n") + 1) + 1]
         with pytest.raises(CorruptSnapshot):
             read(head + b"\x00garbage" * 100, 4096)
 
 
+@pytest.mark.parametrize(
+    "lie",
+    [
+        pytest.param(lambda size, inflated: (size, inflated + 1), id="inflated size too large"),
+        pytest.param(lambda size, inflated: (size, inflated - 1), id="inflated size too small"),
+        pytest.param(lambda size, inflated: (size, 2000 * size), id="impossible inflation"),
+        pytest.param(lambda size, inflated: (size + 1, inflated), id="frame too long"),
+        pytest.param(lambda size, inflated: (size - 5, inflated), id="frame too short"),
+    ],
+)
+def test_a_frame_head_that_lies_is_corrupt(lie: Any) -> None:
+    """A format-3 frame whose head misstates its sizes is corrupt, never a different model,
+    and an impossible inflated size is refused before a buffer of it is asked for."""
+    head, frames = split_frames(encode_snapshot(orders, model(), INFO))
+    size, inflated = FRAME_HEAD.unpack_from(frames[3])
+    frames[3] = FRAME_HEAD.pack(*lie(size, inflated)) + frames[3][FRAME_HEAD.size :]
+    with pytest.raises(CorruptSnapshot):
+        read(head + b"".join(frames), 4096)
+
+
 def test_frames_out_of_place_are_corrupt() -> None:
     """Frames in the wrong order, of no part, or a second skeleton: all corrupt."""
     head, frames = split_frames(encode_snapshot(orders, model(), INFO))
-    stranger = zlib.compress(msgspec.msgpack.encode(("nope", {"a": 1})))
+    stranger = frame(msgspec.msgpack.encode(("nope", {"a": 1})))
     for bad in (
         [frames[1], frames[0], *frames[2:]],  # entries before the skeleton
         [*frames[:-1], stranger],
@@ -224,7 +275,7 @@ def test_a_body_of_another_shape_is_corrupt() -> None:
     with pytest.raises(CorruptSnapshot, match="decode"):
         decode_model(OrdersModel, memoryview(msgspec.msgpack.encode({"orders": [1, 2, 3]})))
     head, frames = split_frames(encode_snapshot(orders, model(), INFO))
-    wrong = zlib.compress(msgspec.msgpack.encode(("orders", {"ord-x": [1, 2, 3]})))
+    wrong = frame(msgspec.msgpack.encode(("orders", {"ord-x": [1, 2, 3]})))
     with pytest.raises(CorruptSnapshot, match="decode"):
         read(head + b"".join([*frames[:-1], wrong]), 4096)
 
