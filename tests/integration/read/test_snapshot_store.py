@@ -174,13 +174,17 @@ async def test_a_chunk_missing_is_unreadable_after_asking_again(nc: NATS) -> Non
         await store.load(orders, info)
 
 
-async def test_chunks_that_do_not_match_the_digest_are_unreadable(nc: NATS) -> None:
+@pytest.mark.parametrize(
+    "digest",
+    ["SHA-256=" + base64.urlsafe_b64encode(b"\x01" * 32).decode(), "SHA-256=not base64!"],
+)
+async def test_chunks_that_do_not_match_the_digest_are_unreadable(nc: NATS, digest: str) -> None:
     info = await saved(nc, model())
     js = nc.jetstream()
     name = base64.urlsafe_b64encode(info.object_name.encode()).decode()
     meta_subject = f"$O.{DEFAULT_BUCKET}.M.{name}"
     meta = orjson.loads((await js.get_last_msg(OBJ_STREAM, meta_subject)).data)
-    meta["digest"] = "SHA-256=" + base64.urlsafe_b64encode(b"\x01" * 32).decode()
+    meta["digest"] = digest
     await js.publish(meta_subject, orjson.dumps(meta), headers={"Nats-Rollup": "sub"})
     store = ProjectionSnapshotStore(nc)
     await store.start()
