@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
 import nats
 import orjson
 from nats.aio.client import Client as NATS
@@ -325,9 +326,11 @@ async def query_bench(
             rows = replica.model.orders
             seq = replica.applied
 
+            encode = msgspec.json.Encoder().encode  # the rows are msgspec Structs
+
             async def respond(msg: Msg) -> None:
                 row = rows.get(orjson.loads(msg.data).get("order_id"))
-                await msg.respond(orjson.dumps({"result": row, "seq": seq}))
+                await msg.respond(encode({"result": row, "seq": seq}))
 
             sub = await baseline_nc.subscribe("bench.orders.get_order_by_id", "bench", respond)
             sides = {
