@@ -242,6 +242,17 @@ async def add_to_every_key(client: Client, *amounts: int) -> None:
             await client.send("counter", key, "add", {"amount": amount})
 
 
+async def sharing_and_relaying(
+    nc: NATS, client: Client, first: WorkerProcess, second: WorkerProcess
+) -> None:
+    """Wait for both replicas to own partitions, then load every key until relays begin."""
+    await first.wait_ready()
+    await second.wait_ready()
+    await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
+    await add_to_every_key(client, 1, 2, 3)
+    await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
+
+
 async def test_two_replicas_share_instances_and_a_killed_ones_partitions_move_exactly_once(
     tmp_path: Path, nats_server: EmbeddedServer, nc: NATS, store: EventStore
 ) -> None:
@@ -251,11 +262,7 @@ async def test_two_replicas_share_instances_and_a_killed_ones_partitions_move_ex
     first, second = two_replicas(tmp_path, nats_server.url)
     async with run_app(nc, App((counter,)), projections=[]):
         with workers(first, second):
-            await first.wait_ready()
-            await second.wait_ready()
-            await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
-            await add_to_every_key(client, 1, 2, 3)
-            await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
+            await sharing_and_relaying(nc, client, first, second)
             first.signal(signal.SIGKILL)
             await first.wait_exit(10)
             await add_to_every_key(client, 4, 5)
@@ -277,11 +284,7 @@ async def test_a_paused_replica_resumed_after_losing_its_partitions_changes_noth
     first, second = two_replicas(tmp_path, nats_server.url)
     async with run_app(nc, App((counter,)), projections=[]):
         with workers(first, second):
-            await first.wait_ready()
-            await second.wait_ready()
-            await wait_until(lambda: _split(nc), 30, "both replicas owning partitions")
-            await add_to_every_key(client, 1, 2, 3)
-            await wait_until(lambda: _at_least(relay_commits(nc), 40), 30, "the first relays")
+            await sharing_and_relaying(nc, client, first, second)
             first.signal(signal.SIGSTOP)
             try:
                 await wait_until(lambda: _equals(owners(nc), 16), 30, "the other owning all")
