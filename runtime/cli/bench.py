@@ -194,7 +194,11 @@ def load(
 
 @bench_app.command("projections")
 def projections(
-    events: int = typer.Option(200_000, "--events", help="Commits in the prefilled stream."),
+    events: int = typer.Option(
+        200_000,
+        "--events",
+        help="Commits in the prefilled stream (read by the catch-up, queries and switch parts).",
+    ),
     rounds: int = typer.Option(2, "--rounds", help="Alternating rounds per side."),
     rows: int = typer.Option(1_000_000, "--rows", help="Rows of the snapshotted read model."),
     queries: int = typer.Option(20_000, "--queries", help="Timed queries per side."),
