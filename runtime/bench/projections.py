@@ -1,14 +1,15 @@
 """``cqrs bench projections``: the read side against hand-written nats-py baselines.
 
-Three measurements, each in the same run and on the same server as its baseline:
+Four measurements, each in the same run and on the same server as its baseline:
 
 - **Catch-up**: a replica of the example ``orders`` projection (default settings: batches of
   500, snapshots every 20,000 commits in the background) applies a prefilled stream from the
   first event, against the smallest correct nats-py loop over the same subjects: a durable pull
   consumer, ``fetch(500)`` and an ack per message (decoding nothing). Rounds alternate between
   the two, so a noisy neighbour slows both alike.
-- **Snapshot** of an ``orders`` read model of ``rows`` rows: writing (encode + upload) and
-  restoring (download + inflate + decode) it through the Object Store.
+- **Snapshot** of an ``orders`` read model of ``rows`` rows, built in the process (it reads no
+  stream): writing (encode + upload) and restoring (download + inflate + decode) it through the
+  Object Store.
 - **Queries**: ``get_order_by_id`` with ``in_flight`` requests outstanding, against a nats-py
   subscription answering from a dict of the same rows.
 - **Rebuild beside live** (:mod:`runtime.bench.switch`): version 2's catch-up while version 1
