@@ -97,7 +97,8 @@ class Client:
     ) -> AsyncIterator[Client]:
         """A client on its own connection to ``url`` (or ``options``: credentials, TLS,
         ``connect_timeout``), closed when the context exits. The first connect gives up after
-        ``options.connect_timeout`` seconds (5 by default) with :class:`Unreachable`."""
+        ``options.connect_timeout`` seconds (5 by default) with :class:`Unreachable`, or at once
+        with :class:`Unauthorized` when the server refuses the credentials."""
         options = options or ConnectOptions()
         if url is not None:
             options = replace(options, url=url)

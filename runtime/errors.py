@@ -186,7 +186,9 @@ class ReplicaInUse(ConfigurationError):
 
 
 class Unauthorized(CqrsError):
-    """Raised when the HTTP gateway requires a bearer token and the request has no valid one."""
+    """Raised when credentials are refused: the NATS server refuses a connection's user,
+    password or credentials file at connect, or the HTTP gateway requires a bearer token and
+    the request has no valid one."""
 
     code = "unauthorized"
 

@@ -7,8 +7,9 @@ second terminal's ``cqrs send`` finds it (see :mod:`runtime.transport.devstore`)
 The first connection is bounded: nats-py's ``max_reconnect_attempts=-1`` applies to the first
 connect too and would retry an unreachable URL forever, so the first connect gets
 ``connect_timeout`` seconds in all and fails with :class:`~runtime.errors.Unreachable` naming the
-URL and the last error. Once connected, the connection reconnects with back-off (see
-:mod:`runtime.transport.lifeline`).
+URL and the last error; a server that refuses the credentials fails it at once with
+:class:`~runtime.errors.Unauthorized`, as retrying cannot help. Once connected, the connection
+reconnects with back-off (see :mod:`runtime.transport.lifeline`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from typing import Any
 import anyio
 from nats.aio.client import Client as NATS
 
-from ..errors import ConfigurationError, NoServer, Unreachable
+from ..errors import ConfigurationError, NoServer, Unauthorized, Unreachable
 from ..log import get_logger
 from .devstore import DevStore
 from .embedded import embedded_server
-from .lifeline import Lifeline, describe, lifeline_of, servers_label
+from .lifeline import Lifeline, describe, lifeline_of, refuses_credentials, servers_label
 from .refusals import Connection
 
 log = get_logger("runtime.transport.connection")
@@ -78,7 +79,8 @@ class ConnectOptions:
 
 async def open_connection(url: str, options: ConnectOptions) -> NATS:
     """Connect to ``url`` (a comma-separated list names several servers of one cluster), giving
-    up after ``options.connect_timeout`` seconds with :class:`Unreachable`."""
+    up after ``options.connect_timeout`` seconds with :class:`Unreachable`, or at once with
+    :class:`Unauthorized` when the server refuses the credentials."""
     kwargs: dict[str, Any] = {
         "name": options.name,
         "connect_timeout": max(0.5, min(options.connect_timeout, 5.0)),  # per attempt
@@ -100,8 +102,10 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
     log.info("nats_connecting", url=label, timeout=options.connect_timeout)
     nc = Connection(options.user)
     connected = False
+    refused = anyio.CancelScope()  # cancelled when the server refuses the credentials
+    lifeline.on_refused = refused.cancel
     try:
-        with anyio.fail_after(options.connect_timeout):
+        with refused, anyio.fail_after(options.connect_timeout):
             await nc.connect(
                 servers,
                 allow_reconnect=options.max_reconnects != 0,
@@ -109,9 +113,15 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
                 **lifeline.callbacks(),
                 **kwargs,
             )
+        if refused.cancel_called:
+            raise _refused(label, options, lifeline.last_error or "refused")
         connected = True
+    except Unauthorized:
+        raise
     except Exception as exc:
         why = lifeline.last_error or describe(exc)
+        if refuses_credentials(why):
+            raise _refused(label, options, why) from None
         raise Unreachable(
             f"cannot connect to NATS at {label}: {why} "
             f"(connect timeout {options.connect_timeout:g}s)",
@@ -125,6 +135,19 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
     lifeline.connected = True
     lifeline.attach(nc)
     return nc
+
+
+def _refused(label: str, options: ConnectOptions, why: str) -> Unauthorized:
+    if options.creds:
+        whose = f"the credentials file {options.creds}"
+    elif options.user:
+        whose = f"user {options.user!r} (or its password)"
+    else:
+        whose = "a connection without credentials"
+    return Unauthorized(
+        f"the NATS server at {label} refuses {whose}: {why}",
+        details={"url": label, "user": options.user, "error": why},
+    )
 
 
 @contextlib.asynccontextmanager

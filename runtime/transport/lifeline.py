@@ -19,7 +19,9 @@ The lifeline of a connection is found with :func:`lifeline_of`.
 from __future__ import annotations
 
 import os
+import re
 import weakref
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import ParseResult, urlparse
 
@@ -49,6 +51,17 @@ def servers_label(url: str) -> str:
     return ",".join(server_label(u.strip()) for u in url.split(",") if u.strip())
 
 
+# What the server says when it refuses a connection's user, password or credentials.
+_REFUSED_CREDENTIALS = re.compile(
+    r"authorization violation|authorization failed|authentication (expired|revoked|timeout)", re.I
+)
+
+
+def refuses_credentials(error: str) -> bool:
+    """Whether ``error`` (from :func:`describe`) is the server refusing the credentials."""
+    return _REFUSED_CREDENTIALS.search(error) is not None
+
+
 def describe(exc: BaseException) -> str:
     """One line for an error nats-py reports (many of its errors have an empty message)."""
     if isinstance(exc, OSError) and exc.errno:
@@ -68,6 +81,7 @@ class Lifeline:
         self.closing = False  # the runtime itself is closing the connection
         self.reconnecting = False
         self.attempt = 0
+        self.on_refused: Callable[[], Any] | None = None  # the first connect's credentials
         self._nc: weakref.ref[NATS] | None = None
 
     def attach(self, nc: NATS) -> None:
@@ -91,6 +105,8 @@ class Lifeline:
             log.debug("nats_permission_denied", error=describe(exc))  # its waiter reports it
             return
         self.last_error = describe(exc)
+        if not self.connected and self.on_refused and refuses_credentials(self.last_error):
+            self.on_refused()  # retrying cannot help
         if self.connected and not self.reconnecting and not self.closing:
             log.warning("nats_error", error=self.last_error)
 

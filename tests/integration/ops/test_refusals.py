@@ -12,7 +12,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from aggregates.scenario import run_scenario
-from runtime import Client, Conflict, ConnectOptions, PermissionDenied, StreamSettings
+from runtime import (
+    Client,
+    Conflict,
+    ConnectOptions,
+    PermissionDenied,
+    StreamSettings,
+    Unauthorized,
+)
 from runtime.cli import exits
 from runtime.domain.app import DEFAULT_APP
 from runtime.transport.connection import open_connection
@@ -144,6 +151,26 @@ async def test_a_cli_command_refused_by_nats_says_so_and_exits_77(
     )
     assert done.returncode == exits.NO_PERMISSION, done.stderr
     assert "does not allow user 'alice' to publish to '$JS.API.STREAM.INFO.EVENTS'" in done.stderr
+
+
+async def test_refused_credentials_fail_the_connect_at_once_as_unauthorized(
+    node: NatsNode, tmp_path: Path
+) -> None:
+    """A wrong password, or no user at all, is refused by the server: the connect fails with
+    ``Unauthorized`` naming the user, without retrying until its timeout (60 s here), and a CLI
+    command exits 77 (permission denied), not 69 (unreachable)."""
+    wrong = ConnectOptions(user="alice", password="wrong", connect_timeout=60)
+    with anyio.fail_after(30), pytest.raises(Unauthorized, match="refuses user 'alice'"):
+        await open_connection(node.url, wrong)
+    with anyio.fail_after(30), pytest.raises(Unauthorized, match="without credentials"):
+        await open_connection(node.url, ConnectOptions(connect_timeout=60))
+    args = ("events", "user", "u-1", "--nats", node.url, "--user", "alice")
+    done = await anyio.to_thread.run_sync(
+        lambda: run_cli(*args, "--password", "wrong", cwd=tmp_path)
+    )
+    assert done.returncode == exits.NO_PERMISSION, done.stderr
+    assert "error (unauthorized): the NATS server at" in done.stderr, done.stderr
+    assert "refuses user 'alice' (or its password): nats: 'Authorization Violation'" in done.stderr
 
 
 async def test_a_worker_refused_its_command_subjects_exits_naming_them(
