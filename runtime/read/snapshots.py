@@ -390,8 +390,8 @@ class ProjectionSnapshotStore:
         # Newest first; at the same sequence this replica's own snapshot first.
         candidates.sort(key=lambda i: (-i.seq, i.replica != replica))
         for info in candidates:
-            if info.schema != projection.version:
-                bound.warning(
+            if info.schema != projection.version:  # another version's, beside this one
+                bound.info(
                     "snapshot_other_version",
                     snapshot_replica=info.replica,
                     snapshot_schema=info.schema,
