@@ -212,7 +212,8 @@ class Client:
                 )
         except NoResponders:
             raise NoResponders(
-                f"no worker serves {what} (nothing listens on {subject})",
+                f"no worker serves {what} (nothing listens on {subject}: none is running for "
+                "it, or no such name is deployed)",
                 details={"subject": subject},
             ) from None
         body = codec.loads(msg.data)

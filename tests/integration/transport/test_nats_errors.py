@@ -94,9 +94,11 @@ async def test_client_on_a_draining_connection_is_unavailable(draining: NATS) ->
 
 
 async def test_client_with_nobody_serving_raises_no_responders(nc: NATS) -> None:
-    """A command nothing serves raises NoResponders naming the aggregate."""
-    with pytest.raises(NoResponders, match="no worker serves aggregate 'user'"):
+    """A command nothing serves raises NoResponders naming the aggregate, and saying that the
+    name may be wrong (a misspelt aggregate reaches no worker either)."""
+    with pytest.raises(NoResponders, match="no worker serves aggregate 'user'") as caught:
         await Client(nc).send("user", "u-1", "create", USER)
+    assert "or no such name is deployed" in caught.value.message
 
 
 async def test_client_with_a_responder_that_never_answers_times_out(silent: NATS) -> None:
