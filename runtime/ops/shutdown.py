@@ -109,7 +109,8 @@ class Shutdown:
         self.started_at = anyio.current_time()
         self._scope.deadline = self.started_at + self.timeout
         self._signalled.set()
-        log.info("shutdown_started", signal=signum, timeout=self.timeout)
+        # (the drain's part of --shutdown-timeout: the rest is kept for closing the connection)
+        log.info("shutdown_started", signal=signum, drain_seconds=self.timeout)
 
     async def watch(self, signals: AsyncIterator[int]) -> None:
         """The first signal stops a starting process at once and drains a serving one; a

@@ -41,3 +41,4 @@ async def test_a_signal_while_serving_drains_and_ends_complete() -> None:
                 assert await shutdown.wait() == signal.SIGINT
     assert not shutdown.forced
     assert [e["event"] for e in logs] == ["shutdown_started", "shutdown_complete"]
+    assert logs[0]["drain_seconds"] == 5  # what the drain has, said as such
