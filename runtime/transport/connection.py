@@ -133,6 +133,7 @@ async def open_connection(url: str, options: ConnectOptions) -> NATS:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await _close_quietly(nc)
     lifeline.connected = True
+    lifeline.on_refused = None
     lifeline.attach(nc)
     return nc
 

@@ -51,9 +51,10 @@ def servers_label(url: str) -> str:
     return ",".join(server_label(u.strip()) for u in url.split(",") if u.strip())
 
 
-# What the server says when it refuses a connection's user, password or credentials.
+# What the server says when it refuses a connection's user, password or credentials (not its
+# 'Authentication Timeout': a client too slow to send them may be let in on the next attempt).
 _REFUSED_CREDENTIALS = re.compile(
-    r"authorization violation|authorization failed|authentication (expired|revoked|timeout)", re.I
+    r"authorization violation|authorization failed|authentication (expired|revoked)", re.I
 )
 
 
