@@ -198,6 +198,20 @@ async def test_a_damaged_snapshot_falls_back_to_full_replay(
     await rebuilds_from_the_first_event(nc, projection, calls, last)
 
 
+async def resumes_from_the_snapshot(
+    nc: NATS, store: EventStore, projection: Projection[Statuses], calls: Calls, first: int
+) -> None:
+    """After 10 more orders, a replica started now restores the snapshot taken at ``first`` and
+    applies only the later events, to the model a fold of the stream gives."""
+    last = await append_orders(store, 10, prefix="b")
+    calls.n = 0
+    async with run_replica(nc, projection, SETTINGS) as replica:
+        assert replica.restored_from is not None and replica.restored_from.seq == first
+        assert await replica.wait_for(last, timeout=10)
+        assert calls.n == 15  # only the later events
+        assert replica.model == await fold(nc, counting()[0])
+
+
 async def test_a_format_1_snapshot_still_restores(nc: NATS, store: EventStore) -> None:
     """A snapshot stored in format 1 (one zlib stream of the whole model) is restored."""
     projection, calls = counting()
@@ -210,13 +224,7 @@ async def test_a_format_1_snapshot_still_restores(nc: NATS, store: EventStore) -
     del header["frames"]
     body = zlib.compress(msgspec.msgpack.encode(model), 1)
     await corrupt(nc, "tally", "r1", b"".join((MAGIC, b"\n", orjson.dumps(header), b"\n", body)))
-    last = await append_orders(store, 10, prefix="b")
-    calls.n = 0
-    async with run_replica(nc, projection, SETTINGS) as replica:
-        assert replica.restored_from is not None and replica.restored_from.seq == first
-        assert await replica.wait_for(last, timeout=10)
-        assert calls.n == 15  # only the later events
-        assert replica.model == await fold(nc, counting()[0])
+    await resumes_from_the_snapshot(nc, store, projection, calls, first)
 
 
 async def test_a_format_2_snapshot_still_restores(nc: NATS, store: EventStore) -> None:
@@ -226,13 +234,7 @@ async def test_a_format_2_snapshot_still_restores(nc: NATS, store: EventStore) -
     async with run_replica(nc, projection, SETTINGS) as replica:
         assert await replica.wait_for(first, timeout=10)
     await corrupt(nc, "tally", "r1", as_format_2(await stored_blob(nc, "tally", "r1")))
-    last = await append_orders(store, 10, prefix="b")
-    calls.n = 0
-    async with run_replica(nc, projection, SETTINGS) as replica:
-        assert replica.restored_from is not None and replica.restored_from.seq == first
-        assert await replica.wait_for(last, timeout=10)
-        assert calls.n == 15  # only the later events
-        assert replica.model == await fold(nc, counting()[0])
+    await resumes_from_the_snapshot(nc, store, projection, calls, first)
 
 
 async def test_a_snapshot_of_another_schema_version_is_replayed_over(

@@ -5,7 +5,7 @@ that do not match the object's info make the snapshot unreadable."""
 from __future__ import annotations
 
 import base64
-import secrets
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +15,8 @@ from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
 import runtime.read.snapshots as snapshots_module
-from projections.orders import LineView, OrdersModel, OrderView, orders
+from projections.orders import OrdersModel, orders
+from runtime.bench.projections import big_model
 from runtime.read.snapshot_blob import CorruptSnapshot
 from runtime.read.snapshots import (
     DEFAULT_BUCKET,
@@ -38,24 +39,11 @@ INFO = ProjectionSnapshot(
 OBJ_STREAM = f"OBJ_{DEFAULT_BUCKET}"
 
 
-def model(rows: int = 20_000) -> OrdersModel:
-    """A model whose blob spans many of the Object Store's 128 KiB chunks (random ids do not
-    compress)."""
-    m = OrdersModel()
-    for i in range(rows):
-        order_id, user_id = f"ord-{secrets.token_hex(8)}", f"u-{i % 300}"
-        m.orders[order_id] = OrderView(
-            order_id=order_id,
-            user_id=user_id,
-            status="paid",
-            total="39.80",
-            currency="EUR",
-            lines=[LineView(secrets.token_hex(6), 2, "19.90")],
-            created_at="2026-12-07T12:00:00+00:00",
-            updated_at="2026-12-07T12:00:00+00:00",
-        )
-        m.by_user.setdefault(user_id, []).append(order_id)
-    return m
+def model() -> OrdersModel:
+    """A model whose blob spans many of the Object Store's 128 KiB chunks (the benchmark's
+    rows compress to about 23 bytes each)."""
+    result: OrdersModel = big_model(60_000)
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +52,14 @@ def small_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshots_module, "CHUNKS_PER_REQUEST", 3)
 
 
-async def saved(nc: NATS, original: OrdersModel) -> ProjectionSnapshot:
+async def started(nc: NATS) -> ProjectionSnapshotStore:
     store = ProjectionSnapshotStore(nc)
     await store.start()
+    return store
+
+
+async def saved(nc: NATS, original: OrdersModel) -> ProjectionSnapshot:
+    store = await started(nc)
     info = await store.save(orders, INFO, encode_snapshot(orders, original, INFO))
     assert (await store.obs.get_info(info.object_name)).chunks >= 6
     return info
@@ -106,25 +99,32 @@ async def connect(server: EmbeddedServer, user: str) -> NATS:
     return await open_connection(server.url, ConnectOptions(user=user, password=user))
 
 
+@contextlib.asynccontextmanager
+async def restoring_as(
+    server: EmbeddedServer, user: str
+) -> AsyncIterator[tuple[ProjectionSnapshotStore, OrdersModel, ProjectionSnapshot]]:
+    """A model saved by the unrestricted user; ``user``'s started store, the model and the
+    snapshot's info."""
+    admin, nc = await connect(server, "admin"), await connect(server, user)
+    try:
+        original = model()
+        yield await started(nc), original, await saved(admin, original)
+    finally:
+        await nc.close()
+        await admin.close()
+
+
 async def test_a_restore_downloads_the_chunks_in_batched_direct_gets(
     users: EmbeddedServer,
 ) -> None:
     """A user refused every consumer of the bucket restores a snapshot of many chunks, in
     several requests, to the model that was saved, rows in their order."""
-    admin, direct = await connect(users, "admin"), await connect(users, "direct")
-    try:
-        original = model()
-        info = await saved(admin, original)
-        store = ProjectionSnapshotStore(direct)
-        await store.start()
+    async with restoring_as(users, "direct") as (store, original, info):
         with capture_logs() as logs:
             restored = await store.load(orders, info)
-        assert restored == original
-        assert list(restored.orders) == list(original.orders)
-        assert "snapshot_read_by_consumer" not in [e["event"] for e in logs]
-    finally:
-        await direct.close()
-        await admin.close()
+    assert restored == original
+    assert list(restored.orders) == list(original.orders)
+    assert "snapshot_read_by_consumer" not in [e["event"] for e in logs]
 
 
 async def test_a_user_refused_batched_direct_gets_downloads_through_a_consumer(
@@ -132,19 +132,11 @@ async def test_a_user_refused_batched_direct_gets_downloads_through_a_consumer(
 ) -> None:
     """A user generated before restores used direct gets keeps restoring, through nats-py's
     consumer; the refusal is logged once, and not asked again."""
-    admin, consumer = await connect(users, "admin"), await connect(users, "consumer")
-    try:
-        original = model()
-        info = await saved(admin, original)
-        store = ProjectionSnapshotStore(consumer)
-        await store.start()
+    async with restoring_as(users, "consumer") as (store, original, info):
         with capture_logs() as logs:
             for _ in range(2):
                 assert await store.load(orders, info) == original
-        assert [e["event"] for e in logs].count("snapshot_read_by_consumer") == 1
-    finally:
-        await consumer.close()
-        await admin.close()
+    assert [e["event"] for e in logs].count("snapshot_read_by_consumer") == 1
 
 
 async def chunk_subject(nc: NATS, info: ProjectionSnapshot) -> str:
@@ -155,8 +147,7 @@ async def chunk_subject(nc: NATS, info: ProjectionSnapshot) -> str:
 async def test_a_chunk_more_than_the_object_has_is_unreadable(nc: NATS) -> None:
     info = await saved(nc, model())
     await nc.jetstream().publish(await chunk_subject(nc, info), b"\x00" * 100)
-    store = ProjectionSnapshotStore(nc)
-    await store.start()
+    store = await started(nc)
     with pytest.raises(CorruptSnapshot, match="chunks"):
         await store.load(orders, info)
 
@@ -168,8 +159,7 @@ async def test_a_chunk_missing_is_unreadable_after_asking_again(nc: NATS) -> Non
     js = nc.jetstream()
     chunk = await js.get_last_msg(OBJ_STREAM, await chunk_subject(nc, info))
     await js.delete_msg(OBJ_STREAM, chunk.seq)
-    store = ProjectionSnapshotStore(nc)
-    await store.start()
+    store = await started(nc)
     with pytest.raises(CorruptSnapshot, match="chunks"):
         await store.load(orders, info)
 
@@ -186,7 +176,6 @@ async def test_chunks_that_do_not_match_the_digest_are_unreadable(nc: NATS, dige
     meta = orjson.loads((await js.get_last_msg(OBJ_STREAM, meta_subject)).data)
     meta["digest"] = digest
     await js.publish(meta_subject, orjson.dumps(meta), headers={"Nats-Rollup": "sub"})
-    store = ProjectionSnapshotStore(nc)
-    await store.start()
+    store = await started(nc)
     with pytest.raises(CorruptSnapshot, match="digest"):
         await store.load(orders, info)
