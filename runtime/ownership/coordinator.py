@@ -176,7 +176,12 @@ class Coordinator:
         if lease is not None and not wanted:
             await self.hand_off(lease)
         elif lease is not None:
-            if await self.bucket.renew(lease, self.member):
+            # Shielded, as the acquisition below: a stop that cancelled the round between the
+            # server storing the renewal and its revision being kept here would make the
+            # release at stop, conditional on the revision, leave the lease until it expires.
+            with anyio.CancelScope(shield=True):
+                renewed = await self.bucket.renew(lease, self.member)
+            if renewed:
                 self.stats.renewed += 1
             else:
                 await self._lose(lease, "taken_over")
